@@ -1,0 +1,100 @@
+"""What every embedded connector provides, and the shapes it speaks in.
+
+A connector knows one source type: how to check credentials against the live source, how to list
+its tables, and how to stream a table out as Arrow record batches. It never stores anything; the
+sync engine and the API handlers do. `config` is always the source's `job_inputs` with secrets
+decrypted (flat keys as the wizard form names them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+IncrementalFieldType = Literal["integer", "numeric", "datetime", "date", "timestamp", "objectid", "xid"]
+
+
+class SourceError(Exception):
+    """A failure reported by (or about) the source, worded for the user.
+
+    The message must never contain a secret: connectors build it from the driver's error text with
+    any password or key removed. The API answers it as `400 {"message": ...}`.
+    """
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    data_type: str  # the source's own type name, as PostHog shows it (e.g. "timestamp with time zone")
+    is_nullable: bool
+    warehouse_type: str  # the DuckDB type the column lands as (e.g. "DECIMAL(12,2)", "JSON", "INTEGER[]")
+
+
+@dataclass(frozen=True)
+class IncrementalCandidate:
+    field: str
+    field_type: IncrementalFieldType
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: list[ColumnInfo]
+    primary_keys: list[str] = field(default_factory=list)
+    incremental_fields: list[IncrementalCandidate] = field(default_factory=list)
+    row_estimate: int | None = None
+    supports_incremental: bool = True
+    supports_append: bool = True
+    cdc_available: bool = False
+    supports_webhooks: bool = False
+    webhook_only: bool = False
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """One table read. `cursor` is None for a full read; else rows with `incremental_field > cursor`."""
+
+    table: TableInfo
+    columns: list[str] | None = None  # None = every column
+    incremental_field: str | None = None
+    cursor: Any = None  # JSON-serialisable value as saved by the engine (ISO string for dates/times)
+    batch_rows: int = 50_000
+
+
+@runtime_checkable
+class Connector(Protocol):
+    source_type: str
+
+    def validate(self, config: Mapping[str, Any]) -> None:
+        """Connect to the live source with `config`; raise SourceError("Invalid credentials"/...) if it fails."""
+
+    def discover(self, config: Mapping[str, Any]) -> list[TableInfo]:
+        """List the tables this config can sync, sorted by name."""
+
+    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        """Stream the table as record batches whose columns are `request.columns` (or all), in bounded memory."""
+
+
+@dataclass(frozen=True)
+class WebhookRegistration:
+    success: bool
+    webhook_url: str | None = None
+    error: str | None = None
+    external_id: str | None = None
+    signing_secret: str | None = None  # stored encrypted by the caller, never returned by the API
+    pending_inputs: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class WebhookConnector(Connector, Protocol):
+    """A connector whose source can push changes to us (Stripe)."""
+
+    def register_webhook(self, config: Mapping[str, Any], url: str, tables: list[str]) -> WebhookRegistration: ...
+
+    def delete_webhook(self, config: Mapping[str, Any], external_id: str) -> bool: ...
