@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class SourceType(StrEnum):
-    """Every source type value PostHog defines (value == label)."""
+    """Source type values PostHog defines (value == label), as listed in spec/api-semantics.md."""
 
     Ashby = "Ashby"
     Supabase = "Supabase"
@@ -50,30 +50,6 @@ class SourceType(StrEnum):
     Amplitude = "Amplitude"
     Mixpanel = "Mixpanel"
     Jira = "Jira"
-    Pipedrive = "Pipedrive"
-    Plaid = "Plaid"
-    Paddle = "Paddle"
-    Recurly = "Recurly"
-    Segment = "Segment"
-    Sentry = "Sentry"
-    Slack = "Slack"
-    Asana = "Asana"
-    Notion = "Notion"
-    Airtable = "Airtable"
-    Freshdesk = "Freshdesk"
-    Gorgias = "Gorgias"
-    Greenhouse = "Greenhouse"
-    Lever = "Lever"
-    Marketo = "Marketo"
-    Pardot = "Pardot"
-    QuickBooks = "QuickBooks"
-    Xero = "Xero"
-    Twilio = "Twilio"
-    SendGrid = "SendGrid"
-    Calendly = "Calendly"
-    Typeform = "Typeform"
-    Databricks = "Databricks"
-    ClickHouse = "ClickHouse"
     Custom = "Custom"
 
 

@@ -1,0 +1,783 @@
+"""The connect page: the browser form where the user types a source's credentials, so the agent never sees them.
+
+A connect link (`/connect/<token>`) is a one-time token: only its sha256 is stored, with a CSRF token
+bound to it, and it dies after CONNECT_LINK_TTL or on first successful use. The form is rendered on
+the server from the source's wizard definition (no JS framework; a tiny nonce'd script only shows
+and hides option sub-fields, and everything works with JavaScript off). A submit is checked exactly
+like `store_credentials` (form rules, then the live source); a failure re-renders the form with the
+message and the non-secret values, never a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from warehouse_mcp.embedded import credentials_api
+from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.errors import ApiError
+from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.vault import Vault
+
+logger = logging.getLogger(__name__)
+
+CONNECT_LINK_TTL = timedelta(minutes=30)
+# Used and expired tokens stay a day so the MCP layer can still read "completed"/"expired".
+TOKEN_RETENTION = timedelta(days=1)
+MAX_FORM_BYTES = 1_000_000  # a pasted JSON key file is a few KB
+MAX_TOKEN_CHARS = 200
+CSRF_FIELD = "csrf_token"
+
+EXPIRED_MESSAGE = "This link has expired or was already used. Ask your assistant for a new link."
+SUCCESS_MESSAGE = "Connected. Return to your assistant and tell it you are done."
+OAUTH_NOTE = (
+    "OAuth connections need a PostHog backend: this local server cannot complete an OAuth sign-in. "
+    "Choose another way to connect if the form offers one, or connect this source in PostHog "
+    "(set POSTHOG_PERSONAL_API_KEY for warehouse-mcp)."
+)
+
+INPUT_TYPES = {"text", "email", "search", "url", "password", "time", "number"}
+SSH_AUTH_OPTIONS = (("password", "Password"), ("keypair", "Key pair"))
+SSH_DEFAULT_PORT = 22
+
+
+class ConnectBackend(Protocol):
+    store: Store
+    vault: Vault
+
+    def connect_base_url(self) -> str: ...
+
+
+# --- links and their state -------------------------------------------------------------------------
+
+
+def new_connect_link(backend: ConnectBackend, team_id: int, source_type: str) -> tuple[str, str]:
+    """Mint a one-time connect link for `source_type`; return (url, token). Only the token's hash is kept."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with backend.store.transaction() as db:
+        db.execute(
+            "DELETE FROM connect_tokens WHERE julianday(expires_at) < julianday(?)",
+            (iso(now - TOKEN_RETENTION),),
+        )
+        db.execute(
+            "INSERT INTO connect_tokens (token_hash, team_id, source_type, csrf_token, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                _hash(token),
+                team_id,
+                source_type,
+                secrets.token_urlsafe(32),
+                iso(now),
+                iso(now + CONNECT_LINK_TTL),
+            ),
+        )
+    url = f"{backend.connect_base_url().rstrip('/')}/connect/{token}"
+    return url, token
+
+
+def connect_status(store: Store, token: str) -> dict[str, Any]:
+    """{"state": "pending"|"completed"|"expired", "credential_id"?}: what became of a connect link."""
+    row = _token_row(store, token)
+    if row is not None and row["used_at"] is not None and row["credential_id"]:
+        return {"state": "completed", "credential_id": row["credential_id"]}
+    if row is None or not _is_live(row, utcnow()):
+        return {"state": "expired"}
+    return {"state": "pending"}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_row(store: Store, token: str) -> sqlite3.Row | None:
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return store.query_one("SELECT * FROM connect_tokens WHERE token_hash = ?", (_hash(token),))
+
+
+def _is_live(row: sqlite3.Row, now: datetime) -> bool:
+    return row["used_at"] is None and datetime.fromisoformat(row["expires_at"]) > now
+
+
+class _LinkGone(Exception):
+    """The link was used or expired between the check and the claim (two tabs submitting at once)."""
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+
+def routes(backend: ConnectBackend) -> list[Route]:
+    page = ConnectPage(backend)
+    return [
+        Route("/connect/{token}", page.form_endpoint, methods=["GET", "POST"]),
+        Route("/connect/{token}/status", page.status_endpoint, methods=["GET"]),
+    ]
+
+
+class ConnectPage:
+    def __init__(self, backend: ConnectBackend) -> None:
+        self.backend = backend
+
+    async def form_endpoint(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "GET":
+            return await run_in_threadpool(self.show, token)
+        posted = await _read_form(request)
+        if posted is None:
+            return _page("Form too large", "<p>The form was too large to accept.</p>", status=413)
+        return await run_in_threadpool(self.submit, token, posted)
+
+    async def status_endpoint(self, request: Request) -> Response:
+        state = await run_in_threadpool(connect_status, self.backend.store, request.path_params["token"])
+        return JSONResponse(state, headers=_security_headers(None))
+
+    def show(self, token: str) -> Response:
+        row = _token_row(self.backend.store, token)
+        if row is None or not _is_live(row, utcnow()):
+            return _expired_page()
+        return _form_page(
+            row["source_type"], row["csrf_token"], values={}, submitted=False, error=None, status=200
+        )
+
+    def submit(self, token: str, posted: dict[str, str]) -> Response:
+        store = self.backend.store
+        row = _token_row(store, token)
+        if row is None or not _is_live(row, utcnow()):
+            return _expired_page()
+        if not hmac.compare_digest(posted.get(CSRF_FIELD, "").encode(), row["csrf_token"].encode()):
+            logger.warning("connect page: rejected a submit with a missing or wrong CSRF token")
+            return _page(
+                "Form check failed",
+                "<p>This form could not be verified (its security token is missing or wrong), so nothing "
+                "was saved. Open the link from your assistant again and resubmit.</p>",
+                status=403,
+            )
+        source_type: str = row["source_type"]
+        definition = registry.form(source_type) or {}
+        submission = collect(definition.get("fields", []), posted)
+        safe_values = {
+            k: v for k, v in posted.items() if k not in submission.secret_names and k != CSRF_FIELD
+        }
+
+        def again(message: str) -> Response:
+            return _form_page(
+                source_type,
+                row["csrf_token"],
+                values=safe_values,
+                submitted=True,
+                error=_scrub(message, submission.secret_values),
+                status=400,
+            )
+
+        if submission.errors:
+            return again(" ".join(submission.errors))
+        try:
+            config = credentials_api.check_credential(source_type, submission.config)
+        except ApiError as exc:
+            return again(str(exc))
+        try:
+            with store.transaction() as db:
+                metadata = credentials_api.insert_credential(
+                    db, self.backend.vault, row["team_id"], source_type, config
+                )
+                claimed = db.execute(
+                    "UPDATE connect_tokens SET used_at = ?, credential_id = ? "
+                    "WHERE token_hash = ? AND used_at IS NULL AND julianday(expires_at) > julianday(?)",
+                    (iso(utcnow()), metadata["credential_id"], row["token_hash"], iso(utcnow())),
+                )
+                if claimed.rowcount != 1:
+                    raise _LinkGone
+        except _LinkGone:
+            return _expired_page()
+        logger.info("connect page: stored credential %s for %s", metadata["credential_id"], source_type)
+        return _success_page(source_type, metadata["credential_id"])
+
+
+async def _read_form(request: Request) -> dict[str, str] | None:
+    """The urlencoded body as {name: first value}; None when larger than MAX_FORM_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=2000)
+    return {key: values[0] for key, values in parsed.items()}
+
+
+# --- from posted fields to a config ------------------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    config: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    secret_names: set[str] = field(default_factory=set)  # form input names holding secrets
+    secret_values: list[str] = field(default_factory=list)
+
+
+def collect(fields: Sequence[Mapping[str, Any]], posted: Mapping[str, str]) -> Submission:
+    """Build the source config the wizard form describes from the posted inputs.
+
+    Numbers become ints, checkboxes bools, select-with-sub-fields `{selection, ...}`, switch-groups
+    `{enabled, ...}`, SSH tunnels their nested shape; blanks are left out (the form rules decide what
+    is required). Only the chosen option's sub-fields count.
+    """
+    submission = Submission()
+    submission.config = _collect(fields, "", posted, submission)
+    return submission
+
+
+def _collect(
+    fields: Sequence[Mapping[str, Any]], scope: str, posted: Mapping[str, str], out: Submission
+) -> dict:
+    config: dict[str, Any] = {}
+    for spec in fields:
+        name = str(spec.get("name", ""))
+        if not name:
+            continue
+        key = scope + name
+        kind = spec.get("type", "text")
+        label = _label(spec)
+        if kind == "select":
+            chosen = _chosen_option(spec, key, posted)
+            if chosen is None:
+                if posted.get(_select_name(spec, key)):
+                    out.errors.append(f"Choose one of the listed options for {label}.")
+                continue
+            if _has_option_fields(spec):
+                group: dict[str, Any] = {"selection": chosen["value"]}
+                group.update(_collect(chosen.get("fields") or [], _option_scope(key, chosen), posted, out))
+                config[name] = group
+            else:
+                config[name] = chosen["value"]
+        elif kind == "switch-group":
+            enabled = f"{key}.enabled" in posted
+            group = {"enabled": enabled}
+            if enabled:
+                group.update(_collect(spec.get("fields") or [], f"{key}.", posted, out))
+            config[name] = group
+        elif kind == "ssh-tunnel":
+            config[name] = _collect_ssh(key, posted, out)
+        elif kind == "oauth":
+            if spec.get("required"):
+                out.errors.append(f"{label}: {OAUTH_NOTE}")
+        elif kind == "file-upload":
+            out.secret_names.add(key)
+            raw = posted.get(key, "")
+            if raw.strip():
+                out.secret_values.append(raw)
+                parsed = _parse_key_file(spec, raw, out)
+                if parsed is not None:
+                    config[name] = parsed
+        else:
+            value = _collect_input(spec, key, posted, out)
+            if value is not None:
+                config[name] = value
+    return config
+
+
+def _collect_input(spec: Mapping[str, Any], key: str, posted: Mapping[str, str], out: Submission) -> Any:
+    raw = posted.get(key, "")
+    if _is_secret(spec):
+        out.secret_names.add(key)
+        if raw:
+            out.secret_values.append(raw)
+        return raw or None
+    value = raw.strip()
+    if not value:
+        return None
+    if spec.get("type") == "number":
+        try:
+            return int(value)
+        except ValueError:
+            out.errors.append(f"{_label(spec)} must be a whole number.")
+            return None
+    return value
+
+
+def _collect_ssh(key: str, posted: Mapping[str, str], out: Submission) -> dict[str, Any]:
+    if f"{key}.enabled" not in posted:
+        return {"enabled": False}
+    tunnel: dict[str, Any] = {"enabled": True}
+    host = posted.get(f"{key}.host", "").strip()
+    if host:
+        tunnel["host"] = host
+    port = posted.get(f"{key}.port", "").strip()
+    try:
+        tunnel["port"] = int(port) if port else SSH_DEFAULT_PORT
+    except ValueError:
+        out.errors.append("SSH tunnel port must be a whole number.")
+    selection = posted.get(f"{key}.auth.selection", "password")
+    if selection not in dict(SSH_AUTH_OPTIONS):
+        out.errors.append("Choose password or key pair for the SSH tunnel authentication.")
+        selection = "password"
+    auth: dict[str, Any] = {"selection": selection}
+    username = posted.get(f"{key}.auth.username", "").strip()
+    if username:
+        auth["username"] = username
+    chosen_secrets = ("password",) if selection == "password" else ("private_key", "passphrase")
+    for option, _ in SSH_AUTH_OPTIONS:
+        for secret_key in ("password", "private_key", "passphrase"):
+            input_name = f"{key}.auth.{option}.{secret_key}"
+            out.secret_names.add(input_name)
+            value = posted.get(input_name, "")
+            if option == selection and secret_key in chosen_secrets and value:
+                out.secret_values.append(value)
+                auth[secret_key] = value
+    tunnel["auth"] = auth
+    tunnel["require_tls"] = {"enabled": f"{key}.require_tls.enabled" in posted}
+    return tunnel
+
+
+def _parse_key_file(spec: Mapping[str, Any], raw: str, out: Submission) -> dict[str, Any] | None:
+    label = _label(spec)
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        out.errors.append(f"{label} must be the contents of a JSON key file.")
+        return None
+    if not isinstance(parsed, dict):
+        out.errors.append(f"{label} must be a JSON object (the whole key file).")
+        return None
+    keys = (spec.get("fileFormat") or {}).get("keys") or "*"
+    if keys == "*" or keys == ["*"]:
+        return parsed
+    missing = [k for k in keys if k not in parsed]
+    if missing:
+        out.errors.append(f"{label} is missing: {', '.join(missing)}.")
+        return None
+    return {k: parsed[k] for k in keys}
+
+
+def _scrub(message: str, secret_values: Sequence[str]) -> str:
+    """Belt and braces: a source's message must hold no secret, but never echo one even if it did."""
+    for value in sorted(secret_values, key=len, reverse=True):
+        if len(value) >= 4:
+            message = message.replace(value, "[hidden]")
+    return message
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def _is_secret(spec: Mapping[str, Any]) -> bool:
+    return spec.get("type") in ("password", "file-upload") or bool(spec.get("secret"))
+
+
+def _label(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("label") or spec.get("name") or "This field")
+
+
+def _has_option_fields(spec: Mapping[str, Any]) -> bool:
+    return any(option.get("fields") for option in spec.get("options") or [])
+
+
+def _select_name(spec: Mapping[str, Any], key: str) -> str:
+    return f"{key}.selection" if _has_option_fields(spec) else key
+
+
+def _option_scope(key: str, option: Mapping[str, Any]) -> str:
+    return f"{key}:{option.get('value')}."
+
+
+def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """The option the user picked (or the default when the select was not posted at all)."""
+    raw: Any = posted.get(_select_name(spec, key))
+    if raw is None or raw == "":
+        raw = spec.get("defaultValue")
+    if raw is None or raw == "":
+        return None
+    return next((o for o in spec.get("options") or [] if str(o.get("value")) == str(raw)), None)
+
+
+class _Renderer:
+    """Walks a wizard form and writes its HTML; `values` are re-shown inputs (never secrets)."""
+
+    def __init__(self, values: Mapping[str, str], submitted: bool) -> None:
+        self.values = values
+        self.submitted = submitted
+        self._ids: dict[str, int] = {}
+
+    def new_id(self, name: str) -> str:
+        base = "f-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+        count = self._ids.get(base, 0)
+        self._ids[base] = count + 1
+        return base if count == 0 else f"{base}-{count}"
+
+    def fields(self, fields: Sequence[Mapping[str, Any]], scope: str, top: bool) -> str:
+        return "".join(self.field(spec, scope, top) for spec in fields if spec.get("name"))
+
+    def field(self, spec: Mapping[str, Any], scope: str, top: bool) -> str:
+        kind = spec.get("type", "text")
+        key = scope + str(spec["name"])
+        if kind == "select":
+            return self.select(spec, key, top)
+        if kind == "switch-group":
+            return self.switch_group(spec, key)
+        if kind == "ssh-tunnel":
+            return self.ssh_tunnel(spec, key)
+        if kind == "oauth":
+            return (
+                f'<div class="field oauth"><p class="label">{_e(_label(spec))}</p>'
+                f'<p class="note" role="note">{_e(OAUTH_NOTE)}</p></div>'
+            )
+        if kind == "file-upload":
+            file_format = (spec.get("fileFormat") or {}).get("format") or ".json"
+            caption = spec.get("caption") or f"Paste the contents of the {file_format} key file."
+            return self.textarea(
+                key, _label(spec), caption, required=top and bool(spec.get("required")), secret=True
+            )
+        if kind == "textarea":
+            return self.textarea(
+                key,
+                _label(spec),
+                spec.get("caption"),
+                required=top and bool(spec.get("required")),
+                secret=_is_secret(spec),
+                placeholder=spec.get("placeholder"),
+                default=spec.get("defaultValue"),
+            )
+        return self.input(spec, key, top)
+
+    def input(self, spec: Mapping[str, Any], key: str, top: bool) -> str:
+        kind = spec.get("type", "text")
+        secret = _is_secret(spec)
+        html_type = "password" if secret else (kind if kind in INPUT_TYPES else "text")
+        return self._input(
+            key,
+            _label(spec),
+            html_type,
+            caption=spec.get("caption"),
+            placeholder=spec.get("placeholder"),
+            required=top and bool(spec.get("required")),
+            secret=secret,
+            default=spec.get("defaultValue"),
+        )
+
+    def _input(
+        self,
+        key: str,
+        label: str,
+        html_type: str,
+        *,
+        caption: Any = None,
+        placeholder: Any = None,
+        required: bool = False,
+        secret: bool = False,
+        default: Any = None,
+    ) -> str:
+        element_id = self.new_id(key)
+        attrs = [f'id="{element_id}"', f'name="{_e(key)}"', f'type="{html_type}"']
+        if secret:
+            attrs.append('autocomplete="off"')
+        else:
+            value = self._value(key, default)
+            if value:
+                attrs.append(f'value="{_e(value)}"')
+            if html_type == "number":
+                attrs.append('inputmode="numeric" step="1"')
+        if placeholder:
+            attrs.append(f'placeholder="{_e(placeholder)}"')
+        if html_type in ("text", "password", "url", "email", "search"):
+            attrs.append('spellcheck="false" autocapitalize="off"')
+        attrs.extend(self._described(element_id, caption))
+        if required:
+            attrs.append('aria-required="true"')
+        return (
+            f'<div class="field">{self._label(element_id, label, required)}'
+            f"<input {' '.join(attrs)}>{self._caption(element_id, caption)}</div>"
+        )
+
+    def textarea(
+        self,
+        key: str,
+        label: str,
+        caption: Any,
+        *,
+        required: bool,
+        secret: bool,
+        placeholder: Any = None,
+        default: Any = None,
+    ) -> str:
+        element_id = self.new_id(key)
+        attrs = [f'id="{element_id}"', f'name="{_e(key)}"', 'rows="6"', 'spellcheck="false"']
+        if secret:
+            attrs.append('autocomplete="off"')
+        if placeholder:
+            attrs.append(f'placeholder="{_e(placeholder)}"')
+        attrs.extend(self._described(element_id, caption))
+        if required:
+            attrs.append('aria-required="true"')
+        content = "" if secret else _e(self._value(key, default))
+        return (
+            f'<div class="field">{self._label(element_id, label, required)}'
+            f"<textarea {' '.join(attrs)}>{content}</textarea>{self._caption(element_id, caption)}</div>"
+        )
+
+    def select(self, spec: Mapping[str, Any], key: str, top: bool) -> str:
+        options = list(spec.get("options") or [])
+        name = _select_name(spec, key)
+        element_id = self.new_id(name)
+        default = spec.get("defaultValue")
+        if default is None and options and spec.get("required"):
+            default = options[0].get("value")
+        current = self._value(name, default)
+        choices = [] if spec.get("required") else ['<option value="">Not set</option>']
+        for option in options:
+            value = str(option.get("value", ""))
+            selected = " selected" if value == current else ""
+            choices.append(
+                f'<option value="{_e(value)}"{selected}>{_e(option.get("label") or value)}</option>'
+            )
+        required = top and bool(spec.get("required"))
+        attrs = [
+            f'id="{element_id}"',
+            f'name="{_e(name)}"',
+            *self._described(element_id, spec.get("caption")),
+        ]
+        if required:
+            attrs.append('aria-required="true"')
+        parts = [
+            f'<div class="field">{self._label(element_id, _label(spec), required)}'
+            f"<select {' '.join(attrs)}>{''.join(choices)}</select>{self._caption(element_id, spec.get('caption'))}"
+        ]
+        for option in options:
+            sub_fields = option.get("fields") or []
+            if not sub_fields:
+                continue
+            parts.append(
+                f'<fieldset class="option" data-select="{element_id}" data-value="{_e(option.get("value", ""))}">'
+                f"<legend>{_e(option.get('label') or option.get('value'))}</legend>"
+                f"{self.fields(sub_fields, _option_scope(key, option), top=False)}</fieldset>"
+            )
+        parts.append("</div>")
+        return "".join(parts)
+
+    def switch_group(self, spec: Mapping[str, Any], key: str) -> str:
+        checkbox = self.checkbox(
+            f"{key}.enabled", _label(spec), bool(spec.get("default")), spec.get("caption")
+        )
+        children = spec.get("fields") or []
+        inner = self.fields(children, f"{key}.", top=False)
+        return (
+            f'<fieldset class="group"><legend>{_e(_label(spec))}</legend>{checkbox[0]}'
+            f'<div class="children" data-switch-for="{checkbox[1]}">{inner}</div></fieldset>'
+            if children
+            else f'<div class="field">{checkbox[0]}</div>'
+        )
+
+    def checkbox(self, name: str, label: str, default: bool, caption: Any = None) -> tuple[str, str]:
+        element_id = self.new_id(name)
+        checked = (name in self.values) if self.submitted else default
+        attrs = [f'id="{element_id}"', f'name="{_e(name)}"', 'type="checkbox"', 'value="on"']
+        if checked:
+            attrs.append("checked")
+        attrs.extend(self._described(element_id, caption))
+        markup = (
+            f'<div class="check"><input {" ".join(attrs)}><label for="{element_id}">{_e(label)}</label></div>'
+            f"{self._caption(element_id, caption)}"
+        )
+        return markup, element_id
+
+    def ssh_tunnel(self, spec: Mapping[str, Any], key: str) -> str:
+        label = str(spec.get("label") or "SSH tunnel")
+        enabled, enabled_id = self.checkbox(f"{key}.enabled", "Connect through an SSH tunnel", False)
+        auth_name = f"{key}.auth.selection"
+        auth_id = self.new_id(auth_name)
+        current = self._value(auth_name, "password")
+        choices = "".join(
+            f'<option value="{value}"{" selected" if value == current else ""}>{text}</option>'
+            for value, text in SSH_AUTH_OPTIONS
+        )
+        password_group = self._input(f"{key}.auth.password.password", "SSH password", "password", secret=True)
+        keypair_group = self.textarea(
+            f"{key}.auth.keypair.private_key",
+            "Private key",
+            "Paste the private key (PEM).",
+            required=False,
+            secret=True,
+        ) + self._input(
+            f"{key}.auth.keypair.passphrase", "Key passphrase (optional)", "password", secret=True
+        )
+        require_tls, _ = self.checkbox(f"{key}.require_tls.enabled", "Require TLS through the tunnel", False)
+        return (
+            f'<fieldset class="group"><legend>{_e(label)}</legend>{enabled}'
+            f'<div class="children" data-switch-for="{enabled_id}">'
+            f"{self._input(f'{key}.host', 'SSH host', 'text')}"
+            f"{self._input(f'{key}.port', 'SSH port', 'number', default=SSH_DEFAULT_PORT)}"
+            f'<div class="field">{self._label(auth_id, "Authentication", False)}'
+            f'<select id="{auth_id}" name="{_e(auth_name)}">{choices}</select></div>'
+            f"{self._input(f'{key}.auth.username', 'SSH username', 'text')}"
+            f'<fieldset class="option" data-select="{auth_id}" data-value="password"><legend>Password</legend>'
+            f"{password_group}</fieldset>"
+            f'<fieldset class="option" data-select="{auth_id}" data-value="keypair"><legend>Key pair</legend>'
+            f"{keypair_group}</fieldset>{require_tls}</div></fieldset>"
+        )
+
+    def _value(self, key: str, default: Any) -> str:
+        if self.submitted:
+            return self.values.get(key, "")
+        return "" if default is None else str(default)
+
+    @staticmethod
+    def _label(element_id: str, label: str, required: bool) -> str:
+        marker = '<span class="required" aria-hidden="true"> *</span>' if required else ""
+        return f'<label for="{element_id}">{_e(label)}{marker}</label>'
+
+    @staticmethod
+    def _described(element_id: str, caption: Any) -> list[str]:
+        return [f'aria-describedby="{element_id}-caption"'] if caption else []
+
+    @staticmethod
+    def _caption(element_id: str, caption: Any) -> str:
+        return f'<p class="caption" id="{element_id}-caption">{_e(caption)}</p>' if caption else ""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+# --- pages ------------------------------------------------------------------------------------------
+
+_STYLE = """
+:root { color-scheme: light dark; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
+body { margin: 0; padding: 2rem 1rem; line-height: 1.5; }
+main { max-width: 40rem; margin: 0 auto; }
+h1 { font-size: 1.5rem; margin: 0 0 .5rem; }
+.lead { margin-top: 0; opacity: .85; }
+.field { margin: 0 0 1rem; }
+label, .label { display: block; font-weight: 600; margin-bottom: .25rem; }
+.check { display: flex; gap: .5rem; align-items: center; margin-bottom: .5rem; }
+.check label { margin: 0; }
+input:not([type=checkbox]), select, textarea { box-sizing: border-box; width: 100%; padding: .5rem;
+  font: inherit; border: 1px solid #8a8a8a; border-radius: 4px; }
+textarea { font-family: ui-monospace, monospace; }
+:focus-visible { outline: 3px solid #1d4ed8; outline-offset: 2px; }
+fieldset { border: 1px solid #8a8a8a; border-radius: 6px; margin: 0 0 1rem; padding: .75rem 1rem; }
+legend { font-weight: 600; padding: 0 .25rem; }
+.caption, .note { font-size: .9rem; margin: .25rem 0 0; opacity: .85; }
+.note { border-left: 4px solid #b45309; padding-left: .5rem; opacity: 1; }
+.required { color: #b91c1c; }
+.error { border: 2px solid #b91c1c; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
+.ok { border: 2px solid #15803d; border-radius: 6px; padding: .75rem 1rem; }
+button { font: inherit; font-weight: 600; padding: .6rem 1.4rem; border-radius: 6px; border: 0;
+  background: #1d4ed8; color: #fff; cursor: pointer; }
+code { font-family: ui-monospace, monospace; word-break: break-all; }
+[hidden] { display: none !important; }
+"""
+
+# Shows only the chosen option's sub-fields and an enabled group's children; without it, all are shown.
+_SCRIPT = """
+(function () {
+  function sync() {
+    document.querySelectorAll("[data-select]").forEach(function (group) {
+      var select = document.getElementById(group.dataset.select);
+      group.hidden = !!select && select.value !== group.dataset.value;
+    });
+    document.querySelectorAll("[data-switch-for]").forEach(function (group) {
+      var box = document.getElementById(group.dataset.switchFor);
+      group.hidden = !!box && !box.checked;
+    });
+  }
+  document.addEventListener("change", sync);
+  sync();
+})();
+"""
+
+
+def _security_headers(nonce: str | None) -> dict[str, str]:
+    script = f"script-src 'nonce-{nonce}'" if nonce else "script-src 'none'"
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'unsafe-inline'; {script}; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def _page(title: str, body: str, *, status: int, script: bool = False) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16) if script else None
+    script_tag = f'<script nonce="{nonce}">{_SCRIPT}</script>' if nonce else ""
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{_e(title)} · warehouse-mcp</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main>{script_tag}</body></html>"
+    )
+    return HTMLResponse(document, status_code=status, headers=_security_headers(nonce))
+
+
+def _expired_page() -> HTMLResponse:
+    return _page("Link expired", f"<h1>Link expired</h1><p>{_e(EXPIRED_MESSAGE)}</p>", status=410)
+
+
+def _success_page(source_type: str, credential_id: str) -> HTMLResponse:
+    definition = registry.form(source_type) or {}
+    label = definition.get("label") or source_type
+    body = (
+        f'<h1>{_e(label)} connected</h1><div class="ok" role="status"><p>{_e(SUCCESS_MESSAGE)}</p>'
+        f"<p>Credential id: <code>{_e(credential_id)}</code></p></div>"
+        "<p>The credentials were checked against the source and stored encrypted on this machine for 24 "
+        "hours, until your assistant uses them. You can close this tab.</p>"
+    )
+    return _page(f"{label} connected", body, status=200)
+
+
+def _form_page(
+    source_type: str,
+    csrf_token: str,
+    *,
+    values: Mapping[str, str],
+    submitted: bool,
+    error: str | None,
+    status: int,
+) -> HTMLResponse:
+    definition = registry.form(source_type) or {}
+    label = str(definition.get("label") or source_type)
+    renderer = _Renderer(values, submitted)
+    parts = [f"<h1>Connect {_e(label)}</h1>"]
+    if definition.get("caption"):
+        parts.append(f'<p class="lead">{_e(definition["caption"])}</p>')
+    parts.append(
+        "<p>Your credentials are checked against the source and stored encrypted on this machine. "
+        "They are never shown to your assistant.</p>"
+    )
+    docs = definition.get("docsUrl")
+    if isinstance(docs, str) and docs.startswith("https://"):
+        parts.append(f'<p><a href="{_e(docs)}" rel="noopener noreferrer" target="_blank">Setup guide</a></p>')
+    if error:
+        parts.append(
+            f'<div class="error" role="alert"><p><strong>Could not connect.</strong> {_e(error)}</p>'
+            "<p>Passwords and keys were not kept: enter them again.</p></div>"
+        )
+    parts.append(
+        '<form method="post" autocomplete="off" novalidate>'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{_e(csrf_token)}">'
+        f"{renderer.fields(definition.get('fields') or [], '', top=True)}"
+        '<button type="submit">Connect</button></form>'
+    )
+    return _page(f"Connect {label}", "".join(parts), status=status, script=True)

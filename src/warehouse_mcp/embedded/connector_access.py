@@ -1,0 +1,77 @@
+"""Calling connectors from handlers: their failures become the API's 400 answers.
+
+Custom actions answer `{"message": ...}`; standard CRUD (PATCH) answers DRF's shape. Each helper
+takes the error constructor to use, `message_error` by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
+from warehouse_mcp.embedded.errors import ApiError, message_error
+
+ErrorFactory = Callable[[str], ApiError]
+
+
+def connector(source_type: str, error: ErrorFactory = message_error) -> Connector:
+    """The embedded connector; a type only a PostHog backend runs is a 400 naming the runnable types."""
+    try:
+        return registry.connector_for(source_type)
+    except registry.UnsupportedSource as exc:
+        raise error(str(exc)) from None
+
+
+def webhook_connector(source_type: str) -> WebhookConnector | None:
+    found = connector(source_type)
+    return found if isinstance(found, WebhookConnector) else None
+
+
+def check_config(source_type: str, config: dict[str, Any], error: ErrorFactory = message_error) -> None:
+    """The form's rules ("Invalid source config: Required field 'x' is missing")."""
+    try:
+        forms.validate_config(source_type, config)
+    except forms.ConfigError as exc:
+        raise error(str(exc)) from None
+
+
+def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFactory = message_error) -> None:
+    """Connect to the live source ("Invalid credentials" or the source's own message)."""
+    try:
+        found.validate(config)
+    except SourceError as exc:
+        raise error(str(exc) or "Invalid credentials") from None
+
+
+def discover(found: Connector, config: dict[str, Any], error: ErrorFactory = message_error) -> list[TableInfo]:
+    try:
+        return found.discover(config)
+    except SourceError as exc:
+        raise error(str(exc)) from None
+
+
+def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The config keys a source stores: its form's fields (public and secret) and the CDC settings.
+
+    Anything else in a payload (`schemas`, `source_type`, stray keys) is not configuration and is
+    not stored, so an unknown key can never park a secret in the plain-text column.
+    """
+    public, secret = forms.split_secrets(source_type, payload)
+    return forms.merge_secrets(forms.public_job_inputs(source_type, public), _known_secret(source_type, secret))
+
+
+def _known_secret(source_type: str, secret: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for path in forms.sensitive_paths(source_type):
+        value: Any = secret
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        target = kept
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return kept

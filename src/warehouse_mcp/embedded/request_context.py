@@ -1,0 +1,157 @@
+"""What a handler may read from its request, and how it answers.
+
+The app parses the body and resolves the project before a handler runs (handlers are sync and run
+in the thread pool, where `await request.json()` is not possible), and leaves the results on
+`request.state`. Handlers read them through these accessors only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from warehouse_mcp.embedded.errors import (
+    invalid_choice,
+    not_a_boolean,
+    not_a_dict,
+    not_a_list,
+    not_a_string,
+    too_long,
+    validation_error,
+)
+
+if TYPE_CHECKING:
+    from warehouse_mcp.embedded.backend import EmbeddedBackend
+
+
+def backend(request: Request) -> EmbeddedBackend:
+    return request.app.state.backend  # type: ignore[no-any-return]
+
+
+def team_id(request: Request) -> int:
+    """The project (team) id of the URL: `@current` is project 1."""
+    return int(request.state.team_id)
+
+
+def body(request: Request) -> dict[str, Any]:
+    """The JSON object sent (an empty body reads as `{}`)."""
+    data = getattr(request.state, "body", None)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise validation_error(
+            f'Invalid data. Expected a dictionary, but got {type(data).__name__}.', None, "invalid"
+        )
+    return data
+
+
+def path_id(request: Request) -> str:
+    return str(request.path_params["id"])
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return JSONResponse(data, status_code=status)
+
+
+def empty_response(status: int = 200) -> Response:
+    return Response(status_code=status)
+
+
+DEFAULT_PAGE_SIZE = 100
+
+
+def page_params(request: Request) -> tuple[int, int]:
+    """`(limit, offset)` as DRF's LimitOffsetPagination reads them: bad values fall back to the defaults."""
+    limit = _positive_int(request.query_params.get("limit")) or DEFAULT_PAGE_SIZE
+    offset = _positive_int(request.query_params.get("offset")) or 0
+    return limit, offset
+
+
+def paginated(request: Request, count: int, results: list[Any], limit: int, offset: int) -> Response:
+    """`{count, next, previous, results}` with absolute page links, as PostHog lists answer."""
+    url = request.url
+    next_url = None
+    if offset + limit < count:
+        next_url = str(url.include_query_params(limit=limit, offset=offset + limit))
+    previous_url = None
+    if offset > 0:
+        if offset - limit <= 0:
+            previous_url = str(url.include_query_params(limit=limit).remove_query_params("offset"))
+        else:
+            previous_url = str(url.include_query_params(limit=limit, offset=offset - limit))
+    return json_response({"count": count, "next": next_url, "previous": previous_url, "results": results})
+
+
+def _positive_int(raw: str | None) -> int | None:
+    try:
+        value = int(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
+
+
+# Field readers with DRF's wording, so a malformed body gets the answer PostHog would give.
+
+
+def optional_str(data: dict[str, Any], name: str, *, max_length: int | None = None) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise not_a_string(name)
+    if max_length is not None and len(value) > max_length:
+        raise too_long(name, max_length)
+    return value
+
+
+def optional_bool(data: dict[str, Any], name: str) -> bool | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise not_a_boolean(name)
+
+
+def choice(data: dict[str, Any], name: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> str:
+    value = data.get(name, default)
+    if value is None:
+        raise validation_error("This field may not be null.", name, "null")
+    if value not in choices:
+        raise invalid_choice(value, name)
+    return str(value)
+
+
+def optional_choice(data: dict[str, Any], name: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if value not in choices:
+        raise invalid_choice(value, name)
+    return str(value)
+
+
+def optional_dict(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise not_a_dict(value, name)
+    return value
+
+
+def optional_str_list(data: dict[str, Any], name: str) -> list[str] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise not_a_list(value, name)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise not_a_string(f"{name}__{index}")
+    return list(value)
+

@@ -1,0 +1,134 @@
+"""SQL for schemas (one row per source table): one place that knows the columns."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from typing import Any
+
+from warehouse_mcp.embedded.connectors.base import TableInfo
+from warehouse_mcp.embedded.errors import not_found
+from warehouse_mcp.embedded.store import Store, iso, utcnow
+
+Row = sqlite3.Row
+
+
+def find(store: Store, team_id: int, schema_id: str) -> Row | None:
+    return store.query_one(
+        "SELECT * FROM schemas WHERE id = ? AND team_id = ? AND deleted = 0", (schema_id, team_id)
+    )
+
+
+def get(store: Store, team_id: int, schema_id: str) -> Row:
+    row = find(store, team_id, schema_id)
+    if row is None:
+        raise not_found()
+    return row
+
+
+def of_source(store: Store, source_id: str) -> list[Row]:
+    """The source's live schemas, ordered by name."""
+    return store.query("SELECT * FROM schemas WHERE source_id = ? AND deleted = 0 ORDER BY name", (source_id,))
+
+
+def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[Row]]:
+    """`of_source` for many sources in one query."""
+    grouped: dict[str, list[Row]] = {source_id: [] for source_id in source_ids}
+    if not source_ids:
+        return grouped
+    rows = store.query(
+        f"SELECT * FROM schemas WHERE deleted = 0 AND source_id IN ({', '.join('?' for _ in source_ids)}) "
+        "ORDER BY name",
+        tuple(source_ids),
+    )
+    for row in rows:
+        grouped[row["source_id"]].append(row)
+    return grouped
+
+
+def page(store: Store, team_id: int, search: str | None, limit: int, offset: int) -> tuple[int, list[Row]]:
+    """Newest first; `search` matches the name (case-insensitive)."""
+    where = "schemas.team_id = ? AND schemas.deleted = 0 AND sources.deleted = 0"
+    params: list[Any] = [team_id]
+    if search:
+        where += " AND schemas.name LIKE ? ESCAPE '\\'"
+        params.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    joined = "FROM schemas JOIN sources ON sources.id = schemas.source_id"
+    count = store.query_one(f"SELECT COUNT(*) {joined} WHERE {where}", tuple(params))[0]  # type: ignore[index]
+    rows = store.query(
+        f"SELECT schemas.* {joined} WHERE {where} ORDER BY schemas.created_at DESC, schemas.name LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    return count, rows
+
+
+def available_columns(table: TableInfo) -> list[dict[str, Any]]:
+    return [
+        {"name": column.name, "data_type": column.data_type, "is_nullable": column.is_nullable}
+        for column in table.columns
+    ]
+
+
+def insert(
+    db: sqlite3.Connection,
+    *,
+    team_id: int,
+    source_id: str,
+    name: str,
+    table: TableInfo | None,
+    should_sync: bool = False,
+    sync_type: str | None = None,
+    incremental_field: str | None = None,
+    incremental_field_type: str | None = None,
+    primary_key_columns: list[str] | None = None,
+    sync_frequency_interval: int | None = None,
+    sync_time_of_day: str | None = None,
+    enabled_columns: list[str] | None = None,
+    cdc_table_mode: str = "consolidated",
+) -> str:
+    schema_id = str(uuid.uuid4())
+    now = iso(utcnow())
+    db.execute(
+        "INSERT INTO schemas (id, team_id, source_id, name, label, description, should_sync, sync_type, "
+        "incremental_field, incremental_field_type, sync_frequency_interval, sync_time_of_day, "
+        "primary_key_columns, cdc_table_mode, enabled_columns, available_columns, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            schema_id,
+            team_id,
+            source_id,
+            name,
+            table.description if table else None,
+            int(should_sync),
+            sync_type,
+            incremental_field,
+            incremental_field_type,
+            sync_frequency_interval,
+            sync_time_of_day,
+            json.dumps(primary_key_columns) if primary_key_columns is not None else None,
+            cdc_table_mode,
+            json.dumps(enabled_columns) if enabled_columns is not None else None,
+            json.dumps(available_columns(table) if table else []),
+            now,
+            now,
+        ),
+    )
+    return schema_id
+
+
+def update(db: sqlite3.Connection, schema_id: str, changes: dict[str, Any]) -> None:
+    """Set the given columns (names come from code, never from a request) and bump `updated_at`."""
+    if not changes:
+        return
+    changes = {**changes, "updated_at": iso(utcnow())}
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    db.execute(f"UPDATE schemas SET {assignments} WHERE id = ?", (*changes.values(), schema_id))
+
+
+def soft_delete(db: sqlite3.Connection, schema_id: str) -> None:
+    now = iso(utcnow())
+    db.execute(
+        "UPDATE schemas SET deleted = 1, deleted_at = ?, should_sync = 0, updated_at = ? WHERE id = ?",
+        (now, now, schema_id),
+    )

@@ -1,0 +1,322 @@
+"""One sync job: read a source table as Arrow batches and land it in the warehouse.
+
+Batches go to a staging table; between batches the job records its progress and honours a cancel
+(`jobs.cancel_requested`, set by any process) or a server stop. Only after every batch is in does it
+commit to the target table (swap, merge or insert, by sync type) and then, in the metadata store,
+the new cursor: the data is never behind the cursor, so a crash at any point loses no rows.
+
+Cursor rules: `full_refresh` reads everything and replaces the table; `incremental` and `append` read
+rows whose `incremental_field` is above the saved cursor and merge (on the primary key) or insert them.
+With no saved cursor (first run, after a resync or delete_data) they read everything and replace the
+table. The new cursor is the highest `incremental_field` value read (ISO strings for dates and times).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as time_of_day
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
+from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync.warehouse import Staging, TableState, Warehouse, warehouse_table_name
+from warehouse_mcp.embedded.vault import Vault, VaultError
+from warehouse_mcp.models import JobStatus, SyncType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from warehouse_mcp.embedded.store import Store
+    from warehouse_mcp.embedded.sync.scheduler import Clock
+
+logger = logging.getLogger(__name__)
+
+# Sync types the scheduler runs; webhook rows arrive pushed (stripe_webhooks.py), CDC is not polled.
+POLLED_SYNC_TYPES = (SyncType.full_refresh, SyncType.incremental, SyncType.append, SyncType.xmin)
+DEFAULT_BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A job's state after a batch (status Running) or at its end."""
+
+    job_id: str
+    schema_id: str
+    status: str
+    rows_synced: int
+    error: str | None = None
+
+
+ProgressCallback = Callable[[JobProgress], None]
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Plan:
+    table_name: str
+    table: TableInfo
+    columns: list[ColumnInfo]
+    request: ReadRequest
+    write: str  # "replace" | "merge" | "append"
+    primary_keys: list[str]
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        warehouse: Warehouse,
+        clock: Clock,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.warehouse = warehouse
+        self.clock = clock
+        self.batch_rows = batch_rows
+
+    def run(
+        self,
+        job: jobs.ClaimedJob,
+        *,
+        stop: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> JobProgress:
+        """Run a claimed job to its end and record it; never raises for a failed sync."""
+        started = time.monotonic()
+        rows = 0
+        secrets: list[str] = []
+        staging: Staging | None = None
+
+        def report(status: str, error: str | None = None) -> JobProgress:
+            state = JobProgress(job.job_id, job.schema_id, status, rows, error)
+            if progress is not None:
+                try:
+                    progress(state)
+                except Exception:
+                    logger.exception("A sync progress listener failed (the sync goes on)")
+            return state
+
+        def check_stop() -> None:
+            if stop is not None and stop.is_set():
+                raise _Interrupted
+            if jobs.cancel_requested(self.store, job.job_id):
+                raise _Cancelled
+
+        try:
+            target = jobs.load_target(self.store, job.schema_id)
+            if target is None or target.deleted:
+                raise _Cancelled
+            secret_part = self.vault.decrypt(target.job_inputs_secret) or {}
+            secrets = _secret_strings(secret_part)
+            config = forms.merge_secrets(target.job_inputs, secret_part)
+            connector = registry.connector_for(target.source_type)
+            plan = _plan(target, connector.discover(config), self.batch_rows)
+            staging = self.warehouse.start_staging(plan.table_name, plan.columns, job.job_id)
+            high_water = _HighWater(plan.request.incremental_field)
+            check_stop()
+            batches = connector.read(config, plan.request)
+            try:
+                for batch in batches:
+                    staging.append(batch)
+                    high_water.update(batch)
+                    rows += batch.num_rows
+                    jobs.record_progress(self.store, job.job_id, rows)
+                    report(JobStatus.Running)
+                    check_stop()
+            finally:
+                _close(batches)
+            table = _commit(staging, plan)
+            staging = None
+            jobs.record_success(
+                self.store,
+                job,
+                rows_synced=rows,
+                finished_at=self.clock.now(),
+                cursor_before=target.sync_cursor_json,
+                cursor_after=_next_cursor(plan, target, high_water),
+                table=table,
+                table_id=target.table_id or str(uuid.uuid4()),
+            )
+            logger.info(
+                "Synced %s: %d rows into %s in %.1fs", target.schema_name, rows, table.name, time.monotonic() - started
+            )
+            return report(JobStatus.Completed)
+        except _Cancelled:
+            _discard(staging)
+            jobs.record_cancelled(self.store, job, rows_synced=rows, finished_at=self.clock.now())
+            return report(JobStatus.Cancelled, jobs.CANCELLED_ERROR)
+        except _Interrupted:
+            _discard(staging)
+            jobs.record_interrupted(self.store, job, rows_synced=rows, finished_at=self.clock.now())
+            return report(JobStatus.Failed, jobs.INTERRUPTED_ERROR)
+        except (SourceError, registry.UnsupportedSource, VaultError) as exc:
+            _discard(staging)
+            error = _scrub(str(exc), secrets)
+            logger.warning("Sync job %s failed: %s", job.job_id, error)
+            jobs.record_failure(self.store, job, rows_synced=rows, error=error, finished_at=self.clock.now())
+            return report(JobStatus.Failed, error)
+        except Exception as exc:
+            _discard(staging)
+            error = _scrub(f"Sync failed: {type(exc).__name__}: {exc}", secrets)
+            logger.error("Sync job %s failed unexpectedly:\n%s", job.job_id, _scrub(_traceback(exc), secrets))
+            jobs.record_failure(self.store, job, rows_synced=rows, error=error, finished_at=self.clock.now())
+            return report(JobStatus.Failed, error)
+
+
+def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> _Plan:
+    sync_type = target.sync_type
+    if sync_type is None:
+        raise SourceError(f"Table '{target.schema_name}' has no sync type set; choose one before syncing it.")
+    if sync_type == SyncType.xmin:
+        raise SourceError(
+            "The xmin sync method is not supported by the embedded backend; use incremental or full_refresh."
+        )
+    if sync_type not in POLLED_SYNC_TYPES:
+        raise SourceError(f"Table '{target.schema_name}' uses {sync_type} sync, which is not run by polling.")
+    table = next((t for t in tables if t.name == target.schema_name), None)
+    if table is None:
+        raise SourceError(
+            f"Table '{target.schema_name}' no longer exists in the source (or this user cannot read it). "
+            "Refresh the source's schemas, or restore the table."
+        )
+
+    field: str | None = None
+    cursor: Any = None
+    primary_keys = target.primary_key_columns or table.primary_keys
+    if sync_type in (SyncType.incremental, SyncType.append):
+        field = target.incremental_field
+        if not field:
+            raise SourceError(
+                f"Table '{target.schema_name}' uses {sync_type} sync but has no incremental field; set one."
+            )
+        cursor = target.sync_cursor
+    if cursor is None:
+        write = "replace"
+    else:
+        write = "merge" if sync_type == SyncType.incremental else "append"
+
+    required = {field, *primary_keys} if sync_type == SyncType.incremental else {field}
+    enabled = set(target.enabled_columns) if target.enabled_columns else None
+    columns = [c for c in table.columns if enabled is None or c.name in enabled or c.name in required]
+    if not columns:
+        raise SourceError(f"None of the enabled columns of '{target.schema_name}' exist in the source table.")
+    names = {c.name for c in columns}
+    if field and field not in names:
+        raise SourceError(f"The incremental field '{field}' is not a column of '{target.schema_name}'.")
+    request = ReadRequest(
+        table=table,
+        columns=[c.name for c in columns] if enabled is not None else None,
+        incremental_field=field,
+        cursor=cursor,
+        batch_rows=batch_rows,
+    )
+    return _Plan(
+        table_name=warehouse_table_name(target.prefix, target.source_type, target.schema_name),
+        table=table,
+        columns=columns,
+        request=request,
+        write=write,
+        primary_keys=[k for k in primary_keys if k in names] if sync_type == SyncType.incremental else [],
+    )
+
+
+def _commit(staging: Staging, plan: _Plan) -> TableState:
+    if plan.write == "replace":
+        return staging.replace_target()
+    if plan.write == "merge":
+        return staging.merge_into_target(plan.primary_keys)
+    return staging.append_to_target()
+
+
+class _HighWater:
+    """The running maximum of the incremental field over the batches read."""
+
+    def __init__(self, field: str | None) -> None:
+        self.field = field
+        self.value: Any = None
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        if self.field is None or batch.num_rows == 0:
+            return
+        import pyarrow.compute as pc
+
+        index = batch.schema.get_field_index(self.field)
+        if index < 0:
+            raise SourceError(f"The source returned no '{self.field}' column to track the incremental cursor.")
+        value = pc.max(batch.column(index)).as_py()
+        if value is not None and (self.value is None or value > self.value):
+            self.value = value
+
+
+def _next_cursor(plan: _Plan, target: jobs.SyncTarget, high_water: _HighWater) -> str | None:
+    if plan.request.incremental_field is None:
+        return None  # full refresh: a later switch to incremental starts with a full load
+    if high_water.value is None:
+        return target.sync_cursor_json  # nothing new was read
+    return json.dumps(_cursor_value(high_water.value))
+
+
+def _cursor_value(value: Any) -> Any:
+    if isinstance(value, datetime | date | time_of_day):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _close(batches: Iterable[Any]) -> None:
+    close = getattr(batches, "close", None)
+    if callable(close):
+        close()
+
+
+def _discard(staging: Staging | None) -> None:
+    if staging is None:
+        return
+    try:
+        staging.discard()
+    except Exception:
+        logger.exception("Could not drop the staging table %s (dropped when the warehouse next opens)", staging.name)
+
+
+def _secret_strings(value: Any) -> list[str]:
+    """Every string in the decrypted secret part of a config: none of them may reach a message or log."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, Mapping):
+        return [s for item in value.values() for s in _secret_strings(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _secret_strings(item)]
+    return []
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

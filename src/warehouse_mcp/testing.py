@@ -1,0 +1,1 @@
+"""Pytest fixtures for agent test harnesses (registered as a pytest plugin)."""

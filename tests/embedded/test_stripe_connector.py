@@ -1,0 +1,237 @@
+"""The Stripe connector against a local server that speaks Stripe's protocol (tests/fakes/stripe_server.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
+
+from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError, WebhookConnector
+from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, TABLES, StripeConnector, webhook_events
+
+CONFIG = {"auth_method": "api_key", "stripe_secret_key": DEFAULT_KEY}
+
+
+@pytest.fixture
+def stripe() -> Iterator[FakeStripe]:
+    with FakeStripe() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def connector(stripe: FakeStripe, sleeps: list[float]) -> StripeConnector:
+    return StripeConnector(stripe.url, page_size=2, sleep=sleeps.append)
+
+
+def read_all(connector: StripeConnector, table: str, **options: object) -> pa.Table:
+    info = TABLES[table].info()
+    batches = list(connector.read(CONFIG, ReadRequest(table=info, **options)))  # type: ignore[arg-type]
+    return pa.Table.from_batches(batches)
+
+
+def test_is_a_webhook_connector() -> None:
+    assert isinstance(StripeConnector(), WebhookConnector)
+
+
+def test_validate_accepts_the_key_with_one_cheap_call(stripe: FakeStripe, connector: StripeConnector) -> None:
+    connector.validate(CONFIG)
+    [request] = stripe.requests
+    assert (request.method, request.path, request.query) == ("GET", "/v1/customers", {"limit": ["1"]})
+    assert request.headers["authorization"] == f"Bearer {DEFAULT_KEY}"
+    assert "stripe-account" not in request.headers
+
+
+def test_bad_key_is_invalid_credentials_with_stripes_message_but_not_the_key(connector: StripeConnector) -> None:
+    wrong_key = "rk_test_51WrongKeyNotTheRealOne9876"
+    with pytest.raises(SourceError) as error:
+        connector.validate({**CONFIG, "stripe_secret_key": wrong_key})
+    message = str(error.value)
+    assert message.startswith("Invalid credentials: Invalid API Key provided")
+    assert wrong_key not in message
+    assert "9876" not in message  # not even the masked tail Stripe echoes back
+
+
+def test_missing_key_and_oauth_are_explained(connector: StripeConnector) -> None:
+    with pytest.raises(SourceError, match="Required field 'stripe_secret_key' is missing"):
+        connector.validate({"auth_method": "api_key"})
+    with pytest.raises(SourceError, match="OAuth connections are not supported"):
+        connector.validate({"auth_method": "oauth", "stripe_integration_id": 3})
+
+
+def test_account_header_is_sent_when_an_account_is_given(stripe: FakeStripe, connector: StripeConnector) -> None:
+    stripe.add("customers")
+    connector.validate({**CONFIG, "stripe_account_id": "acct_1Connected"})
+    list(connector.read({**CONFIG, "stripe_account_id": "acct_1Connected"}, ReadRequest(TABLES["customers"].info())))
+    assert [r.headers.get("stripe-account") for r in stripe.requests] == ["acct_1Connected"] * 2
+    assert all(r.headers["stripe-version"] for r in stripe.requests)
+
+
+def test_discover_lists_every_table_with_columns_keys_and_cursor(connector: StripeConnector) -> None:
+    tables = connector.discover(CONFIG)
+    names = [table.name for table in tables]
+    assert names == sorted(names)
+    assert {
+        "customers",
+        "charges",
+        "invoices",
+        "subscriptions",
+        "products",
+        "prices",
+        "refunds",
+        "balance_transactions",
+        "payment_intents",
+    } <= set(names)
+    for table in tables:
+        columns = {column.name: column for column in table.columns}
+        assert table.primary_keys == ["id"]
+        assert columns["id"].warehouse_type == "VARCHAR" and not columns["id"].is_nullable
+        assert columns["created"].warehouse_type == "BIGINT"
+        assert [(c.field, c.field_type) for c in table.incremental_fields] == [("created", "integer")]
+        assert table.description
+    by_name = {table.name: table for table in tables}
+    assert by_name["customers"].supports_webhooks
+    assert not by_name["balance_transactions"].supports_webhooks  # Stripe sends no events for them
+    assert {c.name: c.warehouse_type for c in by_name["customers"].columns}["metadata"] == "JSON"
+
+
+def test_read_follows_pages_until_has_more_is_false(stripe: FakeStripe, connector: StripeConnector) -> None:
+    created = [stripe.add("customers", email=f"c{i}@example.com", metadata={"n": i}) for i in range(5)]
+    table = read_all(connector, "customers")
+    assert sorted(table.column("id").to_pylist()) == sorted(c["id"] for c in created)
+    pages = stripe.requests_to("/v1/customers")
+    assert len(pages) == 3  # 2 + 2 + 1 objects
+    assert [r.query.get("starting_after") for r in pages] == [None, [created[3]["id"]], [created[1]["id"]]]
+    assert all(r.query["limit"] == ["2"] for r in pages)
+    row = next(r for r in table.to_pylist() if r["id"] == created[0]["id"])
+    assert row["email"] == "c0@example.com" and row["created"] == created[0]["created"]
+    assert json.loads(row["metadata"]) == {"n": 0}
+
+
+def test_read_selected_columns_only(stripe: FakeStripe, connector: StripeConnector) -> None:
+    stripe.add("charges", amount=1250, currency="usd", customer={"id": "cus_expanded", "object": "customer"})
+    table = read_all(connector, "charges", columns=["id", "amount", "customer"])
+    assert table.column_names == ["id", "amount", "customer"]
+    assert table.to_pylist()[0]["amount"] == 1250
+    assert table.to_pylist()[0]["customer"] == "cus_expanded"  # an expanded reference lands as its id
+
+
+def test_incremental_read_asks_stripe_for_newer_objects_only(stripe: FakeStripe, connector: StripeConnector) -> None:
+    old = stripe.add("invoices", created=1_700_000_100, total=10)
+    new = stripe.add("invoices", created=1_700_000_200, total=20)
+    table = read_all(connector, "invoices", incremental_field="created", cursor=old["created"])
+    assert table.column("id").to_pylist() == [new["id"]]
+    assert stripe.requests_to("/v1/invoices")[0].query["created[gt]"] == ["1700000100"]
+    with pytest.raises(SourceError, match="only by 'created'"):
+        read_all(connector, "invoices", incremental_field="total", cursor=1)
+
+
+def test_empty_table_still_yields_its_columns(connector: StripeConnector) -> None:
+    table = read_all(connector, "refunds")
+    assert table.num_rows == 0
+    assert table.column_names == TABLES["refunds"].column_names
+
+
+def test_cancelled_subscriptions_are_included(stripe: FakeStripe, connector: StripeConnector) -> None:
+    stripe.add("subscriptions", status="active")
+    stripe.add("subscriptions", status="canceled")
+    assert sorted(read_all(connector, "subscriptions").column("status").to_pylist()) == ["active", "canceled"]
+
+
+def test_rate_limit_is_retried_after_the_advertised_delay(
+    stripe: FakeStripe, connector: StripeConnector, sleeps: list[float]
+) -> None:
+    stripe.add("products", name="Pro")
+    stripe.fail_next(2, status=429, retry_after="3")
+    table = read_all(connector, "products")
+    assert table.column("name").to_pylist() == ["Pro"]
+    assert sleeps == [3.0, 3.0]
+    assert len(stripe.requests_to("/v1/products")) == 3
+
+
+def test_server_errors_back_off_exponentially_then_give_up(
+    stripe: FakeStripe, connector: StripeConnector, sleeps: list[float]
+) -> None:
+    stripe.fail_next(10, status=503, retry_after=None)
+    with pytest.raises(SourceError, match="Stripe answered 503 after 5 attempts"):
+        connector.validate(CONFIG)
+    assert len(stripe.requests) == 5
+    assert len(sleeps) == 4
+    assert all(0.25 * 2**i <= delay <= 0.5 * 2**i for i, delay in enumerate(sleeps))
+
+
+def test_client_errors_are_not_retried(stripe: FakeStripe, connector: StripeConnector, sleeps: list[float]) -> None:
+    stripe.forbidden.add("customers")
+    with pytest.raises(SourceError) as error:
+        connector.validate(CONFIG)
+    assert "lacks a permission" in str(error.value)
+    assert DEFAULT_KEY[-4:] not in str(error.value)
+    assert sleeps == [] and len(stripe.requests) == 1
+
+
+def test_unreachable_server_is_a_source_error(sleeps: list[float]) -> None:
+    connector = StripeConnector("http://127.0.0.1:9", max_attempts=2, sleep=sleeps.append)
+    with pytest.raises(SourceError, match="Could not reach Stripe at http://127.0.0.1:9 after 2 attempts"):
+        connector.validate(CONFIG)
+
+
+def test_api_base_comes_from_the_environment(stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(API_BASE_ENV, stripe.url + "/")
+    StripeConnector().validate(CONFIG)
+    assert len(stripe.requests) == 1
+
+
+def test_register_and_delete_webhook(stripe: FakeStripe, connector: StripeConnector) -> None:
+    url = "https://example.com/webhooks/stripe/abc/"
+    registration = connector.register_webhook(CONFIG, url, ["customers", "balance_transactions", "subscriptions"])
+    assert registration.success and registration.error is None
+    assert registration.webhook_url == url
+    assert registration.signing_secret and registration.signing_secret.startswith("whsec_")
+    endpoint = stripe.webhook_endpoints[registration.external_id or ""]
+    assert endpoint["url"] == url
+    assert endpoint["enabled_events"] == webhook_events(["customers", "subscriptions"])
+    assert "customer.subscription.deleted" in endpoint["enabled_events"]
+    [create] = stripe.requests_to("/v1/webhook_endpoints")
+    assert create.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert create.headers["idempotency-key"]
+
+    status = connector.webhook_status(CONFIG, registration.external_id or "", ["customers", "products"])
+    assert status == {"external_status": "enabled", "missing_events": webhook_events(["products"])}
+
+    assert connector.delete_webhook(CONFIG, registration.external_id or "")
+    assert stripe.webhook_endpoints == {}
+    assert connector.delete_webhook(CONFIG, registration.external_id or "")  # already gone is gone
+    assert connector.webhook_status(CONFIG, registration.external_id or "", ["customers"])["external_status"] == (
+        "missing"
+    )
+
+
+def test_webhook_registration_retried_after_429_creates_one_endpoint(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
+    stripe.fail_next(1)
+    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["charges"])
+    assert registration.success
+    assert len(stripe.webhook_endpoints) == 1
+    first, second = stripe.requests_to("/v1/webhook_endpoints")
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+
+
+def test_webhook_registration_failure_is_reported_not_raised(stripe: FakeStripe, connector: StripeConnector) -> None:
+    stripe.forbidden.add("webhook_endpoints")
+    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["customers"])
+    assert not registration.success
+    assert registration.error and registration.error.startswith("Could not register the Stripe webhook")
+    assert DEFAULT_KEY[-4:] not in registration.error
+    assert registration.pending_inputs == ["signing_secret"]
+    assert registration.external_id is None and registration.signing_secret is None
+
+    nothing = connector.register_webhook(CONFIG, "https://example.com/hook/", ["balance_transactions"])
+    assert not nothing.success and "can sync via webhooks" in (nothing.error or "")
