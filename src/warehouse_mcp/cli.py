@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-token", help="bearer token required on HTTP (WAREHOUSE_MCP_HTTP_TOKEN)")
     parser.add_argument("--backend", choices=("embedded", "posthog"), help="WAREHOUSE_MCP_BACKEND")
     parser.add_argument("--home", type=Path, help="embedded data directory (WAREHOUSE_MCP_HOME)")
-    parser.add_argument("--ephemeral", action="store_true", default=None, help="fresh data dir, removed on exit")
+    parser.add_argument(
+        "--ephemeral", action="store_true", default=None, help="fresh data dir, removed on exit"
+    )
     parser.add_argument("--project-id", help="pin the project (POSTHOG_PROJECT_ID)")
     parser.add_argument("--toolsets", help=f"comma-separated subset of {','.join(TOOLSETS)}")
     parser.add_argument("--read-only", action="store_true", default=None, help="only read-only tools")
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Logs go to stderr only: on stdio, stdout carries nothing but the protocol.
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "version":
         print(__version__)

@@ -153,5 +153,7 @@ def _error(response: httpx.Response, data: Any) -> ApiError:
             message = str(message)
     if not message:
         snippet = response.text[:200].strip() if response.text else ""
-        message = f"HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet and "<html" not in snippet.lower() else "")
+        message = f"HTTP {status} {response.reason_phrase}" + (
+            f": {snippet}" if snippet and "<html" not in snippet.lower() else ""
+        )
     return ApiError(status, message, attr, code)

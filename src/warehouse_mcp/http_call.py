@@ -63,12 +63,12 @@ async def perform(op: Operation, args: Args, ctx: Context, runtime: Runtime) -> 
     return await send(op, args, runtime)
 
 
-async def send(op: Operation, args: Args, runtime: Runtime) -> Any:
+async def send(op: Operation, args: Args, runtime: Runtime, project: str | None = None) -> Any:
     request = build_request(op, args)
     client = runtime.client
     response = await client.request(
         request.method,
-        client.project_path(project_of(args, runtime), request.path),
+        client.project_path(project or project_of(args, runtime), request.path),
         params=request.params or None,
         json=request.body,
         idempotent=op.idempotent,

@@ -23,13 +23,21 @@ class BearerTokenGate:
         if scope["type"] == "http":
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"text/plain")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b"Missing or wrong bearer token."})
                 return
         await self.app(scope, receive, send)
 
 
-def http_app(settings: Settings, *, host: str = "127.0.0.1", token: str | None = None, **options: Any) -> tuple[Any, Any]:
+def http_app(
+    settings: Settings, *, host: str = "127.0.0.1", token: str | None = None, **options: Any
+) -> tuple[Any, Any]:
     """(ASGI app, server): the app serves MCP at /mcp; keep the server's runtime open while serving."""
     server = build_server(settings)
     app: Any = server.streamable_http_app(host=host, **options)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import (
     AccessMethod,
@@ -60,13 +59,16 @@ class SchemaChoice(BaseModel):
     name: str = Field(description="Table name exactly as database-schema or wizard discovery returns it.")
     should_sync: bool = Field(True, description="Sync this table.")
     sync_type: SyncType | None = Field(
-        None, description="full_refresh (replace all), incremental (cursor + upsert), append (cursor, insert only)."
+        None,
+        description="full_refresh (replace all), incremental (cursor + upsert), append (cursor, insert only).",
     )
     incremental_field: str | None = Field(None, description="Cursor column; required for incremental/append.")
     incremental_field_type: IncrementalFieldType | None = Field(
         None, description="Type of the cursor column; required for incremental/append."
     )
-    primary_key_columns: list[str] | None = Field(None, description="Columns that identify a row (upsert key).")
+    primary_key_columns: list[str] | None = Field(
+        None, description="Columns that identify a row (upsert key)."
+    )
     sync_time_of_day: str | None = Field(None, description="HH:MM:SS in UTC to anchor the schedule.")
     enabled_columns: list[str] | None = Field(None, description="Columns to sync; omit for all.")
     cdc_table_mode: CdcTableMode | None = Field(None, description="CDC only: consolidated, cdc_only or both.")
@@ -75,14 +77,17 @@ class SchemaChoice(BaseModel):
 class CreatePayload(OpenObject):
     """Connection keys of the source's form (flat) plus the tables to sync."""
 
-    schemas: list[SchemaChoice] = Field(description="Tables to create, usually all of database-schema's answer.")
+    schemas: list[SchemaChoice] = Field(
+        description="Tables to create, usually all of database-schema's answer."
+    )
 
 
 class SetupPayload(OpenObject):
     """Prefer `credential_id` alone; other keys are the form's non-secret connection fields."""
 
     credential_id: str | None = Field(
-        None, description="From data-warehouse-stored-credentials-list after the user finished the connect page."
+        None,
+        description="From data-warehouse-stored-credentials-list after the user finished the connect page.",
     )
 
 
@@ -92,7 +97,9 @@ class SchemaUpdate(BaseModel):
     should_sync: bool | None = Field(None, description="Enable or disable syncing this table.")
     sync_type: SyncType | None = Field(None, description="How the table syncs.")
     incremental_field: str | None = Field(None, description="Cursor column for incremental/append.")
-    incremental_field_type: IncrementalFieldType | None = Field(None, description="Type of the cursor column.")
+    incremental_field_type: IncrementalFieldType | None = Field(
+        None, description="Type of the cursor column."
+    )
     sync_frequency: SyncFrequency | None = Field(None, description="How often it syncs; 1min is CDC only.")
     sync_time_of_day: str | None = Field(None, description="HH:MM:SS UTC anchor of the schedule.")
     cdc_table_mode: CdcTableMode | None = Field(None, description="CDC only.")
@@ -126,15 +133,23 @@ class SourceTypeArg(Args):
 
 class CreateSource(SourceTypeArg):
     payload: CreatePayload = Field(description="Connection fields of the source's form plus `schemas`.")
-    prefix: str | None = Field(None, max_length=100, description="Table name prefix; required when a source of this type exists already.")
+    prefix: str | None = Field(
+        None,
+        max_length=100,
+        description="Table name prefix; required when a source of this type exists already.",
+    )
     description: str | None = Field(None, max_length=400, description="Free text shown in the source list.")
-    access_method: AccessMethod | None = Field(None, description="warehouse (copy data, default) or direct (query in place; Postgres/MySQL).")
+    access_method: AccessMethod | None = Field(
+        None, description="warehouse (copy data, default) or direct (query in place; Postgres/MySQL)."
+    )
     created_via: CreatedVia | None = Field(None, description="Origin marker; defaults to api.")
     direct_query_enabled: bool | None = Field(None, description="Allow direct queries against the source.")
 
 
 class UpdateSource(SourceRef):
-    prefix: str | None = Field(None, description="Ignored for warehouse sources (the prefix is fixed at creation).")
+    prefix: str | None = Field(
+        None, description="Ignored for warehouse sources (the prefix is fixed at creation)."
+    )
     description: str | None = Field(None, max_length=400, description="New description.")
     job_inputs: dict[str, Any] | None = Field(
         None,
@@ -143,12 +158,16 @@ class UpdateSource(SourceRef):
     )
     direct_query_enabled: bool | None = Field(None, description="Allow direct queries against the source.")
     account_id: str | None = Field(None, description="Legacy write-only field.")
-    client_secret: str | None = Field(None, description="Legacy write-only secret; refused unless inline secrets are allowed.")
+    client_secret: str | None = Field(
+        None, description="Legacy write-only secret; refused unless inline secrets are allowed."
+    )
     created_via: CreatedVia | None = Field(None, description="Ignored by the API.")
 
 
 class BulkUpdateSchemas(SourceRef):
-    schemas: list[SchemaUpdate] = Field(min_length=1, description="One entry per schema to change; ids must be unique.")
+    schemas: list[SchemaUpdate] = Field(
+        min_length=1, description="One entry per schema to change; ids must be unique."
+    )
 
 
 class CdcForSource(SourceRef):
@@ -187,7 +206,9 @@ class ConfigArgs(Args):
 
 class CheckCdc(ConfigArgs):
     source_type: SourceType = Field(SourceType.Postgres, description="Only Postgres supports CDC.")
-    cdc_management_mode: CdcManagementMode | None = Field(None, description="posthog (default) or self_managed.")
+    cdc_management_mode: CdcManagementMode | None = Field(
+        None, description="posthog (default) or self_managed."
+    )
     tables: list[str] | None = Field(None, description="Tables to check, as schema.table or table.")
     cdc_slot_name: str | None = Field(None, description="Slot name (self_managed).")
     cdc_publication_name: str | None = Field(None, description="Publication name (self_managed).")
@@ -198,7 +219,9 @@ class Setup(SourceTypeArg):
         default_factory=SetupPayload,
         description="{'credential_id': ...} from the connect page flow; nothing else is needed.",
     )
-    prefix: str | None = Field(None, max_length=100, description="Table prefix; needed when this type exists already.")
+    prefix: str | None = Field(
+        None, max_length=100, description="Table prefix; needed when this type exists already."
+    )
     description: str | None = Field(None, max_length=400, description="Free text shown in the source list.")
     direct_query_enabled: bool | None = Field(None, description="Allow direct queries (Postgres/MySQL).")
 
@@ -226,12 +249,20 @@ class Wizard(Args):
 
 class UpdateSchema(SchemaRef):
     should_sync: bool | None = Field(None, description="Enable (needs sync_type) or disable this table.")
-    sync_type: SyncType | None = Field(None, description="full_refresh, incremental, append, webhook, cdc or xmin.")
+    sync_type: SyncType | None = Field(
+        None, description="full_refresh, incremental, append, webhook, cdc or xmin."
+    )
     incremental_field: str | None = Field(None, description="Cursor column; changing it resets the cursor.")
-    incremental_field_type: IncrementalFieldType | None = Field(None, description="Type of the cursor column.")
-    sync_frequency: SyncFrequency | None = Field(None, description="How often it syncs; never stops the schedule.")
+    incremental_field_type: IncrementalFieldType | None = Field(
+        None, description="Type of the cursor column."
+    )
+    sync_frequency: SyncFrequency | None = Field(
+        None, description="How often it syncs; never stops the schedule."
+    )
     sync_time_of_day: str | None = Field(None, description="HH:MM:SS UTC anchor; null to clear.")
-    primary_key_columns: list[str] | None = Field(None, description="Upsert key; fixed once incremental data landed.")
+    primary_key_columns: list[str] | None = Field(
+        None, description="Upsert key; fixed once incremental data landed."
+    )
     cdc_table_mode: CdcTableMode | None = Field(None, description="CDC only.")
     enabled_columns: list[str] | None = Field(None, description="Columns to sync; null for all.")
 
@@ -239,7 +270,9 @@ class UpdateSchema(SchemaRef):
 class WaitForSync(Args):
     source_id: str = Field(description="Source UUID whose running syncs to wait for.")
     schema_id: str | None = Field(None, description="Wait only for this schema (table).")
-    timeout_seconds: float = Field(120, ge=1, le=900, description="Give up waiting after this long; returns what still runs.")
+    timeout_seconds: float = Field(
+        120, ge=1, le=900, description="Give up waiting after this long; returns what still runs."
+    )
 
 
 # ---- the catalog -----------------------------------------------------------------------------------
@@ -279,15 +312,28 @@ SCH = "external_data_schemas/"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
-        "external-data-sources-list", "List data warehouse sources", "GET", S, Page, "read", "sources", "page",
+        "external-data-sources-list",
+        "List data warehouse sources",
+        "GET",
+        S,
+        Page,
+        "read",
+        "sources",
+        "page",
         "List the project's data warehouse sources (Postgres, Stripe, ...) with status, tables and last run. "
         "Start here to find a source id. Paged: pass offset for more. Next: -retrieve for one source, "
         "external-data-schemas-list for its tables, -jobs-retrieve for its sync history.",
         query=("limit", "offset", "search"),
     ),
     Operation(
-        "external-data-sources-create", "Create data warehouse source (advanced; prefer source setup)", "POST", S,
-        CreateSource, "write", "sources", "object",
+        "external-data-sources-create",
+        "Create data warehouse source (advanced; prefer source setup)",
+        "POST",
+        S,
+        CreateSource,
+        "write",
+        "sources",
+        "object",
         "Advanced: create a source with an explicit `schemas` list and inline connection fields. Prefer "
         "data-warehouse-source-setup, which picks tables and sync types for you and takes a credential_id so no "
         "secret passes through chat. Use this only for fine control: get table names from "
@@ -295,108 +341,205 @@ OPERATIONS: tuple[Operation, ...] = (
         guarded=True,
     ),
     Operation(
-        "external-data-sources-retrieve", "Get data warehouse source", "GET", S + "{id}/", SourceRef, "read",
-        "sources", "object",
+        "external-data-sources-retrieve",
+        "Get data warehouse source",
+        "GET",
+        S + "{id}/",
+        SourceRef,
+        "read",
+        "sources",
+        "object",
         "Get one source: status, latest error, settings (secrets removed) and every table (schema) with its sync "
         "type, status and last sync. Use to check on a source after setup or a reload.",
     ),
     Operation(
-        "external-data-sources-partial-update", "Update data warehouse source", "PATCH", S + "{id}/", UpdateSource,
-        "idempotent", "sources", "object",
+        "external-data-sources-partial-update",
+        "Update data warehouse source",
+        "PATCH",
+        S + "{id}/",
+        UpdateSource,
+        "idempotent",
+        "sources",
+        "object",
         "Change a source's description or connection settings (job_inputs, merged over the stored ones; stored "
         "secrets are kept when omitted). New settings are checked against the live source. To change which tables "
         "sync use external-data-sources-bulk-update-schemas-partial-update; to replace credentials, use the connect link.",
         guarded=True,
     ),
     Operation(
-        "external-data-sources-destroy", "Delete data warehouse source", "DELETE", S + "{id}/", SourceRef,
-        "destructive", "sources", "empty",
+        "external-data-sources-destroy",
+        "Delete data warehouse source",
+        "DELETE",
+        S + "{id}/",
+        SourceRef,
+        "destructive",
+        "sources",
+        "empty",
         "Delete a source, all its tables' schedules and its synced warehouse tables. Irreversible; confirm with "
         "the user first. To stop syncing but keep data, disable schemas instead.",
     ),
     Operation(
-        "external-data-sources-bulk-update-schemas-partial-update", "Update many tables of a source", "PATCH",
-        S + "{id}/bulk_update_schemas/", BulkUpdateSchemas, "idempotent", "sources", "list",
+        "external-data-sources-bulk-update-schemas-partial-update",
+        "Update many tables of a source",
+        "PATCH",
+        S + "{id}/bulk_update_schemas/",
+        BulkUpdateSchemas,
+        "idempotent",
+        "sources",
+        "list",
         "Change sync settings of several tables of one source at once (enable/disable, sync type, cursor, "
         "frequency). All-or-nothing. Returns the updated schemas. For one table, external-data-schemas-partial-update.",
     ),
     Operation(
-        "external-data-sources-cdc-status-retrieve", "Get CDC status of a source", "GET", S + "{id}/cdc_status/",
-        SourceRef, "read", "cdc", "object",
+        "external-data-sources-cdc-status-retrieve",
+        "Get CDC status of a source",
+        "GET",
+        S + "{id}/cdc_status/",
+        SourceRef,
+        "read",
+        "cdc",
+        "object",
         "Live CDC health of a Postgres source: whether CDC is on, replication slot and publication existence, WAL "
         "lag in bytes, published tables. Use when CDC syncs lag or fail.",
     ),
     Operation(
-        "external-data-sources-check-cdc-prerequisites-for-source-create", "Check CDC prerequisites of a source",
-        "POST", S + "{id}/check_cdc_prerequisites_for_source/", CdcForSource, "read", "cdc", "object",
+        "external-data-sources-check-cdc-prerequisites-for-source-create",
+        "Check CDC prerequisites of a source",
+        "POST",
+        S + "{id}/check_cdc_prerequisites_for_source/",
+        CdcForSource,
+        "read",
+        "cdc",
+        "object",
         "Check whether an existing Postgres source's database is ready for CDC, using its stored credentials "
         "(Postgres 13+, wal_level=logical, primary keys, replication role, slot/publication). Returns "
         "{valid, errors}; fix the listed errors, then set sync_type cdc on the schemas.",
     ),
     Operation(
-        "external-data-sources-create-webhook-create", "Create and register a webhook for a source", "POST",
-        S + "{id}/create_webhook/", SourceRef, "write", "webhooks", "object",
+        "external-data-sources-create-webhook-create",
+        "Create and register a webhook for a source",
+        "POST",
+        S + "{id}/create_webhook/",
+        SourceRef,
+        "write",
+        "webhooks",
+        "object",
         "Register a webhook at the source (Stripe) so changes arrive in real time; returns {success, webhook_url, "
         "error, pending_inputs}. If pending_inputs lists fields, the user must supply them (connect page). "
         "Check with external-data-sources-webhook-info-retrieve.",
     ),
     Operation(
-        "external-data-sources-delete-webhook-create", "Delete a source's webhook", "POST",
-        S + "{id}/delete_webhook/", SourceRef, "destructive", "webhooks", "object",
+        "external-data-sources-delete-webhook-create",
+        "Delete a source's webhook",
+        "POST",
+        S + "{id}/delete_webhook/",
+        SourceRef,
+        "destructive",
+        "webhooks",
+        "object",
         "Remove a source's webhook here and at the source. Refused while tables use webhook sync: switch them to "
         "another sync type first (external-data-schemas-partial-update).",
     ),
     Operation(
-        "external-data-sources-jobs-retrieve", "List sync jobs of a source", "GET", S + "{id}/jobs/", Jobs, "read",
-        "jobs", "list",
+        "external-data-sources-jobs-retrieve",
+        "List sync jobs of a source",
+        "GET",
+        S + "{id}/jobs/",
+        Jobs,
+        "read",
+        "jobs",
+        "list",
         "Sync history of a source, newest first (at most 50): status, rows synced, error, timings per table. Use "
         "to diagnose failing or slow syncs; filter by time or table names. To wait for running syncs, use "
         "data-warehouse-sync-wait.",
         query=("after", "before", "schemas"),
     ),
     Operation(
-        "external-data-sources-refresh-schemas-create", "Discover new tables of a source", "POST",
-        S + "{id}/refresh_schemas/", SourceRef, "write", "sources", "object",
+        "external-data-sources-refresh-schemas-create",
+        "Discover new tables of a source",
+        "POST",
+        S + "{id}/refresh_schemas/",
+        SourceRef,
+        "write",
+        "sources",
+        "object",
         "Re-read the source's table list: adds tables created since setup (disabled), removes vanished ones. Moves "
         "no data. Returns {added, deleted, total_tables_seen}; enable new tables with a schema update.",
     ),
     Operation(
-        "external-data-sources-reload-create", "Sync all tables of a source now", "POST", S + "{id}/reload/",
-        SourceRef, "write", "sources", "empty",
+        "external-data-sources-reload-create",
+        "Sync all tables of a source now",
+        "POST",
+        S + "{id}/reload/",
+        SourceRef,
+        "write",
+        "sources",
+        "empty",
         "Start a sync of every enabled table of the source now, keeping cursors (incremental tables fetch only "
         "new rows). For one table use external-data-schemas-reload-create; to start over from scratch, "
         "external-data-schemas-resync-create. Then data-warehouse-sync-wait.",
     ),
     Operation(
-        "external-data-sources-revenue-analytics-config-partial-update", "Update revenue analytics config",
-        "PATCH", S + "{id}/revenue_analytics_config/", RevenueConfig, "idempotent", "sources", "object",
+        "external-data-sources-revenue-analytics-config-partial-update",
+        "Update revenue analytics config",
+        "PATCH",
+        S + "{id}/revenue_analytics_config/",
+        RevenueConfig,
+        "idempotent",
+        "sources",
+        "object",
         "Turn revenue analytics on/off for a (Stripe) source and choose whether invoiceless charges count. Returns "
         "the full source.",
     ),
     Operation(
-        "external-data-sources-update-webhook-inputs-create", "Set webhook inputs of a source", "POST",
-        S + "{id}/update_webhook_inputs/", WebhookInputs, "write", "webhooks", "object",
+        "external-data-sources-update-webhook-inputs-create",
+        "Set webhook inputs of a source",
+        "POST",
+        S + "{id}/update_webhook_inputs/",
+        WebhookInputs,
+        "write",
+        "webhooks",
+        "object",
         "Supply the webhook fields a source still needs (webhook_info's pending inputs, e.g. Stripe's signing "
         "secret). Carries secrets: refused unless inline secrets are allowed.",
         guarded=True,
     ),
     Operation(
-        "external-data-sources-webhook-info-retrieve", "Get webhook info of a source", "GET",
-        S + "{id}/webhook_info/", SourceRef, "read", "webhooks", "object",
+        "external-data-sources-webhook-info-retrieve",
+        "Get webhook info of a source",
+        "GET",
+        S + "{id}/webhook_info/",
+        SourceRef,
+        "read",
+        "webhooks",
+        "object",
         "Whether the source supports and has a webhook, its URL, which tables it feeds, and missing inputs or "
         "events. Use before creating or deleting a webhook.",
     ),
     Operation(
-        "external-data-sources-check-cdc-prerequisites-create", "Check Postgres CDC prerequisites", "POST",
-        S + "check_cdc_prerequisites/", CheckCdc, "read", "cdc", "object",
+        "external-data-sources-check-cdc-prerequisites-create",
+        "Check Postgres CDC prerequisites",
+        "POST",
+        S + "check_cdc_prerequisites/",
+        CheckCdc,
+        "read",
+        "cdc",
+        "object",
         "Check a Postgres database not yet added as a source for CDC readiness from a connection config. Needs "
         "the password, so it is refused unless inline secrets are allowed; for an existing source use "
         "external-data-sources-check-cdc-prerequisites-for-source-create.",
-        flatten="config", guarded=True,
+        flatten="config",
+        guarded=True,
     ),
     Operation(
-        "data-warehouse-source-connect-link", "Get a secure link to connect a source", "GET",
-        S + "connect_link/", SourceTypeArg, "read", "credentials", "object",
+        "data-warehouse-source-connect-link",
+        "Get a secure link to connect a source",
+        "GET",
+        S + "connect_link/",
+        SourceTypeArg,
+        "read",
+        "credentials",
+        "object",
         "Step 1 of connecting a source: returns a one-time browser link where the user enters credentials "
         "directly (secrets never pass through the chat). Give the link to the user (or the client opens it), wait "
         "until they say they are done, then call data-warehouse-stored-credentials-list and "
@@ -404,109 +547,212 @@ OPERATIONS: tuple[Operation, ...] = (
         query=("source_type",),
     ),
     Operation(
-        "external-data-sources-connections-list", "List direct-query connections", "GET", S + "connections/",
-        NoArgs, "read", "sources", "list",
+        "external-data-sources-connections-list",
+        "List direct-query connections",
+        "GET",
+        S + "connections/",
+        NoArgs,
+        "read",
+        "sources",
+        "list",
         "List sources that are queried in place (direct query), with id, prefix and engine.",
     ),
     Operation(
-        "external-data-sources-database-schema-create", "Discover tables from a connection config", "POST",
-        S + "database_schema/", ConfigArgs, "read", "sources", "list",
+        "external-data-sources-database-schema-create",
+        "Discover tables from a connection config",
+        "POST",
+        S + "database_schema/",
+        ConfigArgs,
+        "read",
+        "sources",
+        "list",
         "List the tables a connection config can sync, with columns, primary keys and incremental fields, "
         "without creating anything. Needs credentials in `config` (refused unless inline secrets are allowed). "
         "For an existing source use external-data-schemas-incremental-fields-create or refresh-schemas.",
-        flatten="config", guarded=True,
+        flatten="config",
+        guarded=True,
     ),
     Operation(
-        "data-warehouse-source-setup", "Set up a data warehouse source in one step", "POST", S + "setup/", Setup,
-        "write", "credentials", "object",
+        "data-warehouse-source-setup",
+        "Set up a data warehouse source in one step",
+        "POST",
+        S + "setup/",
+        Setup,
+        "write",
+        "credentials",
+        "object",
         "Recommended way to add a source: validates the stored credentials, discovers every table, enables them "
         "with sensible sync types (incremental where possible, else append, else full refresh) and starts syncing. "
         "Pass payload={'credential_id': ...} from data-warehouse-stored-credentials-list (get one with "
         "data-warehouse-source-connect-link). Then data-warehouse-sync-wait and external-data-sources-retrieve.",
     ),
     Operation(
-        "external-data-sources-source-prefix-create", "Check a table prefix", "POST", S + "source_prefix/",
-        SourcePrefix, "read", "sources", "empty",
+        "external-data-sources-source-prefix-create",
+        "Check a table prefix",
+        "POST",
+        S + "source_prefix/",
+        SourcePrefix,
+        "read",
+        "sources",
+        "empty",
         "Check that a prefix is valid and free for a source type before setup or create (needed when a source of "
         "that type exists already). Success means usable; an error says why not.",
     ),
     Operation(
-        "external-data-sources-store-credentials-create", "Store source credentials (harnesses)", "POST",
-        S + "store_credentials/", StoreCredentials, "write", "credentials", "object",
+        "external-data-sources-store-credentials-create",
+        "Store source credentials (harnesses)",
+        "POST",
+        S + "store_credentials/",
+        StoreCredentials,
+        "write",
+        "credentials",
+        "object",
         "Validate credentials against the live source and store them encrypted for 24 h, returning a "
         "credential_id for setup. Takes secrets, so it is refused unless inline secrets are allowed (test "
         "harnesses); users should use data-warehouse-source-connect-link instead.",
         guarded=True,
     ),
     Operation(
-        "data-warehouse-stored-credentials-list", "List stored credentials", "GET", S + "stored_credentials/",
-        StoredCredentials, "read", "credentials", "list",
+        "data-warehouse-stored-credentials-list",
+        "List stored credentials",
+        "GET",
+        S + "stored_credentials/",
+        StoredCredentials,
+        "read",
+        "credentials",
+        "list",
         "Step 2 of connecting a source: list credentials the user stored through the connect page (metadata only, "
         "newest first, unconsumed, unexpired). Pass the first matching credential_id to data-warehouse-source-setup.",
         query=("source_type", "search"),
     ),
     Operation(
-        "external-data-sources-wizard-retrieve", "Get source connection forms", "GET", S + "wizard/", Wizard,
-        "read", "sources", "object",
+        "external-data-sources-wizard-retrieve",
+        "Get source connection forms",
+        "GET",
+        S + "wizard/",
+        Wizard,
+        "read",
+        "sources",
+        "object",
         "Form definitions of source types: fields, which are secret, suggested tables, webhook fields. Always pass "
         "source_type (e.g. 'Postgres'); the full list is about 50 KB. Use to know which fields a source needs.",
         query=("source_type",),
     ),
     Operation(
-        "external-data-schemas-list", "List tables (schemas) of all sources", "GET", SCH, Page, "read", "schemas",
+        "external-data-schemas-list",
+        "List tables (schemas) of all sources",
+        "GET",
+        SCH,
+        Page,
+        "read",
+        "schemas",
         "page",
         "List the project's source tables (schemas) with sync type, frequency, status and last sync. Paged; search "
         "by table name. Next: external-data-schemas-partial-update to change one.",
         query=("limit", "offset", "search"),
     ),
     Operation(
-        "external-data-schemas-retrieve", "Get one table (schema)", "GET", SCH + "{id}/", SchemaRef, "read",
-        "schemas", "object",
+        "external-data-schemas-retrieve",
+        "Get one table (schema)",
+        "GET",
+        SCH + "{id}/",
+        SchemaRef,
+        "read",
+        "schemas",
+        "object",
         "Get one table's sync settings, status, latest error, columns and synced-table details.",
     ),
     Operation(
-        "external-data-schemas-partial-update", "Update one table (schema)", "PATCH", SCH + "{id}/", UpdateSchema,
-        "idempotent", "schemas", "object",
+        "external-data-schemas-partial-update",
+        "Update one table (schema)",
+        "PATCH",
+        SCH + "{id}/",
+        UpdateSchema,
+        "idempotent",
+        "schemas",
+        "object",
         "Change how one table syncs: enable/disable, sync type, cursor field, primary key, frequency, time of day, "
         "columns. Rescheduled at once. Use -incremental-fields-create first to see valid cursor fields.",
     ),
     Operation(
-        "external-data-schemas-destroy", "Remove a table from a source", "DELETE", SCH + "{id}/", SchemaRef,
-        "destructive", "schemas", "empty",
+        "external-data-schemas-destroy",
+        "Remove a table from a source",
+        "DELETE",
+        SCH + "{id}/",
+        SchemaRef,
+        "destructive",
+        "schemas",
+        "empty",
         "Remove one table from its source so it no longer syncs. Confirm with the user. To keep the table but "
         "drop its data, use external-data-schemas-delete-data-destroy.",
     ),
     Operation(
-        "external-data-schemas-cancel-create", "Cancel a running table sync", "POST", SCH + "{id}/cancel/",
-        SchemaRef, "write", "jobs", "empty",
+        "external-data-schemas-cancel-create",
+        "Cancel a running table sync",
+        "POST",
+        SCH + "{id}/cancel/",
+        SchemaRef,
+        "write",
+        "jobs",
+        "empty",
         "Stop the table's running sync; the previously synced data stays intact. Errors if nothing is running.",
     ),
     Operation(
-        "external-data-schemas-delete-data-destroy", "Delete a table's synced data", "DELETE",
-        SCH + "{id}/delete_data/", SchemaRef, "destructive", "schemas", "empty",
+        "external-data-schemas-delete-data-destroy",
+        "Delete a table's synced data",
+        "DELETE",
+        SCH + "{id}/delete_data/",
+        SchemaRef,
+        "destructive",
+        "schemas",
+        "empty",
         "Drop the table's synced warehouse data and reset its cursor and status; the table stays configured and "
         "the next sync reloads everything. Confirm with the user.",
     ),
     Operation(
-        "external-data-schemas-incremental-fields-create", "Get cursor and key options of a table", "POST",
-        SCH + "{id}/incremental_fields/", SchemaRef, "read", "schemas", "object",
+        "external-data-schemas-incremental-fields-create",
+        "Get cursor and key options of a table",
+        "POST",
+        SCH + "{id}/incremental_fields/",
+        SchemaRef,
+        "read",
+        "schemas",
+        "object",
         "Ask the live source which columns can be the table's cursor (incremental/append) and primary key, and "
         "which sync types it supports. Use before switching a table's sync type.",
     ),
     Operation(
-        "external-data-schemas-reload-create", "Sync one table now", "POST", SCH + "{id}/reload/", SchemaRef,
-        "write", "schemas", "empty",
+        "external-data-schemas-reload-create",
+        "Sync one table now",
+        "POST",
+        SCH + "{id}/reload/",
+        SchemaRef,
+        "write",
+        "schemas",
+        "empty",
         "Start a sync of this one table now, keeping its cursor. For every table of a source use "
         "external-data-sources-reload-create; to start from scratch use -resync-create.",
     ),
     Operation(
-        "external-data-schemas-resync-create", "Re-sync one table from scratch", "POST", SCH + "{id}/resync/",
-        SchemaRef, "write", "schemas", "empty",
+        "external-data-schemas-resync-create",
+        "Re-sync one table from scratch",
+        "POST",
+        SCH + "{id}/resync/",
+        SchemaRef,
+        "write",
+        "schemas",
+        "empty",
         "Cancel the table's running sync, reset its cursor and copy the whole table again. Use when data is "
         "wrong or after changing the cursor; slower than -reload-create.",
     ),
     Operation(
-        "data-warehouse-sync-wait", "Wait for syncs to finish", "GET", S + "{id}/jobs/", WaitForSync, "read", "jobs",
+        "data-warehouse-sync-wait",
+        "Wait for syncs to finish",
+        "GET",
+        S + "{id}/jobs/",
+        WaitForSync,
+        "read",
+        "jobs",
         "object",
         "Wait until the running syncs of a source (or one table) finish, reporting progress, then return the "
         "finished jobs. Use after setup, reload or resync. On timeout it returns what is still running (not an "

@@ -55,7 +55,9 @@ def _normal(key: str) -> str:
 
 def is_secret_key(key: str, form_secret_keys: Iterable[str] = ()) -> bool:
     normal = _normal(key)
-    if normal in SECRET_KEY_NAMES or normal.endswith(("password", "secret", "secretkey", "privatekey", "apikey", "token")):
+    if normal in SECRET_KEY_NAMES or normal.endswith(
+        ("password", "secret", "secretkey", "privatekey", "apikey", "token")
+    ):
         return True
     return key in form_secret_keys
 
@@ -99,7 +101,9 @@ def _looks_secret(value: str) -> bool:
 
 def refusal(tool: str, paths: list[str]) -> str:
     fields = ", ".join(sorted(set(paths)))
-    return f"Refused: {tool} was given secret values ({fields}). " + CONNECT_FLOW.replace("{{", "{").replace("}}", "}")
+    return f"Refused: {tool} was given secret values ({fields}). " + CONNECT_FLOW.replace("{{", "{").replace(
+        "}}", "}"
+    )
 
 
 class Redactor:

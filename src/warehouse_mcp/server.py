@@ -10,7 +10,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import Field, create_model
 
 from . import __version__
@@ -85,7 +85,12 @@ def compact_schema(schema: Any) -> Any:
         return schema
     out = {key: compact_schema(value) for key, value in schema.items() if key != "title"}
     any_of = out.get("anyOf")
-    if isinstance(any_of, list) and len(any_of) == 2 and {"type": "null"} in any_of and out.get("default", 0) is None:
+    if (
+        isinstance(any_of, list)
+        and len(any_of) == 2
+        and {"type": "null"} in any_of
+        and out.get("default", 0) is None
+    ):
         (kept,) = [branch for branch in any_of if branch != {"type": "null"}]
         del out["anyOf"], out["default"]
         out = {**kept, **out}
@@ -97,9 +102,10 @@ def compact_schema(schema: Any) -> Any:
 def _tool(op: Operation, runtime: Runtime) -> Tool:
     model = input_model(op, runtime.settings)
 
-    async def call(args: Args, ctx: Context) -> CallToolResult:
+    async def call(args: Args, ctx: Context) -> CallToolResult | InputRequiredResult:
         result = await _call(op, args, ctx, runtime)
-        runtime.record(op.tool, args, result)
+        if isinstance(result, CallToolResult):
+            runtime.record(op.tool, args, result)
         return result
 
     return Tool(
@@ -121,7 +127,9 @@ def _tool(op: Operation, runtime: Runtime) -> Tool:
     )
 
 
-async def _call(op: Operation, args: Args, ctx: Context, runtime: Runtime) -> CallToolResult:
+async def _call(
+    op: Operation, args: Args, ctx: Context, runtime: Runtime
+) -> CallToolResult | InputRequiredResult:
     arguments = args.model_dump(mode="json", exclude_unset=True)
     source_type = arguments.get("source_type") if isinstance(arguments.get("source_type"), str) else None
     form_keys = runtime.form_secret_keys(source_type)
@@ -135,6 +143,8 @@ async def _call(op: Operation, args: Args, ctx: Context, runtime: Runtime) -> Ca
         data = await (wait_for_sync if op.composite else perform)(op, args, ctx, runtime)
     except ApiError as exc:
         return _error(runtime.redactor.scrub(error_text(op, exc, arguments, runtime.settings)))
+    if isinstance(data, InputRequiredResult):
+        return data
     return render(op, data, runtime, form_keys)
 
 

@@ -47,6 +47,7 @@ class Settings:
     run_scheduler: bool = True
     timeout_seconds: float = 30.0
     max_retries: int = 3
+    connect_wait_seconds: float = 300.0  # how long a connect call waits for the user to finish the page
     result_char_budget: int = 24_000  # text returned to the model per call, before `_truncated`
     transcript_path: Path | None = None  # JSON-lines record of every tool call (harnesses)
 
@@ -69,7 +70,10 @@ class Settings:
             "connect_host": env.get("WAREHOUSE_MCP_CONNECT_HOST") or "127.0.0.1",
             "connect_port": _int(env, "WAREHOUSE_MCP_CONNECT_PORT", 0),
             "public_url": env.get("WAREHOUSE_MCP_PUBLIC_URL") or None,
-            "transcript_path": Path(env["WAREHOUSE_MCP_TRANSCRIPT"]) if env.get("WAREHOUSE_MCP_TRANSCRIPT") else None,
+            "connect_wait_seconds": float(env.get("WAREHOUSE_MCP_CONNECT_WAIT") or 300),
+            "transcript_path": Path(env["WAREHOUSE_MCP_TRANSCRIPT"])
+            if env.get("WAREHOUSE_MCP_TRANSCRIPT")
+            else None,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         settings = cls(**values)  # type: ignore[arg-type]
@@ -83,7 +87,9 @@ class Settings:
 
     def validate(self) -> None:
         if self.backend not in ("embedded", "posthog"):
-            raise SettingsError(f"WAREHOUSE_MCP_BACKEND must be 'embedded' or 'posthog', not {self.backend!r}.")
+            raise SettingsError(
+                f"WAREHOUSE_MCP_BACKEND must be 'embedded' or 'posthog', not {self.backend!r}."
+            )
         if self.backend == "posthog" and not self.api_key:
             raise SettingsError(
                 "The posthog backend needs POSTHOG_PERSONAL_API_KEY (a personal API key with the "

@@ -67,7 +67,11 @@ class RecordingApi:
                     self.close_connection = True
                     self.connection.close()
                     return
-                payload = reply.raw if reply.raw is not None else (b"" if reply.body is None else json.dumps(reply.body).encode())
+                payload = (
+                    reply.raw
+                    if reply.raw is not None
+                    else (b"" if reply.body is None else json.dumps(reply.body).encode())
+                )
                 self.send_response(reply.status)
                 if payload:
                     self.send_header("Content-Type", "application/json")

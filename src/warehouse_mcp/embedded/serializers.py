@@ -12,6 +12,7 @@ import sqlite3
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.models import SchemaStatus, frequency_name
 
 Row = sqlite3.Row
@@ -147,6 +148,48 @@ def job_json(job: Row) -> dict[str, Any]:
         "latest_error": job["latest_error"],
         "workflow_run_id": job["workflow_run_id"],
         "cdc_write_mode": None,
+    }
+
+
+def incremental_candidates(table: TableInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": candidate.field,
+            "type": candidate.field_type,
+            "field": candidate.field,
+            "field_type": candidate.field_type,
+            "nullable": candidate.nullable,
+        }
+        for candidate in table.incremental_fields
+    ]
+
+
+def discovered_columns(table: TableInfo) -> list[dict[str, Any]]:
+    """Columns as discovery answers them (`database_schema`, `incremental_fields`)."""
+    return [
+        {"field": column.name, "label": column.name, "type": column.data_type, "nullable": column.is_nullable}
+        for column in table.columns
+    ]
+
+
+def discovered_table_json(table: TableInfo) -> dict[str, Any]:
+    """One entry of `database_schema`'s answer."""
+    return {
+        "table": table.name,
+        "label": None,
+        "should_sync": False,
+        "incremental_fields": incremental_candidates(table),
+        "incremental_available": table.supports_incremental,
+        "append_available": table.supports_append,
+        "cdc_available": table.cdc_available,
+        "incremental_field": table.incremental_fields[0].field if table.incremental_fields else None,
+        "sync_type": None,
+        "rows": table.row_estimate,
+        "supports_webhooks": table.supports_webhooks,
+        "webhook_only": table.webhook_only,
+        "description": table.description,
+        "available_columns": discovered_columns(table),
+        "detected_primary_keys": table.primary_keys,
     }
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as time_of_day
@@ -126,9 +126,8 @@ class SyncEngine:
             target = jobs.load_target(self.store, job.schema_id)
             if target is None or target.deleted:
                 raise _Cancelled
-            secret_part = self.vault.decrypt(target.job_inputs_secret) or {}
-            secrets = _secret_strings(secret_part)
-            config = forms.merge_secrets(target.job_inputs, secret_part)
+            config = forms.merge_secrets(target.job_inputs, self.vault.decrypt(target.job_inputs_secret))
+            secrets = forms.secret_values(target.source_type, config)
             connector = registry.connector_for(target.source_type)
             plan = _plan(target, connector.discover(config), self.batch_rows)
             staging = self.warehouse.start_staging(plan.table_name, plan.columns, job.job_id)
@@ -158,7 +157,11 @@ class SyncEngine:
                 table_id=target.table_id or str(uuid.uuid4()),
             )
             logger.info(
-                "Synced %s: %d rows into %s in %.1fs", target.schema_name, rows, table.name, time.monotonic() - started
+                "Synced %s: %d rows into %s in %.1fs",
+                target.schema_name,
+                rows,
+                table.name,
+                time.monotonic() - started,
             )
             return report(JobStatus.Completed)
         except _Cancelled:
@@ -169,7 +172,7 @@ class SyncEngine:
             _discard(staging)
             jobs.record_interrupted(self.store, job, rows_synced=rows, finished_at=self.clock.now())
             return report(JobStatus.Failed, jobs.INTERRUPTED_ERROR)
-        except (SourceError, registry.UnsupportedSource, VaultError) as exc:
+        except (SourceError, VaultError) as exc:  # worded for the user (UnsupportedSource is one)
             _discard(staging)
             error = _scrub(str(exc), secrets)
             logger.warning("Sync job %s failed: %s", job.job_id, error)
@@ -210,10 +213,8 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
                 f"Table '{target.schema_name}' uses {sync_type} sync but has no incremental field; set one."
             )
         cursor = target.sync_cursor
-    if cursor is None:
-        write = "replace"
-    else:
-        write = "merge" if sync_type == SyncType.incremental else "append"
+    # No cursor (first run, resync, delete_data): read everything and replace whatever is there.
+    write = "replace" if cursor is None else "merge" if sync_type == SyncType.incremental else "append"
 
     required = {field, *primary_keys} if sync_type == SyncType.incremental else {field}
     enabled = set(target.enabled_columns) if target.enabled_columns else None
@@ -262,7 +263,9 @@ class _HighWater:
 
         index = batch.schema.get_field_index(self.field)
         if index < 0:
-            raise SourceError(f"The source returned no '{self.field}' column to track the incremental cursor.")
+            raise SourceError(
+                f"The source returned no '{self.field}' column to track the incremental cursor."
+            )
         value = pc.max(batch.column(index)).as_py()
         if value is not None and (self.value is None or value > self.value):
             self.value = value
@@ -298,22 +301,13 @@ def _discard(staging: Staging | None) -> None:
     try:
         staging.discard()
     except Exception:
-        logger.exception("Could not drop the staging table %s (dropped when the warehouse next opens)", staging.name)
-
-
-def _secret_strings(value: Any) -> list[str]:
-    """Every string in the decrypted secret part of a config: none of them may reach a message or log."""
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, Mapping):
-        return [s for item in value.values() for s in _secret_strings(item)]
-    if isinstance(value, list | tuple):
-        return [s for item in value for s in _secret_strings(item)]
-    return []
+        logger.exception(
+            "Could not drop the staging table %s (dropped when the warehouse next opens)", staging.name
+        )
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in secrets:  # longest first, as forms.secret_values orders them
         text = text.replace(secret, "***")
     return text
 

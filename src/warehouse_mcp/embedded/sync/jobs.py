@@ -120,7 +120,8 @@ def cancel_requested(store: Store, job_id: str) -> bool:
 def request_cancel(db: sqlite3.Connection, schema_id: str) -> bool:
     """Ask the running job of the schema (in whichever process runs it) to stop; False if none runs."""
     cursor = db.execute(
-        "UPDATE jobs SET cancel_requested = 1 WHERE schema_id = ? AND status = ?", (schema_id, JobStatus.Running)
+        "UPDATE jobs SET cancel_requested = 1 WHERE schema_id = ? AND status = ?",
+        (schema_id, JobStatus.Running),
     )
     return cursor.rowcount > 0
 
@@ -163,7 +164,9 @@ def record_success(
         )
 
 
-def record_failure(store: Store, job: ClaimedJob, *, rows_synced: int, error: str, finished_at: datetime) -> None:
+def record_failure(
+    store: Store, job: ClaimedJob, *, rows_synced: int, error: str, finished_at: datetime
+) -> None:
     with store.transaction() as db:
         _finish_job(db, job.job_id, JobStatus.Failed, rows_synced, error, finished_at)
         _fail_schema(db, job.schema_id, error, finished_at)

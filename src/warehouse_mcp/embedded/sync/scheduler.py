@@ -120,10 +120,14 @@ class WarehouseBusyError(RuntimeError):
     """The warehouse belongs to another process, so this one cannot change it."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"Another warehouse-mcp process owns the warehouse at {path}; run this there or stop it")
+        super().__init__(
+            f"Another warehouse-mcp process owns the warehouse at {path}; run this there or stop it"
+        )
 
 
-def next_run_at(finished: datetime, interval_seconds: int | None, time_of_day_text: str | None) -> datetime | None:
+def next_run_at(
+    finished: datetime, interval_seconds: int | None, time_of_day_text: str | None
+) -> datetime | None:
     """The next run after one that ended at `finished`: `interval` later, on the `HH:MM:SS` UTC grid if set.
 
     Intervals under a day repeat from that time of day (6hour at 03:00 → 03:00, 09:00, 15:00, 21:00);
@@ -166,7 +170,9 @@ def due_schema_ids(store: Store, now: datetime, limit: int) -> list[str]:
 
 
 def seconds_until_next_due(store: Store, now: datetime) -> float | None:
-    row = store.query_one(f"SELECT min(julianday(s.next_sync_at)) - julianday(?) AS days {_SCHEDULED}", (iso(now),))
+    row = store.query_one(
+        f"SELECT min(julianday(s.next_sync_at)) - julianday(?) AS days {_SCHEDULED}", (iso(now),)
+    )
     if row is None or row["days"] is None:
         return None
     return max(row["days"] * 86400.0, 0.0)
@@ -185,7 +191,8 @@ def reschedule_after_run(store: Store, schema_id: str, finished: datetime) -> No
     """Set the next run from the schema's frequency; a run requested while this one ran is kept if sooner."""
     with store.transaction() as db:
         row = db.execute(
-            "SELECT sync_frequency_interval, sync_time_of_day, next_sync_at FROM schemas WHERE id = ?", (schema_id,)
+            "SELECT sync_frequency_interval, sync_time_of_day, next_sync_at FROM schemas WHERE id = ?",
+            (schema_id,),
         ).fetchone()
         if row is None:
             return
@@ -217,7 +224,9 @@ def recompute_schedule(store: Store, schema_id: str, now: datetime) -> None:
         elif row["last_synced_at"] is None:
             next_at = now
         else:
-            planned = next_run_at(_parse(row["last_synced_at"]) or now, row["sync_frequency_interval"], row["sync_time_of_day"])
+            planned = next_run_at(
+                _parse(row["last_synced_at"]) or now, row["sync_frequency_interval"], row["sync_time_of_day"]
+            )
             next_at = None if planned is None else max(planned, now)
         db.execute("UPDATE schemas SET next_sync_at = ? WHERE id = ?", (iso(next_at), schema_id))
 
@@ -275,7 +284,9 @@ class Scheduler:
         if self.running:
             return
         self._stopping.clear()
-        self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="warehouse-sync")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="warehouse-sync"
+        )
         self._thread = threading.Thread(target=self._loop, name="warehouse-scheduler", daemon=True)
         self._thread.start()
 
@@ -333,7 +344,9 @@ class Scheduler:
                         jobs.request_cancel(db, schema_id)
                 _, unfinished = wait_for_futures(futures, timeout=timeout)
                 if unfinished:
-                    raise TimeoutError(f"The running sync did not stop within {timeout:.0f}s; try again shortly.")
+                    raise TimeoutError(
+                        f"The running sync did not stop within {timeout:.0f}s; try again shortly."
+                    )
                 yield warehouse
             finally:
                 with self._state:
@@ -375,7 +388,9 @@ class Scheduler:
             )
             recovered = jobs.recover_orphans(self.store, self.clock.now())
             if recovered:
-                logger.warning("Marked %d interrupted sync job(s) as failed; they run again now", len(recovered))
+                logger.warning(
+                    "Marked %d interrupted sync job(s) as failed; they run again now", len(recovered)
+                )
             logger.info("This process now runs the syncs (warehouse %s)", self.warehouse_path)
             return self._warehouse
 

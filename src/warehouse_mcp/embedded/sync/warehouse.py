@@ -156,11 +156,15 @@ class Staging:
             return self.append_to_target()
         missing = [key for key in primary_keys if key not in self._types]
         if missing:
-            raise ValueError(f"Primary key columns {missing} are not among the synced columns of '{self.target}'")
+            raise ValueError(
+                f"Primary key columns {missing} are not among the synced columns of '{self.target}'"
+            )
         if not self._target_exists():
             return self.replace_target()
         target, staging = quote(self.target), quote(self.name)
-        matches = " AND ".join(f"{target}.{quote(k)} IS NOT DISTINCT FROM {staging}.{quote(k)}" for k in primary_keys)
+        matches = " AND ".join(
+            f"{target}.{quote(k)} IS NOT DISTINCT FROM {staging}.{quote(k)}" for k in primary_keys
+        )
         keys = ", ".join(quote(k) for k in primary_keys)
         with self._transaction():
             self._add_new_columns()
@@ -193,7 +197,9 @@ class Staging:
         existing = {column.name for column in _columns(self._cursor, self.target)}
         for name, warehouse_type in self._types.items():
             if name not in existing:
-                self._cursor.execute(f"ALTER TABLE {quote(self.target)} ADD COLUMN {quote(name)} {warehouse_type}")
+                self._cursor.execute(
+                    f"ALTER TABLE {quote(self.target)} ADD COLUMN {quote(name)} {warehouse_type}"
+                )
 
     def _target_state(self) -> TableState:
         row = self._cursor.execute(f"SELECT count(*) FROM {quote(self.target)}").fetchone()

@@ -1,0 +1,379 @@
+"""A source's config read through its wizard form: which keys are secret, what the API may show, and
+whether the required fields are there.
+
+Sensitivity follows PostHog (api-semantics §1): `password` fields, fields with `secret: true` and
+`file-upload` fields are sensitive; `select` options, `switch-group`, `oauth` and `ssh-tunnel` fields
+are recursed into. Like PostHog, classification is by key name at any depth (a select option's field
+may be stored flat or under the select's name, e.g. Stripe's `auth_method: {selection, stripe_secret_key}`).
+Keys the form does not declare are unknown: the API never shows them, and `split_secrets` keeps them
+in the encrypted part, since nothing says they are safe to store in plain text.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from warehouse_mcp.embedded.connectors import registry
+
+# SSH tunnel values are not declared field by field in the form (PostHog's SSHTunnel config).
+SSH_TUNNEL_PUBLIC_KEYS = frozenset({"host", "port", "username", "auth", "auth_type", "require_tls"})
+SSH_TUNNEL_SECRET_KEYS = frozenset({"password", "passphrase", "private_key"})
+# Config metadata and CDC settings: shown in API answers whatever the form says.
+ALWAYS_KEPT_KEYS = frozenset(
+    {
+        "selection",
+        "enabled",
+        "cdc_enabled",
+        "cdc_management_mode",
+        "cdc_slot_name",
+        "cdc_publication_name",
+        "cdc_auto_drop_slot",
+        "cdc_lag_warning_threshold_mb",
+        "cdc_lag_critical_threshold_mb",
+        "cdc_consistent_point",
+    }
+)
+# Postgres may give a connection string instead of these fields (the form's own alternative).
+_CONNECTION_STRING_ALTERNATIVES = {"Postgres": frozenset({"host", "port", "database", "user", "password"})}
+
+Field = Mapping[str, Any]
+
+
+class ConfigError(ValueError):
+    """The config does not fit the source's form; the message is user-facing and names the field."""
+
+
+@dataclass(frozen=True)
+class _Sensitivity:
+    public: frozenset[str]
+    secret: frozenset[str]
+
+
+def _fields_of(source_type: str) -> list[Field] | None:
+    definition = registry.form_ref(source_type)
+    if definition is None:
+        return None
+    return [*definition["fields"], *(definition.get("webhookFields") or [])]
+
+
+def _variants(name: str) -> set[str]:
+    # A hyphenated form name is stored under either spelling (PostHog's `temporary-dataset`).
+    return {name, name.replace("-", "_")}
+
+
+def _is_secret_field(field: Field) -> bool:
+    if field["type"] == "file-upload":
+        return True
+    return field["type"] == "password" or bool(field.get("secret"))
+
+
+def _children(field: Field) -> list[Field]:
+    if field["type"] == "select":
+        return [child for option in field.get("options", []) for child in option.get("fields") or []]
+    if field["type"] == "switch-group":
+        return list(field.get("fields", []))
+    return []
+
+
+@lru_cache(maxsize=None)
+def _sensitivity(source_type: str) -> _Sensitivity | None:
+    fields = _fields_of(source_type)
+    if fields is None:
+        return None
+    public: set[str] = set()
+    secret: set[str] = set()
+
+    def visit(items: Iterable[Field]) -> None:
+        for field in items:
+            names = _variants(field["name"])
+            if field["type"] in ("select", "switch-group", "oauth", "ssh-tunnel"):
+                public.update(names)
+            elif _is_secret_field(field):
+                secret.update(names)
+            else:
+                public.update(names)
+            if field["type"] == "ssh-tunnel":
+                public.update(SSH_TUNNEL_PUBLIC_KEYS)
+                secret.update(SSH_TUNNEL_SECRET_KEYS)
+            visit(_children(field))
+
+    visit(fields)
+    return _Sensitivity(frozenset(public | ALWAYS_KEPT_KEYS), frozenset(secret))
+
+
+def sensitive_paths(source_type: str) -> list[tuple[str, ...]]:
+    """Where the form's secrets live in a config, e.g. ("password",), ("ssh_tunnel", "auth", "private_key")."""
+    fields = _fields_of(source_type)
+    if fields is None:
+        return []
+    paths: list[tuple[str, ...]] = []
+
+    def visit(items: Iterable[Field], prefix: tuple[str, ...]) -> None:
+        for field in items:
+            name = field["name"]
+            if field["type"] == "ssh-tunnel":
+                for key in sorted(SSH_TUNNEL_SECRET_KEYS):
+                    paths.append((*prefix, name, key))
+                    paths.append((*prefix, name, "auth", key))
+            elif field["type"] == "select":
+                visit(_children(field), (*prefix, name))
+                visit(_children(field), prefix)  # stored flat as well (PostHog's legacy shape)
+            elif field["type"] == "switch-group":
+                visit(_children(field), (*prefix, name))
+            elif _is_secret_field(field):
+                paths.append((*prefix, name))
+
+    visit(fields, ())
+    return list(dict.fromkeys(paths))
+
+
+def is_sensitive_key(source_type: str, key_path: str | Sequence[str]) -> bool:
+    """True when the key (a name, a dotted path or a path tuple) holds a secret of this source's form."""
+    sensitivity = _sensitivity(source_type)
+    if sensitivity is None:
+        return False
+    parts = key_path.split(".") if isinstance(key_path, str) else list(key_path)
+    return any(part in sensitivity.secret for part in parts)
+
+
+def split_secrets(source_type: str, job_inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(public part, secret part): `merge_secrets` of the two gives `job_inputs` back.
+
+    The public part is exactly what the API may show; everything else (secrets and unknown keys) is
+    in the secret part, with nested containers such as `ssh_tunnel` keeping their shape in both.
+    """
+    sensitivity = _sensitivity(source_type)
+    if sensitivity is None:
+        return {}, copy.deepcopy(dict(job_inputs))
+    return _split(job_inputs, sensitivity)
+
+
+def _split(data: Mapping[str, Any], sensitivity: _Sensitivity) -> tuple[dict[str, Any], dict[str, Any]]:
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in sensitivity.secret or key not in sensitivity.public:
+            secret[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping):
+            public[key], nested_secret = _split(value, sensitivity)
+            if nested_secret:
+                secret[key] = nested_secret
+        else:
+            public[key] = copy.deepcopy(value)
+    return public, secret
+
+
+def merge_secrets(public: Mapping[str, Any], secret: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deep merge: nested dicts are merged key by key; elsewhere the secret part wins."""
+    merged = copy.deepcopy(dict(public))
+    for key, value in (secret or {}).items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_secrets(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def public_job_inputs(source_type: str, job_inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `job_inputs` an API answer may carry: declared non-sensitive keys only ({} for unknown types)."""
+    if not job_inputs:
+        return {}
+    return split_secrets(source_type, job_inputs)[0]
+
+
+def secret_values(source_type: str, config: Mapping[str, Any]) -> list[str]:
+    """Every non-empty secret value in `config` (longest first), for scrubbing text that leaves the server.
+
+    Includes the password inside a connection string, which may show up on its own in a driver's error.
+    """
+    sensitivity = _sensitivity(source_type)
+    if sensitivity is None:
+        return []
+    found: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                collect(item)
+        elif isinstance(value, str) and value.strip():
+            found.append(value)
+            password = connection_string_password(value)
+            if password:
+                found.append(password)
+
+    def walk(data: Mapping[str, Any]) -> None:
+        for key, value in data.items():
+            if key in sensitivity.secret:
+                collect(value)
+            elif isinstance(value, Mapping):
+                walk(value)
+
+    walk(config)
+    return sorted(set(found), key=lambda item: (-len(item), item))
+
+
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def connection_string_password(value: str) -> str | None:
+    """The password embedded in a URL (`scheme://user:pw@host`) or libpq `password=` string, if any."""
+    if "://" in value:
+        try:
+            password = urlsplit(value.strip()).password
+        except ValueError:
+            return None
+        return unquote(password) if password else None
+    match = _KEYWORD_PASSWORD.search(value)
+    if not match:
+        return None
+    password = match.group(1)
+    if password.startswith("'"):
+        password = re.sub(r"\\(.)", r"\1", password[1:-1])
+    return password or None
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+
+def validate_config(source_type: str, config: Mapping[str, Any]) -> None:
+    """Raise ConfigError("Invalid source config: ...") for the first missing or malformed field."""
+    fields = _fields_of_form(source_type)
+    if not isinstance(config, Mapping):
+        raise ConfigError("Invalid source config: expected an object of form fields")
+    skipped: frozenset[str] = frozenset()
+    alternatives = _CONNECTION_STRING_ALTERNATIVES.get(source_type)
+    if alternatives and not _is_empty(config.get("connection_string")):
+        _check_connection_string(str(config["connection_string"]))
+        skipped = alternatives
+    _validate_fields(fields, config, config, skipped)
+
+
+def _fields_of_form(source_type: str) -> list[Field]:
+    definition = registry.form_ref(source_type)
+    if definition is None:
+        raise ConfigError(f"Invalid source config: Unknown source type '{source_type}'")
+    return list(definition["fields"])
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _missing(name: str) -> ConfigError:
+    return ConfigError(f"Invalid source config: Required field '{name}' is missing")
+
+
+def _lookup(container: Mapping[str, Any], name: str) -> Any:
+    for variant in _variants(name):
+        if variant in container:
+            return container[variant]
+    return None
+
+
+def _validate_fields(
+    fields: Iterable[Field], container: Mapping[str, Any], top: Mapping[str, Any], skipped: frozenset[str]
+) -> None:
+    for field in fields:
+        name = field["name"]
+        value = _lookup(container, name)
+        kind = field["type"]
+        if kind == "select":
+            _validate_select(field, value, container, top, skipped)
+        elif kind == "switch-group":
+            if isinstance(value, Mapping) and truthy(value.get("enabled")):
+                _validate_fields(field.get("fields", []), value, top, skipped)
+        elif kind == "ssh-tunnel":
+            _validate_ssh_tunnel(name, value)
+        elif kind == "file-upload":
+            _validate_file_upload(field, value)
+        elif field.get("required") and name not in skipped and _is_empty(value):
+            raise _missing(name)
+        elif kind == "number" and not _is_empty(value) and not _is_number(value):
+            raise ConfigError(f"Invalid source config: Field '{name}' must be a number")
+
+
+def _validate_select(
+    field: Field, value: Any, container: Mapping[str, Any], top: Mapping[str, Any], skipped: frozenset[str]
+) -> None:
+    name = field["name"]
+    selection = value.get("selection") if isinstance(value, Mapping) else value
+    if isinstance(selection, bool):
+        selection = "true" if selection else "false"
+    if _is_empty(selection):
+        selection = field.get("defaultValue")
+    options = {option["value"]: option for option in field.get("options", [])}
+    if selection not in options:
+        if field.get("required") and selection is None:
+            raise _missing(name)
+        allowed = ", ".join(options)
+        raise ConfigError(f"Invalid source config: Field '{name}' must be one of: {allowed}")
+    # The chosen option's fields sit under the select's name, or flat beside it (PostHog accepts both).
+    nested = value if isinstance(value, Mapping) else {}
+    children = options[selection].get("fields") or []
+    _validate_fields(children, merge_secrets(container, nested), top, skipped)
+
+
+def _validate_ssh_tunnel(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not truthy(value.get("enabled")):
+        return
+    for key in ("host", "port"):
+        if _is_empty(value.get(key)):
+            raise _missing(f"{name}.{key}")
+    if not _is_number(value.get("port")):
+        raise ConfigError(f"Invalid source config: Field '{name}.port' must be a number")
+    auth = value.get("auth")
+    username = auth.get("username") if isinstance(auth, Mapping) else value.get("username")
+    if _is_empty(username):
+        raise _missing(f"{name}.auth.username")
+
+
+def _validate_file_upload(field: Field, value: Any) -> None:
+    name = field["name"]
+    if _is_empty(value) or value == {}:
+        if field.get("required"):
+            raise _missing(name)
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"Invalid source config: Field '{name}' must be the uploaded JSON file's object")
+    keys = field.get("fileFormat", {}).get("keys") or []
+    wanted = [keys] if isinstance(keys, str) else list(keys)
+    absent = [key for key in wanted if _is_empty(value.get(key))]
+    if absent:
+        raise ConfigError(f"Invalid source config: Field '{name}' is missing keys: {', '.join(absent)}")
+
+
+def _check_connection_string(value: str) -> None:
+    from psycopg import ProgrammingError, conninfo
+
+    try:
+        conninfo.conninfo_to_dict(value)
+    except ProgrammingError:
+        # The driver's message can quote part of the string (and so the password): never repeat it.
+        raise ConfigError(
+            "Invalid source config: connection_string is not a valid PostgreSQL connection string "
+            "(expected postgresql://user:password@host:5432/database)"
+        ) from None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and value.strip().isdigit()
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)

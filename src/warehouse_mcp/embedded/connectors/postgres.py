@@ -1,0 +1,696 @@
+"""The Postgres connector (psycopg 3): check credentials, list tables, stream a table as Arrow batches,
+and check CDC readiness.
+
+Types land in DuckDB faithfully (see `warehouse_type`); where DuckDB has no lossless equivalent the
+value lands as its Postgres text form in VARCHAR. In particular an unconstrained `numeric` (or one
+wider than DECIMAL(38)) lands as VARCHAR holding the exact decimal text rather than a lossy DOUBLE,
+and is then not offered as an incremental field (its text does not sort numerically).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import struct
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from psycopg import conninfo, sql
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
+from warehouse_mcp.embedded.connectors.base import (
+    ColumnInfo,
+    IncrementalCandidate,
+    IncrementalFieldType,
+    ReadRequest,
+    SourceError,
+    TableInfo,
+)
+from warehouse_mcp.embedded.connectors.forms import connection_string_password, truthy
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10
+COUNT_ROWS_UP_TO_BYTES = 64 * 1024 * 1024  # tables without statistics are counted when at most this big
+SSH_TUNNEL_UNSUPPORTED = (
+    "SSH tunnels are not supported by the embedded backend yet; connect directly or use a PostHog backend"
+)
+CDC_MIN_SERVER_VERSION = 130000
+
+_SIMPLE_TYPES = {
+    "int2": "SMALLINT",
+    "int4": "INTEGER",
+    "int8": "BIGINT",
+    "float4": "FLOAT",
+    "float8": "DOUBLE",
+    "bool": "BOOLEAN",
+    "text": "VARCHAR",
+    "varchar": "VARCHAR",
+    "bpchar": "VARCHAR",
+    "name": "VARCHAR",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "json": "JSON",
+    "jsonb": "JSON",
+    "uuid": "UUID",
+    "bytea": "BLOB",
+    "interval": "INTERVAL",
+}
+# Types psycopg already returns as str: no ::text cast needed when they land as VARCHAR.
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+_INCREMENTAL_TYPES: dict[str, IncrementalFieldType] = {
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "integer",
+    "numeric": "numeric",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamp",
+    "date": "date",
+}
+
+# --- connection -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and as whom to connect, plus the values that must never appear in a message."""
+
+    params: dict[str, Any]
+    host: str
+    port: str
+    database: str
+    user: str
+    schema: str
+    secrets: tuple[str, ...]
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
+
+
+def _target(config: Mapping[str, Any]) -> _Target:
+    tunnel = config.get("ssh_tunnel")
+    if isinstance(tunnel, Mapping) and truthy(tunnel.get("enabled")):
+        raise SourceError(SSH_TUNNEL_UNSUPPORTED)
+    params: dict[str, Any] = {}
+    connection_string = str(config.get("connection_string") or "").strip()
+    if connection_string:
+        try:
+            params = conninfo.conninfo_to_dict(connection_string)
+        except psycopg.ProgrammingError:
+            raise SourceError(
+                "The connection string is not a valid PostgreSQL connection string "
+                "(expected postgresql://user:password@host:5432/database)"
+            ) from None
+    # The form's fields win; a connection string only fills what they leave out (PostHog parses the
+    # string into the fields, so the fields are what a later edit changes).
+    for key, libpq_key in (("host", "host"), ("port", "port"), ("database", "dbname"), ("user", "user")):
+        value = config.get(key)
+        if value is not None and str(value).strip():
+            params[libpq_key] = str(value).strip()
+    password = config.get("password")
+    if password is not None and str(password) != "":
+        params["password"] = str(password)
+    port = str(params.get("port") or "5432")
+    if not port.isdigit():
+        raise SourceError(f"Port must be a number, got '{port}'")
+    params["port"] = port
+    params.setdefault("sslmode", "prefer")
+    params["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    secrets = [str(params.get("password") or ""), connection_string]
+    secrets.append(connection_string_password(connection_string) or "")
+    schema = str(config.get("schema") or "").strip() or "public"
+    return _Target(
+        params=params,
+        host=str(params.get("host") or "localhost"),
+        port=port,
+        database=str(params.get("dbname") or ""),
+        user=str(params.get("user") or ""),
+        schema=schema,
+        secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
+    )
+
+
+_AUTH_FAILURES = (
+    "password authentication failed",
+    "SCRAM exchange",
+    "SASL authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "is not permitted to log in",
+)
+_ROLE_MISSING = re.compile(r'role ".*" does not exist')
+
+
+def _driver_reason(message: str) -> str:
+    """The useful part of a libpq error: 'FATAL:  password authentication failed ...' → after 'failed: '."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        index = line.rfind("failed: ")
+        if index >= 0 and line[index + len("failed: ") :].strip():
+            reason = line[index + len("failed: ") :].strip()
+            return re.sub(r"^(FATAL|ERROR):\s+", "", reason)
+    return lines[0] if lines else "unknown error"
+
+
+def _connect_error(error: psycopg.Error, target: _Target) -> SourceError:
+    reason = target.scrub(_driver_reason(str(error)))
+    if any(marker in reason for marker in _AUTH_FAILURES) or _ROLE_MISSING.search(reason):
+        return SourceError(f"Invalid credentials: {reason}")
+    return SourceError(f"Could not connect to {target.host}:{target.port}: {reason}")
+
+
+def _connect(target: _Target, *, autocommit: bool = True, read_only: bool = False) -> psycopg.Connection[Any]:
+    try:
+        connection = psycopg.connect(**target.params, autocommit=autocommit)
+    except psycopg.Error as error:
+        raise _connect_error(error, target) from None
+    connection.read_only = read_only
+    connection.execute("SET TimeZone = 'UTC'")  # timestamptz values arrive in UTC
+    if not autocommit:
+        connection.commit()
+    return connection
+
+
+# --- types ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PgColumn:
+    name: str
+    data_type: str  # PostHog-style display name
+    is_nullable: bool
+    base_type: str  # pg_type.typname after resolving a domain ("_int4" for int4[])
+    element_type: str | None  # for arrays
+    typmod: int
+    is_enum: bool
+    element_is_enum: bool
+
+    @property
+    def warehouse_type(self) -> str:
+        if self.element_type is not None:
+            return f"{_scalar_warehouse_type(self.element_type, self.typmod, self.element_is_enum)}[]"
+        return _scalar_warehouse_type(self.base_type, self.typmod, self.is_enum)
+
+    @property
+    def incremental_type(self) -> IncrementalFieldType | None:
+        if self.element_type is not None:
+            return None
+        if self.base_type == "numeric" and not self.warehouse_type.startswith("DECIMAL"):
+            return None
+        return _INCREMENTAL_TYPES.get(self.base_type)
+
+    def select_expression(self) -> sql.Composable:
+        """The column as selected: cast to text where it lands as text-like but psycopg would not give str."""
+        column = sql.Identifier(self.name)
+        scalar = self.element_type or self.base_type
+        landing = self.warehouse_type.removesuffix("[]")
+        if landing in ("VARCHAR", "JSON", "UUID") and scalar not in _TEXT_TYPES:
+            cast = sql.SQL("text[]" if self.element_type else "text")
+            return sql.SQL("{}::{} AS {}").format(column, cast, column)
+        return column
+
+
+def _numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
+    if typmod < 4:
+        return None
+    packed = typmod - 4
+    precision = (packed >> 16) & 0xFFFF
+    scale = ((packed & 0x7FF) ^ 1024) - 1024  # PG 15 allows a negative scale
+    return precision, scale
+
+
+def _scalar_warehouse_type(typname: str, typmod: int, is_enum: bool) -> str:
+    if is_enum:
+        return "VARCHAR"
+    if typname == "numeric":
+        bounds = _numeric_precision_scale(typmod)
+        if bounds and 1 <= bounds[0] <= 38 and 0 <= bounds[1] <= bounds[0]:
+            return f"DECIMAL({bounds[0]},{bounds[1]})"
+        return "VARCHAR"
+    return _SIMPLE_TYPES.get(typname, "VARCHAR")
+
+
+def _display_type(formatted: str) -> str:
+    """format_type without its modifier, with information_schema's names: 'numeric(12,2)' → 'numeric'."""
+    name = re.sub(r"\(\d+(,\s*-?\d+)?\)", "", formatted)
+    return {"bpchar": "character", "bpchar[]": "character[]"}.get(name, name)
+
+
+_COLUMNS_SQL = """
+SELECT c.relname,
+       a.attname,
+       format_type(a.atttypid, NULL),
+       NOT a.attnotnull,
+       bt.typname,
+       et.typname,
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+       bt.typtype = 'e',
+       coalesce(et.typtype = 'e', false)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+WHERE n.nspname = %(schema)s
+  AND c.relkind IN ('r', 'p')
+  AND NOT c.relispartition
+  AND (%(table)s::text IS NULL OR c.relname = %(table)s::text)
+ORDER BY c.relname, a.attnum
+"""
+
+
+def _columns(connection: psycopg.Connection[Any], schema: str, table: str | None) -> dict[str, list[_PgColumn]]:
+    tables: dict[str, list[_PgColumn]] = {}
+    rows = connection.execute(_COLUMNS_SQL, {"schema": schema, "table": table}).fetchall()
+    for relname, name, formatted, nullable, base, element, typmod, is_enum, element_is_enum in rows:
+        tables.setdefault(relname, []).append(
+            _PgColumn(
+                name=name,
+                data_type=_display_type(formatted),
+                is_nullable=bool(nullable),
+                base_type=base,
+                element_type=element,
+                typmod=int(typmod),
+                is_enum=bool(is_enum),
+                element_is_enum=bool(element_is_enum),
+            )
+        )
+    return tables
+
+
+# --- discovery ----------------------------------------------------------------------------------------
+
+_PRIMARY_KEYS_SQL = """
+SELECT c.relname, a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position)
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE i.indisprimary AND n.nspname = %s
+ORDER BY c.relname, k.position
+"""
+
+# Statistics of a table, or of a partitioned table's leaf partitions.
+_SIZES_SQL = """
+SELECT c.relname,
+       sum(greatest(leaf.reltuples, 0))::float8,
+       bool_or(leaf.reltuples < 0 OR (leaf.relpages = 0 AND pg_relation_size(leaf.oid) > 0)),
+       sum(pg_relation_size(leaf.oid))::bigint,
+       obj_description(c.oid, 'pg_class')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    SELECT tree.relid FROM pg_partition_tree(c.oid) tree WHERE tree.isleaf AND c.relkind = 'p'
+    UNION ALL SELECT c.oid WHERE c.relkind = 'r'
+) leaves
+JOIN pg_class leaf ON leaf.oid = leaves.relid
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+GROUP BY c.oid, c.relname
+"""
+
+
+def _row_estimate(
+    connection: psycopg.Connection[Any], schema: str, table: str, estimate: float, unknown: bool, size: int
+) -> int | None:
+    if not unknown:
+        return int(estimate)
+    if size > COUNT_ROWS_UP_TO_BYTES:
+        return int(estimate) if estimate > 0 else None
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    try:
+        row = connection.execute(query).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return int(row[0]) if row else None
+
+
+def _table_info(
+    name: str, columns: list[_PgColumn], primary_keys: list[str], row_estimate: int | None, description: str | None
+) -> TableInfo:
+    candidates = [
+        IncrementalCandidate(field=column.name, field_type=field_type, nullable=column.is_nullable)
+        for column in columns
+        if (field_type := column.incremental_type) is not None
+    ]
+    return TableInfo(
+        name=name,
+        columns=[ColumnInfo(c.name, c.data_type, c.is_nullable, c.warehouse_type) for c in columns],
+        primary_keys=primary_keys,
+        incremental_fields=candidates,
+        row_estimate=row_estimate,
+        supports_incremental=bool(candidates),
+        supports_append=bool(candidates),
+        cdc_available=bool(primary_keys),
+        description=description,
+    )
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+
+class _IntervalLoader(Loader):
+    """Binary interval → (months, days, microseconds): psycopg's timedelta would fold months into days."""
+
+    format = Format.BINARY
+
+    def load(self, data: Any) -> pa.MonthDayNano:
+        microseconds, days, months = struct.unpack("!qii", bytes(data))
+        return pa.MonthDayNano([months, days, microseconds * 1000])
+
+
+def _arrow_type(warehouse_type: str) -> pa.DataType:
+    if warehouse_type.endswith("[]"):
+        return pa.list_(_arrow_type(warehouse_type[:-2]))
+    decimal = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", warehouse_type)
+    if decimal:
+        return pa.decimal128(int(decimal.group(1)), int(decimal.group(2)))
+    return {
+        "SMALLINT": pa.int16(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "FLOAT": pa.float32(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "DATE": pa.date32(),
+        "TIME": pa.time64("us"),
+        "TIMESTAMP": pa.timestamp("us"),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+        "BLOB": pa.binary(),
+        "INTERVAL": pa.month_day_nano_interval(),
+    }.get(warehouse_type, pa.string())
+
+
+def _nan_to_null(value: Any) -> Any:
+    # DECIMAL has no NaN; Postgres numeric does. NULL is the closest faithful value.
+    if isinstance(value, Decimal) and value.is_nan():
+        return None
+    if isinstance(value, list):
+        return [_nan_to_null(item) for item in value]
+    return value
+
+
+def _converter(column: _PgColumn) -> Callable[[Any], Any] | None:
+    if column.warehouse_type.startswith("DECIMAL"):
+        return _nan_to_null
+    return None
+
+
+def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Any]) -> pa.RecordBatch:
+    arrays = []
+    for index, field in enumerate(schema):
+        values = [row[index] for row in rows]
+        convert = converters[index]
+        if convert is not None:
+            values = [convert(value) for value in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# --- the connector ----------------------------------------------------------------------------------------
+
+
+class PostgresConnector:
+    source_type = "Postgres"
+
+    def validate(self, config: Mapping[str, Any]) -> None:
+        target = _target(config)
+        with _connect(target) as connection:
+            row = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (target.schema,)).fetchone()
+        if row is None:
+            raise SourceError(f"Schema '{target.schema}' does not exist in database '{target.database}'")
+
+    def discover(self, config: Mapping[str, Any]) -> list[TableInfo]:
+        target = _target(config)
+        try:
+            with _connect(target) as connection:
+                tables = _columns(connection, target.schema, None)
+                keys: dict[str, list[str]] = {}
+                for table, column in connection.execute(_PRIMARY_KEYS_SQL, (target.schema,)):
+                    keys.setdefault(table, []).append(column)
+                infos = []
+                for name, estimate, unknown, size, description in connection.execute(_SIZES_SQL, (target.schema,)):
+                    if name not in tables:
+                        continue
+                    rows = _row_estimate(connection, target.schema, name, estimate, bool(unknown), int(size or 0))
+                    infos.append(_table_info(name, tables[name], keys.get(name, []), rows, description))
+        except psycopg.Error as error:
+            raise SourceError(f"Could not list the tables of schema '{target.schema}': {target.scrub(str(error))}") from None
+        return sorted(infos, key=lambda info: info.name)
+
+    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        target = _target(config)
+        table = request.table.name
+        qualified = f"{target.schema}.{table}"
+        with _connect(target, autocommit=False, read_only=True) as connection:
+            columns = _columns(connection, target.schema, table).get(table)
+            if not columns:
+                raise SourceError(f"Table '{qualified}' does not exist or is not visible to user '{target.user}'")
+            by_name = {column.name: column for column in columns}
+            wanted = list(request.columns) if request.columns else [column.name for column in columns]
+            unknown = [name for name in wanted if name not in by_name]
+            if request.incremental_field and request.incremental_field not in by_name:
+                unknown.append(request.incremental_field)
+            if unknown:
+                raise SourceError(f"Unknown column(s) in table '{qualified}': {', '.join(unknown)}")
+            selected = [by_name[name] for name in wanted]
+            query, params = self._select(target.schema, table, selected, request)
+            schema = pa.schema(
+                [
+                    pa.field(c.name, _arrow_type(c.warehouse_type), metadata={"warehouse_type": c.warehouse_type})
+                    for c in selected
+                ]
+            )
+            converters = [_converter(column) for column in selected]
+            batch_rows = max(1, int(request.batch_rows))
+            cursor = connection.cursor(name=f"wmcp_read_{uuid.uuid4().hex[:12]}", binary=True)
+            cursor.adapters.register_loader("interval", _IntervalLoader)
+            cursor.itersize = batch_rows
+            try:
+                cursor.execute(query, params)
+                while True:
+                    rows = cursor.fetchmany(batch_rows)
+                    if not rows:
+                        break
+                    yield _record_batch(rows, schema, converters)
+            except psycopg.Error as error:
+                raise SourceError(f"Reading '{qualified}' failed: {target.scrub(str(error))}") from None
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    cursor.close()
+
+    @staticmethod
+    def _select(
+        schema: str, table: str, columns: list[_PgColumn], request: ReadRequest
+    ) -> tuple[sql.Composed, tuple[Any, ...]]:
+        query = sql.SQL("SELECT {} FROM {}.{}").format(
+            sql.SQL(", ").join(column.select_expression() for column in columns),
+            sql.Identifier(schema),
+            sql.Identifier(table),
+        )
+        params: tuple[Any, ...] = ()
+        if request.incremental_field:
+            field = sql.Identifier(request.incremental_field)
+            if request.cursor is not None:
+                # A str cursor (ISO date/time) is sent untyped, so Postgres reads it as the column's type.
+                query += sql.SQL(" WHERE {} > %s").format(field)
+                params = (request.cursor,)
+            query += sql.SQL(" ORDER BY {}").format(field)
+        return query, params
+
+
+# --- CDC readiness ------------------------------------------------------------------------------------------
+
+
+def _split_table(name: str, default_schema: str) -> tuple[str, str]:
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot else (default_schema, name)
+
+
+def _quoted(connection: psycopg.Connection[Any], *parts: str) -> str:
+    return ".".join(sql.Identifier(part).as_string(connection) for part in parts)
+
+
+def check_cdc_prerequisites(
+    config: Mapping[str, Any],
+    tables: list[str],
+    management_mode: str = "posthog",
+    slot_name: str | None = None,
+    publication_name: str | None = None,
+) -> list[str]:
+    """Every reason the database is not ready for CDC (api-semantics §4); [] when it is."""
+    target = _target(config)
+    try:
+        connection = _connect(target)
+    except SourceError as error:
+        raise SourceError(f"Could not connect to Postgres to check prerequisites: {error}") from None
+    with connection:
+        qualified = [_split_table(name, target.schema) for name in tables]
+        errors = [*_check_version(connection), *_check_wal_level(connection)]
+        missing = _missing_tables(connection, qualified)
+        errors += [
+            f"Table '{schema}.{table}' has no primary key. CDC requires a primary key on each table."
+            for schema, table in qualified
+            if (schema, table) not in missing and not _has_primary_key(connection, schema, table)
+        ]
+        errors += _check_select(connection, qualified)
+        if management_mode == "self_managed":
+            errors += _check_self_managed(connection, qualified, slot_name, publication_name)
+        else:
+            errors += _check_replication_role(connection, target.user)
+            errors += _check_slot_capacity(connection)
+    return errors
+
+
+def _scalar(connection: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:
+    row = connection.execute(query, params).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def _check_version(connection: psycopg.Connection[Any]) -> list[str]:
+    version = int(_scalar(connection, "SHOW server_version_num"))
+    if version < CDC_MIN_SERVER_VERSION:
+        return [f"PostgreSQL 13 or later is required for CDC. Your server is running version {version // 10000}."]
+    return []
+
+
+def _check_wal_level(connection: psycopg.Connection[Any]) -> list[str]:
+    level = _scalar(connection, "SHOW wal_level")
+    if level != "logical":
+        return [
+            f"wal_level must be set to 'logical' (currently '{level}'). "
+            "This requires a PostgreSQL server restart after changing the configuration."
+        ]
+    return []
+
+
+def _missing_tables(connection: psycopg.Connection[Any], tables: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    return {
+        (schema, table)
+        for schema, table in tables
+        if _scalar(connection, "SELECT to_regclass(%s) IS NULL", (_quoted(connection, schema, table),))
+    }
+
+
+def _has_primary_key(connection: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    # pg_catalog, not information_schema: the latter hides constraints from roles that do not own the table.
+    return bool(
+        _scalar(
+            connection,
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE i.indisprimary AND n.nspname = %s AND c.relname = %s)",
+            (schema, table),
+        )
+    )
+
+
+def _check_select(connection: psycopg.Connection[Any], tables: list[tuple[str, str]]) -> list[str]:
+    errors = []
+    for schema, table in tables:
+        query = sql.SQL("SELECT 1 FROM {}.{} LIMIT 0").format(sql.Identifier(schema), sql.Identifier(table))
+        try:
+            connection.execute(query)
+        except psycopg.errors.InsufficientPrivilege:
+            errors.append(f"No SELECT permission on table '{schema}.{table}'.")
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            errors.append(f"Table '{schema}.{table}' does not exist.")
+    return errors
+
+
+def _check_replication_role(connection: psycopg.Connection[Any], user: str) -> list[str]:
+    allowed = _scalar(connection, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
+    if not allowed:
+        name = _quoted(connection, user or str(_scalar(connection, "SELECT current_user")))
+        return [
+            "The database user must have the REPLICATION role for PostHog-managed CDC. "
+            f"Run: ALTER USER {name} WITH REPLICATION;"
+        ]
+    return []
+
+
+def _check_slot_capacity(connection: psycopg.Connection[Any]) -> list[str]:
+    limit = int(_scalar(connection, "SHOW max_replication_slots"))
+    used = int(_scalar(connection, "SELECT count(*) FROM pg_replication_slots"))
+    if used >= limit:
+        return [
+            f"No replication slot capacity available ({used}/{limit} slots in use). "
+            "Increase max_replication_slots in your PostgreSQL configuration."
+        ]
+    return []
+
+
+def _check_self_managed(
+    connection: psycopg.Connection[Any],
+    tables: list[tuple[str, str]],
+    slot_name: str | None,
+    publication_name: str | None,
+) -> list[str]:
+    errors = []
+    if not slot_name:
+        errors.append("Replication slot name is required for self-managed mode.")
+    elif not _slot_exists(connection, slot_name):
+        literal = sql.Literal(slot_name).as_string(connection)
+        errors.append(
+            f"Replication slot '{slot_name}' does not exist. "
+            f"Create it with: SELECT pg_create_logical_replication_slot({literal}, 'pgoutput');"
+        )
+    if not publication_name:
+        errors.append("Publication name is required for self-managed mode.")
+    elif not _publication_exists(connection, publication_name):
+        listed = ", ".join(_quoted(connection, schema, table) for schema, table in tables) or "..."
+        errors.append(
+            f"Publication '{publication_name}' does not exist. "
+            f"Create it with: CREATE PUBLICATION {_quoted(connection, publication_name)} FOR TABLE {listed};"
+        )
+    return errors
+
+
+def _slot_exists(connection: psycopg.Connection[Any], slot_name: str) -> bool:
+    return bool(_scalar(connection, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot_name,)))
+
+
+def _publication_exists(connection: psycopg.Connection[Any], publication_name: str) -> bool:
+    return bool(_scalar(connection, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication_name,)))
+
+
+def cdc_status(config: Mapping[str, Any], slot_name: str | None, publication_name: str | None) -> dict[str, Any]:
+    """{slot_exists, publication_exists, lag_bytes, published_tables} of a CDC source, read live."""
+    target = _target(config)
+    with _connect(target) as connection:
+        slot_exists = bool(slot_name) and _slot_exists(connection, slot_name or "")
+        publication_exists = bool(publication_name) and _publication_exists(connection, publication_name or "")
+        lag = None
+        if slot_exists:
+            lag = _scalar(
+                connection,
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                (slot_name,),
+            )
+        published: list[str] = []
+        if publication_exists:
+            rows = connection.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
+                "ORDER BY schemaname, tablename",
+                (publication_name,),
+            ).fetchall()
+            published = [f"{schema}.{table}" for schema, table in rows]
+    return {
+        "slot_exists": slot_exists,
+        "publication_exists": publication_exists,
+        "lag_bytes": int(lag) if lag is not None else None,
+        "published_tables": published,
+    }

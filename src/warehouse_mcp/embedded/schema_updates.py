@@ -1,0 +1,231 @@
+"""A schema PATCH (api-semantics §2 PATCH rules): check everything first, then write.
+
+`plan` validates one schema's update against its row and source and returns the column changes
+(it may talk to the live source, so it runs outside any write transaction); `apply` writes many
+planned changes in one transaction and then tells the sync service. bulk_update_schemas plans
+every schema before writing any, so it is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from warehouse_mcp.embedded import connector_access, request_context, schema_records, source_records, webhooks_api
+from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
+from warehouse_mcp.embedded.errors import validation_error
+from warehouse_mcp.models import (
+    FREQUENCY_SECONDS,
+    CdcTableMode,
+    IncrementalFieldType,
+    SyncType,
+    frequency_name,
+)
+
+if TYPE_CHECKING:
+    from warehouse_mcp.embedded.backend import EmbeddedBackend
+
+Row = sqlite3.Row
+
+SYNC_TYPES = tuple(item.value for item in SyncType)
+FIELD_TYPES = tuple(item.value for item in IncrementalFieldType)
+CDC_TABLE_MODES = tuple(item.value for item in CdcTableMode)
+CURSOR_SYNC_TYPES = ("incremental", "append")
+PK_CHANGE_AFTER_DATA = (
+    "Primary key cannot be changed after data has been synced. Delete the synced data first, then change the primary key."
+)
+
+
+@dataclass
+class SchemaChange:
+    schema_id: str
+    columns: dict[str, Any] = field(default_factory=dict)
+    reschedule: bool = False
+
+
+def cdc_enabled(source: Row) -> bool:
+    return bool(json.loads(source["job_inputs"] or "{}").get("cdc_enabled"))
+
+
+def parse_time_of_day(value: Any) -> str:
+    """`HH:MM:SS` (UTC), normalised; anything else is "Invalid sync time of day"."""
+    try:
+        return datetime.strptime(str(value), "%H:%M:%S").time().isoformat()
+    except ValueError:
+        raise validation_error("Invalid sync time of day") from None
+
+
+def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any]) -> SchemaChange:
+    """Validate `data` (the PATCH body) for `schema`; every refusal is a DRF validation error."""
+    should_sync = request_context.optional_bool(data, "should_sync")
+    sync_type = request_context.optional_choice(data, "sync_type", SYNC_TYPES)
+    incremental_field = request_context.optional_str(data, "incremental_field")
+    field_type = request_context.optional_choice(data, "incremental_field_type", FIELD_TYPES)
+    frequency = request_context.optional_choice(data, "sync_frequency", tuple(FREQUENCY_SECONDS))
+    primary_key = request_context.optional_str_list(data, "primary_key_columns")
+    cdc_table_mode = request_context.optional_choice(data, "cdc_table_mode", CDC_TABLE_MODES)
+    enabled_columns = request_context.optional_str_list(data, "enabled_columns")
+
+    name = schema["name"]
+    change = SchemaChange(schema["id"])
+    columns = change.columns
+
+    if "enabled_columns" in data:
+        _check_enabled_columns(schema, enabled_columns)
+        columns["enabled_columns"] = json.dumps(enabled_columns) if enabled_columns is not None else None
+
+    type_given = "sync_type" in data
+    new_type = sync_type if type_given else schema["sync_type"]
+    if type_given:
+        if sync_type == "cdc" and not cdc_enabled(source):
+            raise validation_error(
+                "CDC must be enabled on the source before selecting it as a sync type. Create the source with "
+                "cdc_enabled in its payload (Postgres only; check it first with check_cdc_prerequisites)."
+            )
+        _check_webhook_choice(backend, source, name, sync_type)
+        columns["sync_type"] = sync_type
+
+    stored_pk = json.loads(schema["primary_key_columns"]) if schema["primary_key_columns"] else None
+    has_data = schema["table_id"] is not None
+    if new_type == "cdc":
+        if cdc_table_mode is not None:
+            columns["cdc_table_mode"] = cdc_table_mode
+        if primary_key:
+            if primary_key != stored_pk and has_data:
+                raise validation_error(PK_CHANGE_AFTER_DATA)
+            columns["primary_key_columns"] = json.dumps(primary_key)
+        elif type_given and not stored_pk:
+            raise validation_error(
+                f"CDC requires a primary key on table '{name}'. "
+                "Provide primary_key_columns or refresh schema discovery to pick one up."
+            )
+    elif "primary_key_columns" in data:
+        if new_type == "incremental" and primary_key != stored_pk and has_data:
+            raise validation_error(PK_CHANGE_AFTER_DATA)
+        columns["primary_key_columns"] = json.dumps(primary_key) if primary_key is not None else None
+
+    if "incremental_field" in data:
+        columns["incremental_field"] = incremental_field
+    if "incremental_field_type" in data:
+        columns["incremental_field_type"] = field_type
+    field_changed = "incremental_field" in data and incremental_field != schema["incremental_field"]
+    if field_changed or (type_given and sync_type != schema["sync_type"]):
+        columns["sync_cursor"] = None
+
+    resulting_frequency = frequency or frequency_name(schema["sync_frequency_interval"])
+    if resulting_frequency == "1min" and new_type != "cdc":
+        raise validation_error(
+            "A 1-minute sync frequency is only available for CDC schemas. "
+            "The fastest frequency for other sync types is 5 minutes."
+        )
+    if frequency is not None and FREQUENCY_SECONDS[frequency] != schema["sync_frequency_interval"]:
+        columns["sync_frequency_interval"] = FREQUENCY_SECONDS[frequency]
+        change.reschedule = True
+
+    if "sync_time_of_day" in data:
+        raw = data["sync_time_of_day"]
+        time_of_day = parse_time_of_day(raw) if raw is not None else None
+        if time_of_day != schema["sync_time_of_day"]:
+            columns["sync_time_of_day"] = time_of_day
+            change.reschedule = True
+
+    warehouse = source["access_method"] == "warehouse"
+    if should_sync is True and warehouse and new_type is None:
+        raise validation_error("Sync type must be set up first before enabling schema")
+    resulting_pk = primary_key if "primary_key_columns" in data else stored_pk
+    if should_sync is True and not schema["should_sync"] and new_type == "cdc" and not resulting_pk:
+        raise validation_error(
+            f"CDC requires a primary key on table '{name}'. Add a primary key on the source table and retry."
+        )
+    resulting_field = incremental_field if "incremental_field" in data else schema["incremental_field"]
+    will_sync = should_sync if should_sync is not None else bool(schema["should_sync"])
+    if will_sync and new_type in CURSOR_SYNC_TYPES and not resulting_field:
+        raise validation_error(
+            f"Table '{name}' needs an incremental_field for {new_type} sync: pick one of the candidates "
+            "incremental_fields lists for this schema.",
+            "incremental_field",
+        )
+    if should_sync is not None:
+        columns["should_sync"] = int(should_sync)
+        change.reschedule = True
+
+    if type_given and sync_type == "webhook" and sync_type != schema["sync_type"]:
+        _ensure_webhook(backend, source, name)
+    return change
+
+
+def apply(backend: EmbeddedBackend, changes: list[SchemaChange]) -> None:
+    with backend.store.transaction() as db:
+        for change in changes:
+            schema_records.update(db, change.schema_id, change.columns)
+    for change in changes:
+        if change.reschedule:
+            backend.sync.schedule_changed(change.schema_id)
+
+
+def _check_enabled_columns(schema: Row, enabled_columns: list[str] | None) -> None:
+    if enabled_columns is None:
+        return
+    known = {column["name"] for column in json.loads(schema["available_columns"] or "[]")}
+    unknown = sorted(column for column in enabled_columns if column not in known)
+    if known and unknown:
+        raise validation_error(
+            f"Unknown columns in enabled_columns: {unknown}. "
+            "Run refresh_schemas on the source to pick up new columns."
+        )
+
+
+def _source_table(connector: WebhookConnector, config: dict[str, Any], name: str) -> TableInfo | None:
+    try:
+        return next((table for table in connector.discover(config) if table.name == name), None)
+    except SourceError:
+        return None
+
+
+def _check_webhook_choice(backend: EmbeddedBackend, source: Row, name: str, sync_type: str | None) -> None:
+    """Webhook-only tables take only `webhook`; `webhook` needs a source (and table) that sends them."""
+    connector = connector_access.webhook_connector(source["source_type"])
+    if connector is None:
+        if sync_type == "webhook":
+            raise validation_error(
+                f"{name} cannot be synced via webhooks: {source['source_type']} sources do not send webhooks. "
+                "Pick full_refresh, incremental or append."
+            )
+        return
+    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    table = _source_table(connector, config, name)
+    if table is None:
+        return
+    if sync_type != "webhook" and table.webhook_only:
+        raise validation_error(f"{name} can only be synced via webhooks — pick the Webhook sync method.")
+    if sync_type == "webhook" and not table.supports_webhooks:
+        raise validation_error(
+            f"{name} cannot be synced via webhooks: the source sends no events for it. "
+            "Pick full_refresh, incremental or append."
+        )
+
+
+def _ensure_webhook(backend: EmbeddedBackend, source: Row, name: str) -> None:
+    """Switching a table to webhook sync registers the source's webhook when it has none yet.
+
+    The webhook covers every webhook-capable table, so later switches need no new registration.
+    """
+    if webhooks_api.webhook_record(source) is not None:
+        return
+    connector = connector_access.webhook_connector(source["source_type"])
+    if connector is None:
+        return
+    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    try:
+        tables = [table.name for table in connector.discover(config) if table.supports_webhooks]
+    except SourceError:
+        tables = [name]
+    result = webhooks_api.register(backend, source, connector, tables or [name], keep_on_failure=False)
+    if not result["success"]:
+        raise validation_error(
+            f"Failed to register webhook on your source: {result['error'] or 'Unknown error'}. "
+            "You can set up the webhook manually with create_webhook."
+        )

@@ -1,0 +1,296 @@
+"""The Stripe webhook receiver: `POST /webhooks/stripe/{source_id}/` lands pushed objects in the warehouse.
+
+Stripe signs each delivery with the endpoint's secret (`Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]`,
+HMAC-SHA256 over `"<t>.<raw body>"`). Anything unsigned, mis-signed, older (or newer) than five
+minutes, or addressed to an unknown or deleted source is answered 400 and writes nothing.
+
+A verified event's `data.object` goes to the table of its object type (customer → customers, ...),
+but only for a schema of that source that syncs by webhook: upserted on `id` through the
+warehouse's staging merge, or deleted for `*.deleted` events (a "deleted" subscription is a
+cancelled one and stays, as Stripe still lists it). Applied event ids are kept (`webhook_events`):
+an exact replay is acknowledged without writing, and an event older than one already applied to
+the same object does not overwrite it (Stripe does not deliver in order).
+
+Only the process that holds the warehouse lock may write DuckDB; any other answers 503, which
+Stripe retries later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from warehouse_mcp.embedded.connectors.stripe import TABLE_FOR_OBJECT, StripeTable, object_row, record_batch
+from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
+from warehouse_mcp.embedded.sync.warehouse import TableState, Warehouse, quote, warehouse_table_name
+from warehouse_mcp.embedded.vault import Vault, VaultError
+
+if TYPE_CHECKING:
+    from warehouse_mcp.embedded.backend import EmbeddedBackend
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+EVENT_RETENTION = timedelta(days=30)  # Stripe retries a delivery for up to three days
+SOURCE_TYPE = "Stripe"
+
+WarehouseOpener = Callable[[], AbstractContextManager[Warehouse]]
+
+
+class SignatureError(Exception):
+    pass
+
+
+class WarehouseUnavailable(Exception):
+    """This process cannot write the warehouse now (another one holds its lock)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def verify_signature(
+    payload: bytes, header: str | None, secret: str, *, now: float, tolerance: int = SIGNATURE_TOLERANCE_SECONDS
+) -> None:
+    """Raise SignatureError unless one `v1` of `header` signs `payload` with `secret` within `tolerance`."""
+    if not header:
+        raise SignatureError("The request has no Stripe-Signature header.")
+    timestamp: str | None = None
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None or not timestamp.isdigit() or not signatures:
+        raise SignatureError("The Stripe-Signature header has no timestamp or no v1 signature.")
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + payload, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, signature) for signature in signatures):
+        raise SignatureError("No signature in the Stripe-Signature header matches the payload.")
+    if abs(now - int(timestamp)) > tolerance:
+        raise SignatureError(f"The signature timestamp is more than {tolerance} seconds from now.")
+
+
+class StripeWebhookReceiver:
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        open_warehouse: WarehouseOpener,
+        *,
+        now: Callable[[], float] = time.time,
+        tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.open_warehouse = open_warehouse
+        self.now = now
+        self.tolerance = tolerance
+
+    def receive(self, source_id: str, payload: bytes, signature: str | None) -> Outcome:
+        source = self.store.query_one(
+            "SELECT id, source_type, prefix, webhook_secret FROM sources WHERE id = ? AND deleted = 0",
+            (source_id,),
+        )
+        if source is None or source["source_type"] != SOURCE_TYPE:
+            return _refused(f"No Stripe source '{source_id}' takes webhooks here.")
+        secret = self._signing_secret(source["webhook_secret"])
+        if not secret:
+            return _refused("This source has no webhook signing secret; set it with update_webhook_inputs.")
+        try:
+            verify_signature(payload, signature, secret, now=self.now(), tolerance=self.tolerance)
+        except SignatureError as exc:
+            logger.warning("Refused a Stripe webhook for source %s: %s", source_id, exc)
+            return _refused(str(exc))
+        event = _parse_event(payload)
+        if event is None:
+            return _refused("The body is not a Stripe event with an id, a type and a data.object.")
+        try:
+            return self._apply(source, event)
+        except WarehouseUnavailable as exc:
+            logger.info("Stripe event %s for source %s deferred: %s", event["id"], source_id, exc)
+            return Outcome(503, {"message": str(exc)}, {"Retry-After": "60"})
+
+    def _signing_secret(self, ciphertext: bytes | None) -> str | None:
+        try:
+            stored = self.vault.decrypt(ciphertext)
+        except VaultError:
+            logger.error("A webhook signing secret cannot be decrypted with this data directory's vault key")
+            return None
+        value = stored.get("signing_secret") if isinstance(stored, Mapping) else stored
+        return value if isinstance(value, str) and value else None
+
+    def _apply(self, source: Mapping[str, Any], event: dict[str, Any]) -> Outcome:
+        source_id, event_id = source["id"], event["id"]
+        obj: dict[str, Any] = event["data"]["object"]
+        object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        created = event.get("created") if isinstance(event.get("created"), int) else None
+        if self._already_applied(source_id, event_id):
+            return Outcome(200, {"received": True, "duplicate": True})
+        table = TABLE_FOR_OBJECT.get(str(obj.get("object")))
+        schemas = self._webhook_schemas(source_id, table.name) if table and object_id else []
+        if not schemas or table is None or object_id is None:
+            self._record(source_id, event_id, object_id, created, schema_updates=[])
+            return Outcome(200, {"received": True, "applied": False})
+        if self._superseded(source_id, object_id, created):
+            self._record(source_id, event_id, object_id, created, schema_updates=[])
+            return Outcome(200, {"received": True, "applied": False, "stale": True})
+        delete = event["type"].endswith(".deleted") and table.object_type != "subscription"
+        updates: list[tuple[str, TableState]] = []
+        try:
+            with self.open_warehouse() as warehouse:
+                for schema in schemas:
+                    name = warehouse_table_name(source["prefix"], SOURCE_TYPE, schema["name"])
+                    columns = _columns(table, schema["enabled_columns"])
+                    state = (
+                        _delete(warehouse, name, object_id)
+                        if delete
+                        else _upsert(warehouse, name, table, columns, obj)
+                    )
+                    if state is not None:
+                        updates.append((schema["id"], state))
+        except WarehouseBusyError as exc:
+            raise WarehouseUnavailable(
+                "Another warehouse-mcp process writes the warehouse; Stripe will deliver this event again."
+            ) from exc
+        except duckdb.Error as exc:  # e.g. a write conflict with a sync committing the same table
+            logger.warning("Stripe event %s could not be written now: %s", event_id, exc)
+            raise WarehouseUnavailable("The warehouse is busy; Stripe will deliver this event again.") from exc
+        self._record(source_id, event_id, object_id, created, schema_updates=updates)
+        logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(updates))
+        return Outcome(200, {"received": True, "applied": True})
+
+    # metadata
+
+    def _already_applied(self, source_id: str, event_id: str) -> bool:
+        row = self.store.query_one(
+            "SELECT 1 FROM webhook_events WHERE source_id = ? AND event_id = ?", (source_id, event_id)
+        )
+        return row is not None
+
+    def _superseded(self, source_id: str, object_id: str, created: int | None) -> bool:
+        if created is None:
+            return False
+        row = self.store.query_one(
+            "SELECT 1 FROM webhook_events WHERE source_id = ? AND object_id = ? AND event_created > ? LIMIT 1",
+            (source_id, object_id, created),
+        )
+        return row is not None
+
+    def _webhook_schemas(self, source_id: str, table: str) -> list[Any]:
+        return self.store.query(
+            "SELECT id, name, enabled_columns FROM schemas WHERE source_id = ? AND name = ? AND deleted = 0 "
+            "AND should_sync = 1 AND sync_type = 'webhook'",
+            (source_id, table),
+        )
+
+    def _record(
+        self,
+        source_id: str,
+        event_id: str,
+        object_id: str | None,
+        created: int | None,
+        *,
+        schema_updates: list[tuple[str, TableState]],
+    ) -> None:
+        now = utcnow()
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO webhook_events (source_id, event_id, object_id, event_created, received_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (source_id, event_id, object_id, created, iso(now)),
+            )
+            db.execute("DELETE FROM webhook_events WHERE received_at < ?", (iso(now - EVENT_RETENTION),))
+            for schema_id, state in schema_updates:
+                db.execute(
+                    "UPDATE schemas SET table_id = COALESCE(table_id, ?), table_name = ?, table_row_count = ?, "
+                    "table_columns = ?, last_synced_at = ?, updated_at = ? WHERE id = ?",
+                    (
+                        str(uuid.uuid4()),
+                        state.name,
+                        state.row_count,
+                        json.dumps([{"name": c.name, "type": c.type} for c in state.columns]),
+                        iso(now),
+                        iso(now),
+                        schema_id,
+                    ),
+                )
+
+
+def _refused(message: str) -> Outcome:
+    return Outcome(400, {"message": message})
+
+
+def _parse_event(payload: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        return None
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return None
+    return event
+
+
+def _columns(table: StripeTable, enabled_json: str | None) -> list[str]:
+    enabled = set(json.loads(enabled_json)) if enabled_json else None
+    return [name for name in table.column_names if enabled is None or name in enabled or name == "id"]
+
+
+def _upsert(
+    warehouse: Warehouse, name: str, table: StripeTable, columns: list[str], obj: Mapping[str, Any]
+) -> TableState:
+    infos = [column for column in table.info().columns if column.name in columns]
+    staging = warehouse.start_staging(name, infos, f"webhook{uuid.uuid4().hex}")
+    try:
+        staging.append(record_batch(table, [object_row(table, obj, columns)], columns))
+        return staging.merge_into_target(["id"])
+    except BaseException:
+        staging.discard()
+        raise
+
+
+def _delete(warehouse: Warehouse, name: str, object_id: str) -> TableState | None:
+    if not warehouse.table_exists(name):
+        return None
+    warehouse.cursor().execute(f"DELETE FROM {quote(name)} WHERE id = ?", [object_id])
+    return warehouse.describe(name)
+
+
+def routes(backend: EmbeddedBackend) -> list[Route]:
+    """The receiver's routes (with and without the trailing slash: Stripe does not follow redirects)."""
+    receiver = StripeWebhookReceiver(backend.store, backend.vault, backend.sync.warehouse_writer)
+
+    async def receive(request: Request) -> JSONResponse:
+        payload = await request.body()
+        outcome = await run_in_threadpool(
+            receiver.receive, request.path_params["source_id"], payload, request.headers.get("stripe-signature")
+        )
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+
+    return [
+        Route("/webhooks/stripe/{source_id}/", receive, methods=["POST"]),
+        Route("/webhooks/stripe/{source_id}", receive, methods=["POST"]),
+    ]

@@ -1,0 +1,118 @@
+"""SyncService: what the API handlers call to run, steer and undo syncs.
+
+Requests (sync now, resync, cancel, schedule changes) are rows in SQLite, so they work from any process
+sharing the data directory; the warehouse lock holder acts on them. Dropping synced tables needs the
+warehouse itself, so only the holder can do it (others get WarehouseBusyError).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.sync import jobs, scheduler
+from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
+from warehouse_mcp.embedded.sync.scheduler import Clock, Scheduler, WarehouseBusyError
+from warehouse_mcp.embedded.sync.warehouse import warehouse_table_name
+from warehouse_mcp.embedded.vault import Vault
+
+__all__ = ["SyncService", "WarehouseBusyError"]
+
+logger = logging.getLogger(__name__)
+
+
+class SyncService:
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        home: Path,
+        clock: Clock | None = None,
+        max_concurrency: int = 2,
+        *,
+        poll_seconds: float = 5.0,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
+        self.store = store
+        self.clock = clock or Clock()
+        self._scheduler = Scheduler(
+            store,
+            vault,
+            home,
+            clock=self.clock,
+            max_concurrency=max_concurrency,
+            poll_seconds=poll_seconds,
+            batch_rows=batch_rows,
+        )
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self._scheduler.warehouse_path
+
+    @property
+    def holds_lock(self) -> bool:
+        """True while this process is the one that writes the warehouse and runs the syncs."""
+        return self._scheduler.holds_lock
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        self._scheduler.stop()
+
+    def wake(self) -> None:
+        """Look for due work now instead of at the next poll."""
+        self._scheduler.wake()
+
+    def add_listener(self, listener: ProgressCallback) -> Callable[[], None]:
+        """Follow the jobs this process runs (after each batch and at the end); returns a remover."""
+        return self._scheduler.add_listener(listener)
+
+    def request_sync(self, schema_id: str, *, reset_cursor: bool = False) -> None:
+        """Sync the schema now; with `reset_cursor` (resync) also cancel its running job and start from scratch."""
+        scheduler.request_run(self.store, schema_id, self.clock.now(), reset_cursor=reset_cursor)
+        self.wake()
+
+    def cancel(self, schema_id: str) -> bool:
+        """Ask the schema's running job to stop at its next batch; False when nothing is running."""
+        with self.store.transaction() as db:
+            return jobs.request_cancel(db, schema_id)
+
+    def schedule_changed(self, schema_id: str) -> None:
+        """Recompute the next run after should_sync, frequency or time of day changed."""
+        scheduler.recompute_schedule(self.store, schema_id, self.clock.now())
+        self.wake()
+
+    def delete_data(self, schema_id: str) -> None:
+        """Stop the schema's sync, drop its table and forget what was synced (table, last sync, status, cursor)."""
+        self._drop_tables([schema_id], unschedule=False)
+
+    def drop_source(self, source_id: str) -> None:
+        """Stop the source's syncs for good and drop every table its schemas landed (deleted schemas included)."""
+        rows = self.store.query("SELECT id FROM schemas WHERE source_id = ?", (source_id,))
+        self._drop_tables([row["id"] for row in rows], unschedule=True)
+
+    def _drop_tables(self, schema_ids: list[str], *, unschedule: bool) -> None:
+        if not schema_ids:
+            return
+        with self._scheduler.exclusive(schema_ids) as warehouse:
+            placeholders = ", ".join("?" for _ in schema_ids)
+            rows = self.store.query(
+                "SELECT s.table_name, s.name, src.prefix, src.source_type FROM schemas s "
+                f"JOIN sources src ON src.id = s.source_id WHERE s.id IN ({placeholders})",
+                tuple(schema_ids),
+            )
+            for row in rows:
+                # The derived name too: a table may have landed without the schema row recording it (a crash).
+                derived = warehouse_table_name(row["prefix"], row["source_type"], row["name"])
+                for table in {row["table_name"], derived} - {None}:
+                    if warehouse.drop_table(table):
+                        logger.info("Dropped warehouse table %s", table)
+            now = self.clock.now()
+            with self.store.transaction() as db:
+                for schema_id in schema_ids:
+                    jobs.reset_synced_data(db, schema_id, now)
+                    if unschedule:
+                        db.execute("UPDATE schemas SET next_sync_at = NULL WHERE id = ?", (schema_id,))
