@@ -84,17 +84,19 @@ class ApiClient:
         while True:
             attempt += 1
             try:
-                response = await self._http.request(method, path, params=params, json=json)
+                response = await self._http.request(
+                    method, path, params=tuple(params) if params else None, json=json
+                )
             except httpx.TransportError as exc:
                 retryable = idempotent or isinstance(exc, NOT_PROCESSED_ERRORS)
                 if retryable and attempt <= self.max_retries:
                     await self._sleep(attempt, None)
                     continue
                 raise ApiError(None, _transport_message(exc, self._http.base_url)) from exc
-            if response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
-                if idempotent or response.status_code == 429:
-                    await self._sleep(attempt, response.headers.get("Retry-After"))
-                    continue
+            retryable = idempotent or response.status_code == 429
+            if retryable and response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
+                await self._sleep(attempt, response.headers.get("Retry-After"))
+                continue
             return _parse(response)
 
     async def _sleep(self, attempt: int, retry_after: str | None) -> None:

@@ -100,8 +100,7 @@ async def _finish(
         "status": "connected",
         "credential_id": credential["credential_id"],
         "expires_at": credential.get("expires_at"),
-        "next": "Call data-warehouse-source-setup with payload={'credential_id': '%s'}."
-        % credential["credential_id"],
+        "next": f"Call data-warehouse-source-setup with payload={{'credential_id': '{credential['credential_id']}'}}.",
     }
 
 

@@ -216,7 +216,7 @@ class CheckCdc(ConfigArgs):
 
 class Setup(SourceTypeArg):
     payload: SetupPayload = Field(
-        default_factory=SetupPayload,
+        default_factory=lambda: SetupPayload(),
         description="{'credential_id': ...} from the connect page flow; nothing else is needed.",
     )
     prefix: str | None = Field(

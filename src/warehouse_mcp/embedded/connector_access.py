@@ -45,7 +45,9 @@ def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFact
         raise error(str(exc) or "Invalid credentials") from None
 
 
-def discover(found: Connector, config: dict[str, Any], error: ErrorFactory = message_error) -> list[TableInfo]:
+def discover(
+    found: Connector, config: dict[str, Any], error: ErrorFactory = message_error
+) -> list[TableInfo]:
     try:
         return found.discover(config)
     except SourceError as exc:
@@ -59,7 +61,9 @@ def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any
     not stored, so an unknown key can never park a secret in the plain-text column.
     """
     public, secret = forms.split_secrets(source_type, payload)
-    return forms.merge_secrets(forms.public_job_inputs(source_type, public), _known_secret(source_type, secret))
+    return forms.merge_secrets(
+        forms.public_job_inputs(source_type, public), _known_secret(source_type, secret)
+    )
 
 
 def _known_secret(source_type: str, secret: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-ErrorType = Literal["validation_error", "invalid_request", "authentication_error", "throttled_error", "server_error"]
+ErrorType = Literal[
+    "validation_error", "invalid_request", "authentication_error", "throttled_error", "server_error"
+]
 
 
 class ApiError(Exception):
@@ -49,7 +51,9 @@ def parse_error(reason: str) -> ApiError:
 
 
 def not_authenticated() -> ApiError:
-    return drf_error(401, "authentication_error", "Authentication credentials were not provided.", "not_authenticated")
+    return drf_error(
+        401, "authentication_error", "Authentication credentials were not provided.", "not_authenticated"
+    )
 
 
 def authentication_failed() -> ApiError:
@@ -76,7 +80,9 @@ def not_a_dict(value: Any, attr: str) -> ApiError:
 
 
 def not_a_list(value: Any, attr: str) -> ApiError:
-    return validation_error(f'Expected a list of items but got type "{type(value).__name__}".', attr, "not_a_list")
+    return validation_error(
+        f'Expected a list of items but got type "{type(value).__name__}".', attr, "not_a_list"
+    )
 
 
 def not_a_string(attr: str) -> ApiError:
@@ -88,4 +94,6 @@ def not_a_boolean(attr: str) -> ApiError:
 
 
 def too_long(attr: str, max_length: int) -> ApiError:
-    return validation_error(f"Ensure this field has no more than {max_length} characters.", attr, "max_length")
+    return validation_error(
+        f"Ensure this field has no more than {max_length} characters.", attr, "max_length"
+    )

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def backend(request: Request) -> EmbeddedBackend:
-    return request.app.state.backend  # type: ignore[no-any-return]
+    backend: EmbeddedBackend = request.app.state.backend
+    return backend
 
 
 def team_id(request: Request) -> int:
@@ -42,7 +43,7 @@ def body(request: Request) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise validation_error(
-            f'Invalid data. Expected a dictionary, but got {type(data).__name__}.', None, "invalid"
+            f"Invalid data. Expected a dictionary, but got {type(data).__name__}.", None, "invalid"
         )
     return data
 
@@ -117,7 +118,9 @@ def optional_bool(data: dict[str, Any], name: str) -> bool | None:
     raise not_a_boolean(name)
 
 
-def choice(data: dict[str, Any], name: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> str:
+def choice(
+    data: dict[str, Any], name: str, choices: tuple[str, ...] | list[str], default: str | None = None
+) -> str:
     value = data.get(name, default)
     if value is None:
         raise validation_error("This field may not be null.", name, "null")
@@ -154,4 +157,3 @@ def optional_str_list(data: dict[str, Any], name: str) -> list[str] | None:
         if not isinstance(item, str):
             raise not_a_string(f"{name}__{index}")
     return list(value)
-

@@ -29,7 +29,9 @@ def get(store: Store, team_id: int, schema_id: str) -> Row:
 
 def of_source(store: Store, source_id: str) -> list[Row]:
     """The source's live schemas, ordered by name."""
-    return store.query("SELECT * FROM schemas WHERE source_id = ? AND deleted = 0 ORDER BY name", (source_id,))
+    return store.query(
+        "SELECT * FROM schemas WHERE source_id = ? AND deleted = 0 ORDER BY name", (source_id,)
+    )
 
 
 def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[Row]]:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded import connector_access, request_context, schema_records, source_records, webhooks_api
+from warehouse_mcp.embedded import (
+    connector_access,
+    request_context,
+    schema_records,
+    source_records,
+    webhooks_api,
+)
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import validation_error
 from warehouse_mcp.models import (
@@ -34,9 +40,7 @@ SYNC_TYPES = tuple(item.value for item in SyncType)
 FIELD_TYPES = tuple(item.value for item in IncrementalFieldType)
 CDC_TABLE_MODES = tuple(item.value for item in CdcTableMode)
 CURSOR_SYNC_TYPES = ("incremental", "append")
-PK_CHANGE_AFTER_DATA = (
-    "Primary key cannot be changed after data has been synced. Delete the synced data first, then change the primary key."
-)
+PK_CHANGE_AFTER_DATA = "Primary key cannot be changed after data has been synced. Delete the synced data first, then change the primary key."
 
 
 @dataclass

@@ -26,7 +26,9 @@ def list_schemas(request: Request) -> Response:
     count, rows = schema_records.page(
         backend.store, request_context.team_id(request), request.query_params.get("search"), limit, offset
     )
-    return request_context.paginated(request, count, [serializers.schema_json(row) for row in rows], limit, offset)
+    return request_context.paginated(
+        request, count, [serializers.schema_json(row) for row in rows], limit, offset
+    )
 
 
 def retrieve(request: Request) -> Response:
@@ -44,13 +46,17 @@ def partial_update(request: Request) -> Response:
     source = source_records.get(backend.store, team_id, schema["source_id"])
     change = schema_updates.plan(backend, source, schema, request_context.body(request))
     schema_updates.apply(backend, [change])
-    return request_context.json_response(serializers.schema_json(schema_records.get(backend.store, team_id, schema["id"])))
+    return request_context.json_response(
+        serializers.schema_json(schema_records.get(backend.store, team_id, schema["id"]))
+    )
 
 
 def destroy(request: Request) -> Response:
     """Soft-delete the schema; its running sync stops and its synced table is dropped."""
     backend = request_context.backend(request)
-    schema = schema_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    schema = schema_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     backend.sync.cancel(schema["id"])
     with backend.store.transaction() as db:
         schema_records.soft_delete(db, schema["id"])
@@ -63,7 +69,9 @@ def destroy(request: Request) -> Response:
 
 def cancel(request: Request) -> Response:
     backend = request_context.backend(request)
-    schema = schema_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    schema = schema_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     if not backend.sync.cancel(schema["id"]):
         raise ApiError(400, {"detail": "No running sync to cancel."})
     return request_context.empty_response()
@@ -71,15 +79,24 @@ def cancel(request: Request) -> Response:
 
 def delete_data(request: Request) -> Response:
     backend = request_context.backend(request)
-    schema = schema_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
-    backend.sync.delete_data(schema["id"])
+    schema = schema_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
+    from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
+
+    try:
+        backend.sync.delete_data(schema["id"])
+    except WarehouseBusyError as exc:
+        raise message_error(str(exc), 409) from None
     return request_context.empty_response()
 
 
 def reload(request: Request) -> Response:
     """Sync this table now."""
     backend = request_context.backend(request)
-    schema = schema_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    schema = schema_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     backend.sync.request_sync(schema["id"])
     return request_context.empty_response()
 
@@ -87,7 +104,9 @@ def reload(request: Request) -> Response:
 def resync(request: Request) -> Response:
     """Stop a running sync, forget the cursor and sync the whole table again."""
     backend = request_context.backend(request)
-    schema = schema_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    schema = schema_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     backend.sync.request_sync(schema["id"], reset_cursor=True)
     return request_context.empty_response()
 

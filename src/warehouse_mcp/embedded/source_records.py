@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms
@@ -41,9 +39,7 @@ def page(store: Store, team_id: int, search: str | None, limit: int, offset: int
     where = "team_id = ? AND deleted = 0"
     params: list[Any] = [team_id]
     if search:
-        where += (
-            " AND (prefix LIKE ? ESCAPE '\\' OR source_type LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')"
-        )
+        where += " AND (prefix LIKE ? ESCAPE '\\' OR source_type LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')"
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         params += [pattern, pattern, pattern]
     count = store.query_one(f"SELECT COUNT(*) FROM sources WHERE {where}", tuple(params))[0]  # type: ignore[index]
@@ -67,7 +63,9 @@ def source_config(store: Store, vault: Vault, source_id: str) -> dict[str, Any]:
     row = store.query_one("SELECT job_inputs, job_inputs_secret FROM sources WHERE id = ?", (source_id,))
     if row is None:
         raise not_found()
-    return forms.merge_secrets(json.loads(row["job_inputs"] or "{}"), vault.decrypt(row["job_inputs_secret"]) or {})
+    return forms.merge_secrets(
+        json.loads(row["job_inputs"] or "{}"), vault.decrypt(row["job_inputs_secret"]) or {}
+    )
 
 
 def encode_config(vault: Vault, source_type: str, config: dict[str, Any]) -> tuple[str, bytes]:
@@ -95,6 +93,7 @@ def prefix_conflict(store: Store, team_id: int, source_type: str, prefix: str | 
 def insert(
     db: sqlite3.Connection,
     *,
+    source_id: str,
     team_id: int,
     source_type: str,
     prefix: str | None,
@@ -104,9 +103,8 @@ def insert(
     job_inputs: str,
     job_inputs_secret: bytes,
     connection_metadata: dict[str, Any],
-    now: datetime,
-) -> str:
-    source_id = str(uuid.uuid4())
+) -> None:
+    now = utcnow()
     db.execute(
         "INSERT INTO sources (id, team_id, source_type, prefix, description, created_via, access_method, "
         "direct_query_enabled, status, job_inputs, job_inputs_secret, connection_metadata, revenue_enabled, "
@@ -129,7 +127,6 @@ def insert(
             iso(now),
         ),
     )
-    return source_id
 
 
 def update(db: sqlite3.Connection, source_id: str, changes: dict[str, Any]) -> None:
@@ -148,7 +145,9 @@ def soft_delete(db: sqlite3.Connection, source_id: str) -> None:
         "WHERE source_id = ? AND deleted = 0",
         (now, now, source_id),
     )
-    db.execute("UPDATE sources SET deleted = 1, deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, source_id))
+    db.execute(
+        "UPDATE sources SET deleted = 1, deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, source_id)
+    )
 
 
 def last_run_at(store: Store, source_id: str) -> str | None:

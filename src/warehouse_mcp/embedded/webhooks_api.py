@@ -46,7 +46,12 @@ def webhook_fields(source_type: str) -> list[dict[str, Any]]:
 
 
 def register(
-    backend: EmbeddedBackend, source: Row, connector: WebhookConnector, tables: list[str], *, keep_on_failure: bool
+    backend: EmbeddedBackend,
+    source: Row,
+    connector: WebhookConnector,
+    tables: list[str],
+    *,
+    keep_on_failure: bool,
 ) -> dict[str, Any]:
     """Register a webhook for `tables` at the source; answer `{success, webhook_url, error, pending_inputs}`.
 
@@ -70,7 +75,9 @@ def register(
         }
         with backend.store.transaction() as db:
             source_records.update(
-                db, source["id"], {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)}
+                db,
+                source["id"],
+                {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)},
             )
         stale = previous.get("external_id")
         if registration.success and stale and stale != registration.external_id:
@@ -123,7 +130,9 @@ def _require_webhook_connector(source: Row) -> WebhookConnector:
 
 def webhook_info(request: Request) -> Response:
     backend = request_context.backend(request)
-    source = source_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     connector = connector_access.webhook_connector(source["source_type"])
     if connector is None:
         return request_context.json_response(
@@ -175,7 +184,9 @@ def webhook_info(request: Request) -> Response:
 
 def create_webhook(request: Request) -> Response:
     backend = request_context.backend(request)
-    source = source_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     connector = _require_webhook_connector(source)
     config = source_records.source_config(backend.store, backend.vault, source["id"])
     try:
@@ -189,7 +200,9 @@ def create_webhook(request: Request) -> Response:
 
 def update_webhook_inputs(request: Request) -> Response:
     backend = request_context.backend(request)
-    source = source_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     _require_webhook_connector(source)
     inputs = request_context.body(request).get("inputs", {})
     if not inputs or not isinstance(inputs, dict):
@@ -198,7 +211,11 @@ def update_webhook_inputs(request: Request) -> Response:
     invalid = sorted(set(inputs) - set(fields))
     if invalid:
         raise message_error(f"Invalid input keys: {', '.join(invalid)}")
-    blanked = [name for name, field in fields.items() if field.get("required") and name in inputs and not inputs[name]]
+    blanked = [
+        name
+        for name, field in fields.items()
+        if field.get("required") and name in inputs and not inputs[name]
+    ]
     if blanked:
         raise message_error(f"Missing required fields: {', '.join(blanked)}")
     record = webhook_record(source)
@@ -214,14 +231,18 @@ def update_webhook_inputs(request: Request) -> Response:
     record["inputs"] = public
     with backend.store.transaction() as db:
         source_records.update(
-            db, source["id"], {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)}
+            db,
+            source["id"],
+            {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)},
         )
     return request_context.json_response({"success": True})
 
 
 def delete_webhook(request: Request) -> Response:
     backend = request_context.backend(request)
-    source = source_records.get(backend.store, request_context.team_id(request), request_context.path_id(request))
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
     connector = _require_webhook_connector(source)
     in_use = [schema["name"] for schema in _webhook_schemas(backend, source["id"])]
     if in_use:
@@ -236,10 +257,14 @@ def delete_webhook(request: Request) -> Response:
         try:
             external_deleted = connector.delete_webhook(config, record["external_id"])
         except SourceError as exc:
-            return request_context.json_response({"success": False, "external_deleted": False, "error": str(exc)})
+            return request_context.json_response(
+                {"success": False, "external_deleted": False, "error": str(exc)}
+            )
     with backend.store.transaction() as db:
         source_records.update(db, source["id"], {"webhook": None, "webhook_secret": None})
-    return request_context.json_response({"success": True, "external_deleted": external_deleted, "error": None})
+    return request_context.json_response(
+        {"success": True, "external_deleted": external_deleted, "error": None}
+    )
 
 
 def _is_secret(field: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -81,7 +81,7 @@ def _children(field: Field) -> list[Field]:
     return []
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sensitivity(source_type: str) -> _Sensitivity | None:
     fields = _fields_of(source_type)
     if fields is None:

@@ -271,7 +271,9 @@ ORDER BY c.relname, a.attnum
 """
 
 
-def _columns(connection: psycopg.Connection[Any], schema: str, table: str | None) -> dict[str, list[_PgColumn]]:
+def _columns(
+    connection: psycopg.Connection[Any], schema: str, table: str | None
+) -> dict[str, list[_PgColumn]]:
     tables: dict[str, list[_PgColumn]] = {}
     rows = connection.execute(_COLUMNS_SQL, {"schema": schema, "table": table}).fetchall()
     for relname, name, formatted, nullable, base, element, typmod, is_enum, element_is_enum in rows:
@@ -338,7 +340,11 @@ def _row_estimate(
 
 
 def _table_info(
-    name: str, columns: list[_PgColumn], primary_keys: list[str], row_estimate: int | None, description: str | None
+    name: str,
+    columns: list[_PgColumn],
+    primary_keys: list[str],
+    row_estimate: int | None,
+    description: str | None,
 ) -> TableInfo:
     candidates = [
         IncrementalCandidate(field=column.name, field_type=field_type, nullable=column.is_nullable)
@@ -428,7 +434,9 @@ class PostgresConnector:
     def validate(self, config: Mapping[str, Any]) -> None:
         target = _target(config)
         with _connect(target) as connection:
-            row = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (target.schema,)).fetchone()
+            row = connection.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (target.schema,)
+            ).fetchone()
         if row is None:
             raise SourceError(f"Schema '{target.schema}' does not exist in database '{target.database}'")
 
@@ -441,13 +449,19 @@ class PostgresConnector:
                 for table, column in connection.execute(_PRIMARY_KEYS_SQL, (target.schema,)):
                     keys.setdefault(table, []).append(column)
                 infos = []
-                for name, estimate, unknown, size, description in connection.execute(_SIZES_SQL, (target.schema,)):
+                for name, estimate, unknown, size, description in connection.execute(
+                    _SIZES_SQL, (target.schema,)
+                ):
                     if name not in tables:
                         continue
-                    rows = _row_estimate(connection, target.schema, name, estimate, bool(unknown), int(size or 0))
+                    rows = _row_estimate(
+                        connection, target.schema, name, estimate, bool(unknown), int(size or 0)
+                    )
                     infos.append(_table_info(name, tables[name], keys.get(name, []), rows, description))
         except psycopg.Error as error:
-            raise SourceError(f"Could not list the tables of schema '{target.schema}': {target.scrub(str(error))}") from None
+            raise SourceError(
+                f"Could not list the tables of schema '{target.schema}': {target.scrub(str(error))}"
+            ) from None
         return sorted(infos, key=lambda info: info.name)
 
     def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
@@ -457,7 +471,9 @@ class PostgresConnector:
         with _connect(target, autocommit=False, read_only=True) as connection:
             columns = _columns(connection, target.schema, table).get(table)
             if not columns:
-                raise SourceError(f"Table '{qualified}' does not exist or is not visible to user '{target.user}'")
+                raise SourceError(
+                    f"Table '{qualified}' does not exist or is not visible to user '{target.user}'"
+                )
             by_name = {column.name: column for column in columns}
             wanted = list(request.columns) if request.columns else [column.name for column in columns]
             unknown = [name for name in wanted if name not in by_name]
@@ -469,7 +485,9 @@ class PostgresConnector:
             query, params = self._select(target.schema, table, selected, request)
             schema = pa.schema(
                 [
-                    pa.field(c.name, _arrow_type(c.warehouse_type), metadata={"warehouse_type": c.warehouse_type})
+                    pa.field(
+                        c.name, _arrow_type(c.warehouse_type), metadata={"warehouse_type": c.warehouse_type}
+                    )
                     for c in selected
                 ]
             )
@@ -555,14 +573,16 @@ def check_cdc_prerequisites(
 
 
 def _scalar(connection: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:
-    row = connection.execute(query, params).fetchone()  # type: ignore[arg-type]
+    row = connection.execute(query, params).fetchone()
     return row[0] if row else None
 
 
 def _check_version(connection: psycopg.Connection[Any]) -> list[str]:
     version = int(_scalar(connection, "SHOW server_version_num"))
     if version < CDC_MIN_SERVER_VERSION:
-        return [f"PostgreSQL 13 or later is required for CDC. Your server is running version {version // 10000}."]
+        return [
+            f"PostgreSQL 13 or later is required for CDC. Your server is running version {version // 10000}."
+        ]
     return []
 
 
@@ -576,7 +596,9 @@ def _check_wal_level(connection: psycopg.Connection[Any]) -> list[str]:
     return []
 
 
-def _missing_tables(connection: psycopg.Connection[Any], tables: list[tuple[str, str]]) -> set[tuple[str, str]]:
+def _missing_tables(
+    connection: psycopg.Connection[Any], tables: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
     return {
         (schema, table)
         for schema, table in tables
@@ -611,7 +633,9 @@ def _check_select(connection: psycopg.Connection[Any], tables: list[tuple[str, s
 
 
 def _check_replication_role(connection: psycopg.Connection[Any], user: str) -> list[str]:
-    allowed = _scalar(connection, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
+    allowed = _scalar(
+        connection, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    )
     if not allowed:
         name = _quoted(connection, user or str(_scalar(connection, "SELECT current_user")))
         return [
@@ -659,19 +683,27 @@ def _check_self_managed(
 
 
 def _slot_exists(connection: psycopg.Connection[Any], slot_name: str) -> bool:
-    return bool(_scalar(connection, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot_name,)))
+    return bool(
+        _scalar(connection, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot_name,))
+    )
 
 
 def _publication_exists(connection: psycopg.Connection[Any], publication_name: str) -> bool:
-    return bool(_scalar(connection, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication_name,)))
+    return bool(
+        _scalar(connection, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication_name,))
+    )
 
 
-def cdc_status(config: Mapping[str, Any], slot_name: str | None, publication_name: str | None) -> dict[str, Any]:
+def cdc_status(
+    config: Mapping[str, Any], slot_name: str | None, publication_name: str | None
+) -> dict[str, Any]:
     """{slot_exists, publication_exists, lag_bytes, published_tables} of a CDC source, read live."""
     target = _target(config)
     with _connect(target) as connection:
         slot_exists = bool(slot_name) and _slot_exists(connection, slot_name or "")
-        publication_exists = bool(publication_name) and _publication_exists(connection, publication_name or "")
+        publication_exists = bool(publication_name) and _publication_exists(
+            connection, publication_name or ""
+        )
         lag = None
         if slot_exists:
             lag = _scalar(

@@ -1,0 +1,487 @@
+"""The MySQL / MariaDB connector (PyMySQL): check credentials, list tables, stream a table as Arrow batches.
+
+Types land in DuckDB without loss (see `_warehouse_type`). Choices worth knowing:
+- `tinyint(1)` lands as TINYINT, not BOOLEAN: MySQL's BOOLEAN is only an alias and the column can hold
+  any value from -128 to 127. Unsigned integers widen to the next signed type (`bigint unsigned` → UBIGINT).
+- `decimal(p,s)` → DECIMAL(p,s) up to p = 38; wider decimals land as their exact text in VARCHAR.
+- `datetime` → TIMESTAMP; `timestamp` → TIMESTAMPTZ (read in a UTC session); zero dates → NULL.
+- `time` → TIME; a MySQL duration outside 00:00:00–23:59:59 fails the read rather than being altered.
+- `bit(n)` → BIGINT (UBIGINT for bit(64)); `year` → SMALLINT; `enum`/`set` → VARCHAR;
+  binary strings, blobs and spatial values → BLOB; `json` (and MariaDB's json_valid longtext) → JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pymysql
+import pymysql.cursors
+
+from warehouse_mcp.embedded.connectors.base import (
+    ColumnInfo,
+    IncrementalCandidate,
+    IncrementalFieldType,
+    ReadRequest,
+    SourceError,
+    TableInfo,
+)
+from warehouse_mcp.embedded.connectors.forms import truthy
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10
+SSH_TUNNEL_UNSUPPORTED = (
+    "SSH tunnels are not supported by the embedded backend yet; connect directly or use a PostHog backend"
+)
+SSL_UNSUPPORTED = "The server does not support SSL; set using_ssl to false"
+
+_ER_ACCESS_DENIED = 1045
+_ER_DBACCESS_DENIED = 1044
+_CR_SSL_REQUIRED = 2026
+
+_INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
+_INCREMENTAL_TYPES: dict[str, IncrementalFieldType] = {
+    **dict.fromkeys(_INTEGER_TYPES, "integer"),
+    "decimal": "numeric",
+    "numeric": "numeric",
+    "datetime": "datetime",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+_TEXT_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
+_BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_SPATIAL_TYPES = {
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+    "multipoint",
+    "multilinestring",
+    "multipolygon",
+    "geometrycollection",
+}
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+# --- connection -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    schema: str
+    use_ssl: bool
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.password, "********") if self.password else text
+
+
+def _target(config: Mapping[str, Any]) -> _Target:
+    tunnel = config.get("ssh_tunnel")
+    if isinstance(tunnel, Mapping) and truthy(tunnel.get("enabled")):
+        raise SourceError(SSH_TUNNEL_UNSUPPORTED)
+    port = str(config.get("port") or "3306").strip()
+    if not port.isdigit():
+        raise SourceError(f"Port must be a number, got '{port}'")
+    database = str(config.get("database") or "").strip()
+    using_ssl = config.get("using_ssl", "true")
+    return _Target(
+        host=str(config.get("host") or "").strip() or "localhost",
+        port=int(port),
+        user=str(config.get("user") or "").strip(),
+        password=str(config.get("password") or ""),
+        database=database,
+        schema=str(config.get("schema") or "").strip() or database,
+        use_ssl=truthy(using_ssl) if not isinstance(using_ssl, bool) else using_ssl,
+    )
+
+
+def _ssl_context() -> ssl.SSLContext:
+    # Encrypted, without certificate verification: MySQL servers commonly use self-signed certificates.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _connect(target: _Target) -> pymysql.connections.Connection[Any]:
+    try:
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database or None,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            charset="utf8mb4",
+            init_command="SET time_zone = '+00:00'",
+            ssl=_ssl_context() if target.use_ssl else None,
+            autocommit=True,
+        )
+    except pymysql.err.MySQLError as error:
+        raise _connect_error(error, target) from None
+
+
+def _error_parts(error: pymysql.err.MySQLError) -> tuple[int | None, str]:
+    if len(error.args) >= 2 and isinstance(error.args[0], int):
+        return error.args[0], str(error.args[1])
+    return None, str(error)
+
+
+def _connect_error(error: pymysql.err.MySQLError, target: _Target) -> SourceError:
+    code, message = _error_parts(error)
+    message = target.scrub(message)
+    if code == _CR_SSL_REQUIRED or "SSL is required" in message:
+        return SourceError(SSL_UNSUPPORTED)
+    if code in (_ER_ACCESS_DENIED, _ER_DBACCESS_DENIED):
+        return SourceError(f"Invalid credentials: {message}")
+    return SourceError(f"Could not connect to {target.host}:{target.port}: {message}")
+
+
+# --- types ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MyColumn:
+    name: str
+    data_type: str  # information_schema DATA_TYPE: "int", "decimal", "datetime", ...
+    column_type: str  # information_schema COLUMN_TYPE: "int(10) unsigned", "decimal(12,2)", ...
+    is_nullable: bool
+    precision: int | None
+    scale: int | None
+    is_json: bool
+
+    @property
+    def warehouse_type(self) -> str:
+        kind = self.data_type
+        unsigned = "unsigned" in self.column_type
+        if kind == "tinyint":
+            return "SMALLINT" if unsigned else "TINYINT"
+        if kind == "smallint":
+            return "INTEGER" if unsigned else "SMALLINT"
+        if kind in ("mediumint", "int", "integer"):
+            return "BIGINT" if unsigned and kind != "mediumint" else "INTEGER"
+        if kind == "bigint":
+            return "UBIGINT" if unsigned else "BIGINT"
+        if kind in ("decimal", "numeric"):
+            precision, scale = self.precision or 10, self.scale or 0
+            return f"DECIMAL({precision},{scale})" if precision <= 38 else "VARCHAR"
+        if kind == "bit":
+            return "UBIGINT" if (self.precision or 1) > 63 else "BIGINT"
+        if kind in _TEXT_TYPES:
+            return "JSON" if self.is_json else "VARCHAR"
+        if kind in _BINARY_TYPES or kind in _SPATIAL_TYPES:
+            return "BLOB"
+        return {
+            "float": "FLOAT",
+            "double": "DOUBLE",
+            "real": "DOUBLE",
+            "year": "SMALLINT",
+            "date": "DATE",
+            "datetime": "TIMESTAMP",
+            "timestamp": "TIMESTAMPTZ",
+            "time": "TIME",
+            "json": "JSON",
+        }.get(kind, "VARCHAR")
+
+    @property
+    def incremental_type(self) -> IncrementalFieldType | None:
+        if self.data_type in ("decimal", "numeric") and not self.warehouse_type.startswith("DECIMAL"):
+            return None
+        return _INCREMENTAL_TYPES.get(self.data_type)
+
+
+def _arrow_type(warehouse_type: str) -> pa.DataType:
+    decimal = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", warehouse_type)
+    if decimal:
+        return pa.decimal128(int(decimal.group(1)), int(decimal.group(2)))
+    return {
+        "TINYINT": pa.int8(),
+        "SMALLINT": pa.int16(),
+        "INTEGER": pa.int32(),
+        "BIGINT": pa.int64(),
+        "UBIGINT": pa.uint64(),
+        "FLOAT": pa.float32(),
+        "DOUBLE": pa.float64(),
+        "DATE": pa.date32(),
+        "TIME": pa.time64("us"),
+        "TIMESTAMP": pa.timestamp("us"),
+        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+        "BLOB": pa.binary(),
+    }.get(warehouse_type, pa.string())
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _date_or_null(value: Any) -> Any:
+    return None if isinstance(value, str | bytes) else value  # zero dates ('0000-00-00') arrive as text
+
+
+def _utc(value: Any) -> Any:
+    value = _date_or_null(value)
+    return value.replace(tzinfo=dt.UTC) if isinstance(value, dt.datetime) else value
+
+
+def _bit(value: Any) -> Any:
+    return int.from_bytes(value, "big") if isinstance(value, bytes | bytearray) else value
+
+
+def _converter(column: _MyColumn, qualified: str) -> Callable[[Any], Any]:
+    landing = column.warehouse_type
+
+    def time_of_day(value: Any) -> Any:
+        if not isinstance(value, dt.timedelta):
+            return value
+        if dt.timedelta(0) <= value < dt.timedelta(days=1):
+            return (dt.datetime.min + value).time()
+        raise SourceError(
+            f"Column '{column.name}' of '{qualified}' holds the duration {value}, outside the 00:00:00–23:59:59 "
+            "a TIME can store. Exclude the column from the sync (enabled_columns) or convert it at the source."
+        )
+
+    if column.data_type == "bit":
+        return _bit
+    if landing == "TIMESTAMPTZ":
+        return _utc
+    if landing in ("DATE", "TIMESTAMP"):
+        return _date_or_null
+    if landing == "TIME":
+        return time_of_day
+    if landing in ("VARCHAR", "JSON"):
+        return _text
+    return lambda value: value
+
+
+# --- the connector ----------------------------------------------------------------------------------------
+
+_COLUMNS_SQL = (
+    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE "
+    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND (%s IS NULL OR TABLE_NAME = %s) "
+    "ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
+_TABLES_SQL = (
+    "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
+)
+_PRIMARY_KEYS_SQL = (
+    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+    "WHERE TABLE_SCHEMA = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
+# MariaDB's JSON is a LONGTEXT with a json_valid() check (MySQL 8 has a real JSON type and no TABLE_NAME here).
+_JSON_CHECKS_SQL = (
+    "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s"
+)
+_JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.IGNORECASE)
+
+
+def _json_columns(cursor: Any, schema: str) -> set[tuple[str, str]]:
+    try:
+        cursor.execute(_JSON_CHECKS_SQL, (schema,))
+    except pymysql.err.MySQLError:
+        return set()
+    found = set()
+    for table, clause in cursor.fetchall():
+        for match in _JSON_VALID.finditer(str(clause)):
+            found.add((table, match.group(1).replace("``", "`")))
+    return found
+
+
+def _columns(cursor: Any, schema: str, table: str | None) -> dict[str, list[_MyColumn]]:
+    json_columns = _json_columns(cursor, schema)
+    cursor.execute(_COLUMNS_SQL, (schema, table, table))
+    tables: dict[str, list[_MyColumn]] = {}
+    for table_name, name, data_type, column_type, nullable, precision, scale in cursor.fetchall():
+        tables.setdefault(table_name, []).append(
+            _MyColumn(
+                name=name,
+                data_type=str(data_type).lower(),
+                column_type=str(column_type).lower(),
+                is_nullable=nullable == "YES",
+                precision=int(precision) if precision is not None else None,
+                scale=int(scale) if scale is not None else None,
+                is_json=(table_name, name) in json_columns,
+            )
+        )
+    return tables
+
+
+def _cursor_value(column: _MyColumn, value: Any) -> Any:
+    """The saved cursor (JSON: ISO text for dates and times) as the value MySQL compares against."""
+    if not isinstance(value, str):
+        return value
+    kind = column.incremental_type
+    if kind == "integer":
+        return int(value)
+    if kind == "numeric":
+        return Decimal(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value[:10])
+    if kind in ("datetime", "timestamp"):
+        parsed = dt.datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:  # the session is UTC
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        return parsed
+    return value
+
+
+class MySQLConnector:
+    source_type = "MySQL"
+
+    def validate(self, config: Mapping[str, Any]) -> None:
+        target = _target(config)
+        connection = _connect(target)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (target.schema,)
+                )
+                exists = cursor.fetchone() is not None
+        finally:
+            connection.close()
+        if not exists:
+            raise SourceError(
+                f"Schema '{target.schema}' does not exist or is not visible to user '{target.user}'"
+            )
+
+    def discover(self, config: Mapping[str, Any]) -> list[TableInfo]:
+        target = _target(config)
+        connection = _connect(target)
+        try:
+            with connection.cursor() as cursor:
+                columns = _columns(cursor, target.schema, None)
+                cursor.execute(_PRIMARY_KEYS_SQL, (target.schema,))
+                keys: dict[str, list[str]] = {}
+                for table, column in cursor.fetchall():
+                    keys.setdefault(table, []).append(column)
+                cursor.execute(_TABLES_SQL, (target.schema,))
+                tables = cursor.fetchall()
+        except pymysql.err.MySQLError as error:
+            raise SourceError(
+                f"Could not list the tables of schema '{target.schema}': {target.scrub(_error_parts(error)[1])}"
+            ) from None
+        finally:
+            connection.close()
+        infos = []
+        for name, rows, comment in tables:
+            if name not in columns:
+                continue
+            table_columns = columns[name]
+            candidates = [
+                IncrementalCandidate(field=c.name, field_type=kind, nullable=c.is_nullable)
+                for c in table_columns
+                if (kind := c.incremental_type) is not None
+            ]
+            infos.append(
+                TableInfo(
+                    name=name,
+                    columns=[
+                        ColumnInfo(c.name, c.column_type, c.is_nullable, c.warehouse_type)
+                        for c in table_columns
+                    ],
+                    primary_keys=keys.get(name, []),
+                    incremental_fields=candidates,
+                    row_estimate=int(rows) if rows is not None else None,
+                    supports_incremental=bool(candidates),
+                    supports_append=bool(candidates),
+                    description=comment or None,
+                )
+            )
+        return sorted(infos, key=lambda info: info.name)
+
+    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        target = _target(config)
+        table = request.table.name
+        qualified = f"{target.schema}.{table}"
+        connection = _connect(target)
+        stream: pymysql.cursors.SSCursor | None = None
+        finished = False
+        try:
+            with connection.cursor() as cursor:
+                columns = _columns(cursor, target.schema, table).get(table)
+            if not columns:
+                raise SourceError(
+                    f"Table '{qualified}' does not exist or is not visible to user '{target.user}'"
+                )
+            by_name = {column.name: column for column in columns}
+            wanted = list(request.columns) if request.columns else [column.name for column in columns]
+            unknown = [name for name in wanted if name not in by_name]
+            if request.incremental_field and request.incremental_field not in by_name:
+                unknown.append(request.incremental_field)
+            if unknown:
+                raise SourceError(f"Unknown column(s) in table '{qualified}': {', '.join(unknown)}")
+            selected = [by_name[name] for name in wanted]
+            query = f"SELECT {', '.join(_quote(c.name) for c in selected)} FROM {_quote(target.schema)}.{_quote(table)}"
+            params: tuple[Any, ...] = ()
+            if request.incremental_field:
+                field = _quote(request.incremental_field)
+                if request.cursor is not None:
+                    query += f" WHERE {field} > %s"
+                    params = (_cursor_value(by_name[request.incremental_field], request.cursor),)
+                query += f" ORDER BY {field}"
+            schema = pa.schema(
+                [
+                    pa.field(
+                        c.name, _arrow_type(c.warehouse_type), metadata={"warehouse_type": c.warehouse_type}
+                    )
+                    for c in selected
+                ]
+            )
+            converters = [_converter(column, qualified) for column in selected]
+            batch_rows = max(1, int(request.batch_rows))
+            stream = connection.cursor(pymysql.cursors.SSCursor)
+            stream.execute(query, params)
+            while True:
+                rows = stream.fetchmany(batch_rows)
+                if not rows:
+                    break
+                arrays = [
+                    pa.array([convert(row[index]) for row in rows], type=field.type)
+                    for index, (field, convert) in enumerate(zip(schema, converters, strict=True))
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            stream.close()
+            finished = True
+        except pymysql.err.MySQLError as error:
+            raise SourceError(
+                f"Reading '{qualified}' failed: {target.scrub(_error_parts(error)[1])}"
+            ) from None
+        finally:
+            if finished:
+                connection.close()
+            else:
+                _abandon(connection, stream)
+
+
+def _abandon(connection: Any, stream: Any) -> None:
+    """Drop the connection of a read stopped early (cancelled, or failed on a value).
+
+    Closing an unbuffered cursor politely would first read every remaining row of the table, so the
+    pending result is marked finished and the socket closed instead.
+    """
+    result = getattr(stream, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False
+    with contextlib.suppress(Exception):
+        connection._force_close()

@@ -1,0 +1,206 @@
+"""Developer benchmarks: `python tools/bench.py <benchmark> [options]`.
+
+    sync    full and incremental sync of a generated Postgres table through the real engine,
+            against the raw read limit (COPY ... TO STDOUT in binary)
+
+Each benchmark is one function taking the parsed arguments; `main()` only dispatches. They need the
+local services (tools/prepare_services.sh) and print a compact table of results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, JobProgress, SyncEngine
+from warehouse_mcp.embedded.sync.scheduler import Clock
+from warehouse_mcp.embedded.sync.warehouse import Warehouse
+from warehouse_mcp.embedded.vault import Vault
+
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+BENCH_TABLE = """
+CREATE TABLE bench (
+    id integer PRIMARY KEY,
+    big bigint NOT NULL,
+    amount numeric(12,2),
+    label text,
+    flag boolean,
+    updated_at timestamptz NOT NULL,
+    day date,
+    payload jsonb,
+    ref uuid
+)
+"""
+BENCH_ROWS = """
+INSERT INTO bench
+SELECT g,
+       g::bigint * 1000003,
+       (g % 1000000) / 100.0,
+       'label-' || g,
+       g % 2 = 0,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       date '2020-01-01' + (g % 3650),
+       jsonb_build_object('g', g, 'tag', 'tag-' || (g % 10), 'nested', jsonb_build_array(g, g * 2)),
+       md5(g::text)::uuid
+FROM generate_series(1, %s) AS g
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="benchmark", required=True)
+
+    sync = commands.add_parser("sync", help="full + incremental Postgres sync vs. raw binary COPY")
+    sync.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated table (default 1,000,000)")
+    sync.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per Arrow batch")
+    sync.set_defaults(run=bench_sync)
+
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
+
+
+# --- sync ---------------------------------------------------------------------------------------------
+
+
+def bench_sync(args: argparse.Namespace) -> int:
+    rows = args.rows
+    changed = max(1, rows // 100)
+    with scratch_database() as database, tempfile.TemporaryDirectory(prefix="wmcp-bench-") as tmp:
+        started = time.perf_counter()
+        with psycopg.connect(**PG_ADMIN, dbname=database, autocommit=True) as conn:
+            conn.execute(BENCH_TABLE)
+            conn.execute(BENCH_ROWS, (rows,))  # type: ignore[arg-type]
+            conn.execute("ANALYZE bench")
+        build_seconds = time.perf_counter() - started
+
+        home = Path(tmp)
+        store, vault = Store(home), Vault(home)
+        schema_id = _add_postgres_schema(store, vault, database)
+        warehouse = Warehouse(home / "warehouse.duckdb")
+        engine = SyncEngine(store, vault, warehouse, Clock(), batch_rows=args.batch_rows)
+        try:
+            rss_before = _peak_rss_mb()
+            full = _timed_sync(engine, store, schema_id)
+            rss_after = _peak_rss_mb()
+            copy_seconds, copy_bytes = _raw_copy(database)
+
+            with psycopg.connect(**PG_ADMIN, dbname=database, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE bench SET updated_at = updated_at + interval '1000 days' WHERE id %% 100 = 0"
+                    if rows >= 100
+                    else "UPDATE bench SET updated_at = updated_at + interval '1000 days' WHERE id = 1"
+                )
+            incremental = _timed_sync(engine, store, schema_id)
+            landed = warehouse.row_count("postgres_bench")
+        finally:
+            warehouse.close()
+
+    full_seconds, full_rows = full
+    incremental_seconds, incremental_rows = incremental
+    failures = []
+    if full_rows != rows or landed != rows:
+        failures.append(f"full sync landed {landed} of {rows} rows")
+    if incremental_rows != changed:
+        failures.append(f"incremental sync read {incremental_rows} rows, expected {changed}")
+
+    _print_table(
+        [
+            ("rows", f"{rows:,}"),
+            ("build table (generate_series)", f"{build_seconds:.2f} s"),
+            ("full sync", f"{full_seconds:.2f} s  ({rows / full_seconds:,.0f} rows/s)"),
+            ("raw COPY TO STDOUT (binary)", f"{copy_seconds:.2f} s  ({copy_bytes / 1e6:,.0f} MB)"),
+            ("sync time / raw copy time", f"{full_seconds / copy_seconds:.1f}x"),
+            ("peak RSS, ru_maxrss, whole process", f"{rss_after:,.0f} MB  (before sync {rss_before:,.0f} MB)"),
+            (
+                f"incremental sync ({incremental_rows:,} changed)",
+                f"{incremental_seconds:.2f} s  = {incremental_seconds / full_seconds:.3f} of full",
+            ),
+        ]
+    )
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    name = f"wmcp_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(**PG_ADMIN, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield name
+    finally:
+        with psycopg.connect(**PG_ADMIN, dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def _add_postgres_schema(store: Store, vault: Vault, database: str) -> str:
+    """A Postgres source and an incremental `bench` schema, written as the API would store them."""
+    config: dict[str, Any] = {**PG_ADMIN, "database": database, "schema": "public"}
+    source_id, schema_id, now = str(uuid.uuid4()), str(uuid.uuid4()), iso(utcnow())
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO sources (id, team_id, source_type, job_inputs, job_inputs_secret, created_at, updated_at) "
+            "VALUES (?, 1, 'Postgres', ?, ?, ?, ?)",
+            (source_id, json.dumps(config), vault.encrypt({"password": ""}), now, now),
+        )
+        db.execute(
+            "INSERT INTO schemas (id, team_id, source_id, name, should_sync, sync_type, incremental_field, "
+            "incremental_field_type, primary_key_columns, created_at, updated_at) "
+            "VALUES (?, 1, ?, 'bench', 1, 'incremental', 'updated_at', 'datetime', '[\"id\"]', ?, ?)",
+            (schema_id, source_id, now, now),
+        )
+    return schema_id
+
+
+def _timed_sync(engine: SyncEngine, store: Store, schema_id: str) -> tuple[float, int]:
+    job = jobs.claim(store, schema_id, utcnow())
+    assert job is not None
+    started = time.perf_counter()
+    outcome: JobProgress = engine.run(job)
+    seconds = time.perf_counter() - started
+    if outcome.status != "Completed":
+        raise SystemExit(f"sync {outcome.status}: {outcome.error}")
+    return seconds, outcome.rows_synced
+
+
+def _raw_copy(database: str) -> tuple[float, int]:
+    """The read limit: the same table drained as fast as Postgres sends it, decoding nothing."""
+    total = 0
+    started = time.perf_counter()
+    with (
+        psycopg.connect(**PG_ADMIN, dbname=database) as conn,
+        conn.cursor().copy("COPY (SELECT * FROM bench) TO STDOUT (FORMAT binary)") as copy,
+    ):
+        for chunk in copy:
+            total += len(chunk)
+    return time.perf_counter() - started, total
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
