@@ -237,9 +237,9 @@ class Submission:
 def collect(fields: Sequence[Mapping[str, Any]], posted: Mapping[str, str]) -> Submission:
     """Build the source config the wizard form describes from the posted inputs.
 
-    Numbers become ints, checkboxes bools, select-with-sub-fields `{selection, ...}`, switch-groups
-    `{enabled, ...}`, SSH tunnels their nested shape; blanks are left out (the form rules decide what
-    is required). Only the chosen option's sub-fields count.
+    Numbers become ints, checkboxes bools, switch-groups `{enabled, ...}`, SSH tunnels their nested
+    shape; a select gives its value and its chosen option's sub-fields (the other options' are
+    ignored). Blanks are left out: the form rules decide what is required.
     """
     submission = Submission()
     submission.config = _collect(fields, "", posted, submission)
@@ -247,7 +247,12 @@ def collect(fields: Sequence[Mapping[str, Any]], posted: Mapping[str, str]) -> S
 
 
 def _collect(
-    fields: Sequence[Mapping[str, Any]], scope: str, posted: Mapping[str, str], out: Submission
+    fields: Sequence[Mapping[str, Any]],
+    scope: str,
+    posted: Mapping[str, str],
+    out: Submission,
+    *,
+    in_chosen_option: bool = False,
 ) -> dict:
     config: dict[str, Any] = {}
     for spec in fields:
@@ -263,12 +268,13 @@ def _collect(
                 if posted.get(_select_name(spec, key)):
                     out.errors.append(f"Choose one of the listed options for {label}.")
                 continue
-            if _has_option_fields(spec):
-                group: dict[str, Any] = {"selection": chosen["value"]}
-                group.update(_collect(chosen.get("fields") or [], _option_scope(key, chosen), posted, out))
-                config[name] = group
-            else:
-                config[name] = chosen["value"]
+            # The chosen option's fields sit flat beside the select, as API payloads carry them (the
+            # embedded connectors read them there; forms.validate_config accepts both shapes).
+            config[name] = chosen["value"]
+            option_fields = chosen.get("fields") or []
+            config.update(
+                _collect(option_fields, _option_scope(key, chosen), posted, out, in_chosen_option=True)
+            )
         elif kind == "switch-group":
             enabled = f"{key}.enabled" in posted
             group = {"enabled": enabled}
@@ -278,7 +284,8 @@ def _collect(
         elif kind == "ssh-tunnel":
             config[name] = _collect_ssh(key, posted, out)
         elif kind == "oauth":
-            if spec.get("required"):
+            # An OAuth field the user picked (or cannot avoid) is a dead end here: say so up front.
+            if spec.get("required") or in_chosen_option:
                 out.errors.append(f"{label}: {OAUTH_NOTE}")
         elif kind == "file-upload":
             out.secret_names.add(key)

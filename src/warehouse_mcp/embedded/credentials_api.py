@@ -17,10 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from warehouse_mcp.embedded import request_context
+from warehouse_mcp.embedded import connector_access, request_context
 from warehouse_mcp.embedded.connectors import forms, registry
-from warehouse_mcp.embedded.connectors.base import Connector, SourceError
-from warehouse_mcp.embedded.errors import message_error
+from warehouse_mcp.embedded.connectors.base import Connector
+from warehouse_mcp.embedded.errors import ApiError, message_error
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.vault import Vault
 
@@ -39,30 +39,25 @@ def connector_or_error(source_type: str | None) -> Connector:
         raise message_error("Missing required parameter: source_type")
     if not registry.is_known(source_type):
         raise message_error(f"Unknown source_type '{source_type}'")
-    try:
-        return registry.connector_for(source_type)
-    except registry.UnsupportedSource as exc:
-        raise message_error(str(exc)) from None
+    return connector_access.connector(source_type)
 
 
 def check_credential(source_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Validate `payload` as `source_type`'s config, then against the live source; return the config to store.
 
-    Raises ApiError 400 with the form's or the source's message. The message never holds a secret:
-    connectors word SourceError without them, and anything else is reported by its kind only.
+    Only the form's fields are kept. Raises ApiError 400 with the form's or the source's message, which
+    never holds a secret: connectors word SourceError without them, and anything else is reported by
+    its kind only.
     """
     connector = connector_or_error(source_type)
     if not isinstance(payload, Mapping):
         raise message_error("'payload' must be an object of the source's connection fields")
-    config = _strip_public_strings(source_type, dict(payload))
+    config = connector_access.only_form_fields(source_type, _strip_public_strings(source_type, dict(payload)))
+    connector_access.check_config(source_type, config)
     try:
-        forms.validate_config(source_type, config)
-    except forms.ConfigError as exc:
-        raise message_error(str(exc)) from None
-    try:
-        connector.validate(config)
-    except SourceError as exc:
-        raise message_error(str(exc) or "Invalid credentials") from None
+        connector_access.check_credentials(connector, config)
+    except ApiError:
+        raise
     except Exception as exc:
         logger.warning("credential check for %s failed unexpectedly: %s", source_type, type(exc).__name__)
         raise message_error(
@@ -183,7 +178,8 @@ def connect_link_instructions(source_type: str, minutes: int) -> str:
 
 
 def connect_link(request: Request) -> Response:
-    from warehouse_mcp.embedded import connect_page
+    from warehouse_mcp.embedded import connect_page  # it imports this module
+
     source_type = request.query_params.get("source_type", "").strip()
     connector_or_error(source_type)
     backend = request_context.backend(request)
@@ -209,7 +205,9 @@ def store_credentials(request: Request) -> Response:
     if payload is None:
         payload = {}
     backend = request_context.backend(request)
-    metadata = store_credential(backend.store, backend.vault, request_context.team_id(request), source_type, payload)
+    metadata = store_credential(
+        backend.store, backend.vault, request_context.team_id(request), source_type, payload
+    )
     return JSONResponse(metadata, status_code=201)
 
 
