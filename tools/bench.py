@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="benchmark", required=True)
 
     sync = commands.add_parser("sync", help="full + incremental Postgres sync vs. raw binary COPY")
-    sync.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated table (default 1,000,000)")
+    sync.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows in the generated table (default 1,000,000)"
+    )
     sync.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per Arrow batch")
     sync.set_defaults(run=bench_sync)
 
@@ -125,7 +127,10 @@ def bench_sync(args: argparse.Namespace) -> int:
             ("full sync", f"{full_seconds:.2f} s  ({rows / full_seconds:,.0f} rows/s)"),
             ("raw COPY TO STDOUT (binary)", f"{copy_seconds:.2f} s  ({copy_bytes / 1e6:,.0f} MB)"),
             ("sync time / raw copy time", f"{full_seconds / copy_seconds:.1f}x"),
-            ("peak RSS, ru_maxrss, whole process", f"{rss_after:,.0f} MB  (before sync {rss_before:,.0f} MB)"),
+            (
+                "peak RSS, ru_maxrss, whole process",
+                f"{rss_after:,.0f} MB  (before sync {rss_before:,.0f} MB)",
+            ),
             (
                 f"incremental sync ({incremental_rows:,} changed)",
                 f"{incremental_seconds:.2f} s  = {incremental_seconds / full_seconds:.3f} of full",

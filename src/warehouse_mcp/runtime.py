@@ -35,8 +35,9 @@ EMBEDDED_BASE_URL = "http://embedded.warehouse-mcp"
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Any = None) -> None:
         self.settings = settings
+        self.clock = clock  # the embedded scheduler's clock (tests and harnesses pass a ManualClock)
         self.redactor = Redactor()
         self._client: ApiClient | None = None
         self._backend: EmbeddedBackend | None = None
@@ -98,6 +99,7 @@ class Runtime:
             connect_port=settings.connect_port,
             public_url=settings.public_url,
             run_scheduler=settings.run_scheduler,
+            clock=self.clock,
         )
         await anyio.to_thread.run_sync(backend.start)
         self._backend = backend

@@ -19,7 +19,9 @@ from warehouse_mcp.embedded.vault import Vault
 from warehouse_mcp.models import FREQUENCY_SECONDS
 
 
-def add_source(store: Store, vault: Vault, source_type: str, config: dict, *, prefix: str | None = None) -> str:
+def add_source(
+    store: Store, vault: Vault, source_type: str, config: dict, *, prefix: str | None = None
+) -> str:
     public, secret = forms.split_secrets(source_type, config)
     source_id = str(uuid.uuid4())
     now = iso(utcnow())
@@ -103,7 +105,10 @@ def schema_row(store: Store, schema_id: str) -> dict:
 
 
 def job_rows(store: Store, schema_id: str) -> list[dict]:
-    return [dict(r) for r in store.query("SELECT * FROM jobs WHERE schema_id = ? ORDER BY created_at", (schema_id,))]
+    return [
+        dict(r)
+        for r in store.query("SELECT * FROM jobs WHERE schema_id = ? ORDER BY created_at", (schema_id,))
+    ]
 
 
 def warehouse_rows(warehouse: Warehouse, table: str, columns: list[str], order_by: str) -> list[tuple]:

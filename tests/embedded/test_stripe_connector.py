@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
 
+from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
 from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError, WebhookConnector
 from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, TABLES, StripeConnector, webhook_events
 
@@ -49,7 +49,9 @@ def test_validate_accepts_the_key_with_one_cheap_call(stripe: FakeStripe, connec
     assert "stripe-account" not in request.headers
 
 
-def test_bad_key_is_invalid_credentials_with_stripes_message_but_not_the_key(connector: StripeConnector) -> None:
+def test_bad_key_is_invalid_credentials_with_stripes_message_but_not_the_key(
+    connector: StripeConnector,
+) -> None:
     wrong_key = "rk_test_51WrongKeyNotTheRealOne9876"
     with pytest.raises(SourceError) as error:
         connector.validate({**CONFIG, "stripe_secret_key": wrong_key})
@@ -66,10 +68,16 @@ def test_missing_key_and_oauth_are_explained(connector: StripeConnector) -> None
         connector.validate({"auth_method": "oauth", "stripe_integration_id": 3})
 
 
-def test_account_header_is_sent_when_an_account_is_given(stripe: FakeStripe, connector: StripeConnector) -> None:
+def test_account_header_is_sent_when_an_account_is_given(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
     stripe.add("customers")
     connector.validate({**CONFIG, "stripe_account_id": "acct_1Connected"})
-    list(connector.read({**CONFIG, "stripe_account_id": "acct_1Connected"}, ReadRequest(TABLES["customers"].info())))
+    list(
+        connector.read(
+            {**CONFIG, "stripe_account_id": "acct_1Connected"}, ReadRequest(TABLES["customers"].info())
+        )
+    )
     assert [r.headers.get("stripe-account") for r in stripe.requests] == ["acct_1Connected"] * 2
     assert all(r.headers["stripe-version"] for r in stripe.requests)
 
@@ -123,7 +131,9 @@ def test_read_selected_columns_only(stripe: FakeStripe, connector: StripeConnect
     assert table.to_pylist()[0]["customer"] == "cus_expanded"  # an expanded reference lands as its id
 
 
-def test_incremental_read_asks_stripe_for_newer_objects_only(stripe: FakeStripe, connector: StripeConnector) -> None:
+def test_incremental_read_asks_stripe_for_newer_objects_only(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
     old = stripe.add("invoices", created=1_700_000_100, total=10)
     new = stripe.add("invoices", created=1_700_000_200, total=20)
     table = read_all(connector, "invoices", incremental_field="created", cursor=old["created"])
@@ -167,7 +177,9 @@ def test_server_errors_back_off_exponentially_then_give_up(
     assert all(0.25 * 2**i <= delay <= 0.5 * 2**i for i, delay in enumerate(sleeps))
 
 
-def test_client_errors_are_not_retried(stripe: FakeStripe, connector: StripeConnector, sleeps: list[float]) -> None:
+def test_client_errors_are_not_retried(
+    stripe: FakeStripe, connector: StripeConnector, sleeps: list[float]
+) -> None:
     stripe.forbidden.add("customers")
     with pytest.raises(SourceError) as error:
         connector.validate(CONFIG)
@@ -190,7 +202,9 @@ def test_api_base_comes_from_the_environment(stripe: FakeStripe, monkeypatch: py
 
 def test_register_and_delete_webhook(stripe: FakeStripe, connector: StripeConnector) -> None:
     url = "https://example.com/webhooks/stripe/abc/"
-    registration = connector.register_webhook(CONFIG, url, ["customers", "balance_transactions", "subscriptions"])
+    registration = connector.register_webhook(
+        CONFIG, url, ["customers", "balance_transactions", "subscriptions"]
+    )
     assert registration.success and registration.error is None
     assert registration.webhook_url == url
     assert registration.signing_secret and registration.signing_secret.startswith("whsec_")
@@ -208,9 +222,9 @@ def test_register_and_delete_webhook(stripe: FakeStripe, connector: StripeConnec
     assert connector.delete_webhook(CONFIG, registration.external_id or "")
     assert stripe.webhook_endpoints == {}
     assert connector.delete_webhook(CONFIG, registration.external_id or "")  # already gone is gone
-    assert connector.webhook_status(CONFIG, registration.external_id or "", ["customers"])["external_status"] == (
-        "missing"
-    )
+    assert connector.webhook_status(CONFIG, registration.external_id or "", ["customers"])[
+        "external_status"
+    ] == ("missing")
 
 
 def test_webhook_registration_retried_after_429_creates_one_endpoint(
@@ -224,7 +238,9 @@ def test_webhook_registration_retried_after_429_creates_one_endpoint(
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
 
 
-def test_webhook_registration_failure_is_reported_not_raised(stripe: FakeStripe, connector: StripeConnector) -> None:
+def test_webhook_registration_failure_is_reported_not_raised(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
     stripe.forbidden.add("webhook_endpoints")
     registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["customers"])
     assert not registration.success

@@ -38,7 +38,9 @@ class Harness:
             "products": self.add_schema("products", "webhook", enabled_columns=["name"]),
             "charges": self.add_schema("charges", "incremental"),
         }
-        backend = SimpleNamespace(store=self.store, vault=self.vault, sync=SimpleNamespace(warehouse_writer=self.writer))
+        backend = SimpleNamespace(
+            store=self.store, vault=self.vault, sync=SimpleNamespace(warehouse_writer=self.writer)
+        )
         self.client = TestClient(Starlette(routes=routes(backend)))  # type: ignore[arg-type]
 
     @contextmanager
@@ -47,7 +49,9 @@ class Harness:
             raise WarehouseBusyError(self.warehouse.path)
         yield self.warehouse
 
-    def add_source(self, *, source_type: str = "Stripe", secret: str | None = SECRET, deleted: int = 0) -> str:
+    def add_source(
+        self, *, source_type: str = "Stripe", secret: str | None = SECRET, deleted: int = 0
+    ) -> str:
         source_id = str(uuid.uuid4())
         now = iso(utcnow())
         with self.store.transaction() as db:
@@ -89,7 +93,9 @@ class Harness:
         return f"/webhooks/stripe/{source_id or self.source_id}/"
 
     def send(self, event: dict[str, Any], secret: str | None = SECRET, **options: Any) -> Any:
-        return post_event(self.url(options.pop("source_id", None)), event, secret, client=self.client, **options)
+        return post_event(
+            self.url(options.pop("source_id", None)), event, secret, client=self.client, **options
+        )
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         if not self.warehouse.table_exists(table):
@@ -118,7 +124,9 @@ def customer(**fields: Any) -> dict[str, Any]:
 
 
 def test_signed_events_create_update_and_delete_rows(harness: Harness) -> None:
-    response = harness.send(make_event("customer.created", customer(email="a@example.com", metadata={"tier": "x"})))
+    response = harness.send(
+        make_event("customer.created", customer(email="a@example.com", metadata={"tier": "x"}))
+    )
     assert response.status_code == 200 and response.json()["applied"] is True
     [row] = harness.rows("stripe_customers")
     assert row["id"] == "cus_A1" and row["email"] == "a@example.com" and row["created"] == 1_700_000_001
@@ -150,14 +158,16 @@ def test_route_without_trailing_slash_is_served_too(harness: Harness) -> None:
     [
         pytest.param({"secret": None}, id="unsigned"),
         pytest.param({"secret": "whsec_someone_else"}, id="wrong-secret"),
-        pytest.param({"timestamp": int(time.time()) - 301}, id="stale"),
-        pytest.param({"timestamp": int(time.time()) + 301}, id="from-the-future"),
+        pytest.param({"age": 360}, id="stale"),
+        pytest.param({"age": -360}, id="from-the-future"),
         pytest.param({"signature": "t=1700000000"}, id="no-v1"),
         pytest.param({"signature": "v1=abc"}, id="no-timestamp"),
         pytest.param({"signature": "garbage"}, id="garbage"),
     ],
 )
 def test_unverified_events_are_refused_and_write_nothing(harness: Harness, options: dict[str, Any]) -> None:
+    if "age" in options:
+        options = {"timestamp": int(time.time()) - options.pop("age")}
     response = harness.send(make_event("customer.created", customer()), **options)
     assert response.status_code == 400
     assert response.json()["message"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors.base import ReadRequest
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.sync.engine import JobProgress
 from warehouse_mcp.embedded.sync.jobs import CANCELLED_ERROR
@@ -101,9 +105,13 @@ def source_type_of(db: Database) -> str:
     return "Postgres" if db.kind == "postgres" else "MySQL"
 
 
-def assert_table_equals_source(db: Database, warehouse: Warehouse, table: str, columns: list[str] | None = None) -> None:
+def assert_table_equals_source(
+    db: Database, warehouse: Warehouse, table: str, columns: list[str] | None = None
+) -> None:
     """Row for row, value for value; and every DuckDB column has the type the connector declared."""
-    info = next(t for t in registry.connector_for(source_type_of(db)).discover(db.config) if t.name == "items")
+    info = next(
+        t for t in registry.connector_for(source_type_of(db)).discover(db.config) if t.name == "items"
+    )
     declared = {c.name: c.warehouse_type for c in info.columns}
     names = columns or [c.name for c in info.columns]
     landed = {c.name: c.type for c in warehouse.columns(table)}
@@ -117,7 +125,10 @@ def assert_table_equals_source(db: Database, warehouse: Warehouse, table: str, c
     assert len(target) == len(source)
     for source_row, target_row in zip(source, target, strict=True):
         for name, expected, actual in zip(names, source_row, target_row, strict=True):
-            assert comparable(actual, declared[name]) == comparable(expected, declared[name]), (name, source_row[0])
+            assert comparable(actual, declared[name]) == comparable(expected, declared[name]), (
+                name,
+                source_row[0],
+            )
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -197,14 +208,21 @@ def test_incremental_reads_only_changed_rows_and_merges(
     assert json.loads(schema_row(store, schema_id)["sync_cursor"]).startswith("2024-02-03T00:00:00")
 
 
-def test_append_adds_only_new_rows(postgres_db: Database, store: Store, vault: Vault, warehouse: Warehouse) -> None:
+def test_append_adds_only_new_rows(
+    postgres_db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
     postgres_db.execute(
         "CREATE TABLE events (id bigint, kind text)",
         "INSERT INTO events SELECT g, 'k' || g FROM generate_series(1, 5) g",
     )
     source_id = add_source(store, vault, "Postgres", postgres_db.config)
     schema_id = add_schema(
-        store, source_id, "events", sync_type="append", incremental_field="id", incremental_field_type="integer"
+        store,
+        source_id,
+        "events",
+        sync_type="append",
+        incremental_field="id",
+        incremental_field_type="integer",
     )
     assert run_sync(store, vault, warehouse, schema_id).rows_synced == 5
     assert json.loads(schema_row(store, schema_id)["sync_cursor"]) == 5
@@ -216,7 +234,9 @@ def test_append_adds_only_new_rows(postgres_db: Database, store: Store, vault: V
     assert warehouse_rows(warehouse, "postgres_events", ["id"], "id") == [(i,) for i in range(1, 9)]
 
 
-def test_enabled_columns_limit_what_lands(source_db: Database, store: Store, vault: Vault, warehouse: Warehouse) -> None:
+def test_enabled_columns_limit_what_lands(
+    source_db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
     source_id = add_source(store, vault, source_type_of(source_db), source_db.config)
     schema_id = add_schema(store, source_id, "items", enabled_columns=["id", "name", "doc"])
 
@@ -278,40 +298,48 @@ def test_source_error_is_stored_without_secrets(
 
 
 def test_unexpected_failure_is_generic_and_scrubbed(
-    postgres_db: Database, store: Store, vault: Vault, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+    postgres_db: Database,
+    store: Store,
+    vault: Vault,
+    warehouse: Warehouse,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A text column declared as a number cannot land: DuckDB's conversion error mentions the value, which
-    # here is the password, so both the stored error and the log must scrub it.
-    postgres_db.execute(
-        "CREATE TABLE leaky (id integer, secret_text text)", f"INSERT INTO leaky VALUES (1, '{CANARY_PASSWORD}')"
-    )
-    source_id = add_source(store, vault, "Postgres", postgres_db.config)
-    schema_id = add_schema(store, source_id, "leaky")
-    from warehouse_mcp.embedded.connectors import postgres
+    postgres_db.execute("CREATE TABLE t (id integer)", "INSERT INTO t SELECT generate_series(1, 10)")
+    real = registry.connector_for("Postgres")
 
-    original = postgres._scalar_warehouse_type
-    postgres._scalar_warehouse_type = lambda typname, typmod, is_enum: (  # type: ignore[assignment]
-        "INTEGER" if typname == "text" else original(typname, typmod, is_enum)
-    )
-    try:
-        outcome = run_sync(store, vault, warehouse, schema_id)
-    finally:
-        postgres._scalar_warehouse_type = original
+    class BuggyConnector:
+        """The real connector, with a bug after the first batch whose message carries the password."""
+
+        source_type = "Postgres"
+        validate = real.validate
+        discover = real.discover
+
+        def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+            yield from itertools.islice(real.read(config, request), 1)
+            raise RuntimeError(f"connection to {config['user']}:{config['password']}@db broke")
+
+    monkeypatch.setattr(registry, "connector_for", lambda source_type: BuggyConnector())
+    source_id = add_source(store, vault, "Postgres", postgres_db.config)
+    schema_id = add_schema(store, source_id, "t")
+
+    outcome = run_sync(store, vault, warehouse, schema_id, batch_rows=4)
 
     assert outcome.status == "Failed"
-    assert (outcome.error or "").startswith("Sync failed: ConversionException: ")
-    assert CANARY_PASSWORD not in (outcome.error or "")
-    assert "***" in (outcome.error or "")
+    assert outcome.error == "Sync failed: RuntimeError: connection to wmcp_secure:***@db broke"
     assert CANARY_PASSWORD not in caplog.text
-    assert "Traceback" in caplog.text
+    assert "Traceback" in caplog.text and "***@db broke" in caplog.text
     assert schema_row(store, schema_id)["latest_error"] == outcome.error
+    assert job_rows(store, schema_id)[-1]["rows_synced"] == 4
+    assert not warehouse.table_exists("postgres_t")
 
 
 def test_schema_switched_to_incremental_starts_with_a_full_load(
     postgres_db: Database, store: Store, vault: Vault, warehouse: Warehouse
 ) -> None:
     postgres_db.execute(
-        "CREATE TABLE t (id integer PRIMARY KEY, n integer)", "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g"
+        "CREATE TABLE t (id integer PRIMARY KEY, n integer)",
+        "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g",
     )
     source_id = add_source(store, vault, "Postgres", postgres_db.config)
     schema_id = add_schema(store, source_id, "t")
@@ -319,6 +347,8 @@ def test_schema_switched_to_incremental_starts_with_a_full_load(
     assert schema_row(store, schema_id)["sync_cursor"] is None
 
     postgres_db.execute("DELETE FROM t WHERE id > 5")
-    update_schema(store, schema_id, sync_type="incremental", incremental_field="n", primary_key_columns='["id"]')
+    update_schema(
+        store, schema_id, sync_type="incremental", incremental_field="n", primary_key_columns='["id"]'
+    )
     assert run_sync(store, vault, warehouse, schema_id).rows_synced == 5
     assert warehouse.row_count("postgres_t") == 5  # replaced, not merged into the old 10

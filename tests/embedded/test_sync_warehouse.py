@@ -143,5 +143,7 @@ def test_drop_table_row_count_and_describe(warehouse: Warehouse) -> None:
 
 
 def _tables(warehouse: Warehouse) -> list[str]:
-    result = warehouse.cursor().execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
+    result = (
+        warehouse.cursor().execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
+    )
     return [name for (name,) in result]

@@ -102,7 +102,10 @@ def post_event(
 ) -> httpx.Response:
     """POST `event` to a receiver the way Stripe does. `signature` overrides the header (None + no secret = unsigned)."""
     payload = json.dumps(event, indent=2).encode()
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    }
     if signature is not None:
         headers["Stripe-Signature"] = signature
     elif secret is not None:
@@ -199,7 +202,9 @@ class FakeStripe:
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [request for request in self.requests if request.path == path]
 
-    def emit(self, event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> list[httpx.Response]:
+    def emit(
+        self, event_type: str, obj: dict[str, Any], *, event_id: str | None = None
+    ) -> list[httpx.Response]:
         """Deliver one event to every enabled endpoint subscribed to it, as Stripe would."""
         event = make_event(event_type, obj, event_id=event_id)
         with self._lock:
@@ -264,7 +269,11 @@ class FakeStripe:
                 "request to continue.",
             )
         if resource == "balance" and request.method == "GET":
-            return 200, {"object": "balance", "available": [{"amount": 0, "currency": "usd"}], "livemode": False}
+            return 200, {
+                "object": "balance",
+                "available": [{"amount": 0, "currency": "usd"}],
+                "livemode": False,
+            }
         if resource in RESOURCES and len(parts) == 2 and request.method == "GET":
             return 200, self._list(resource, request)
         if resource in RESOURCES and len(parts) == 3 and request.method == "GET":
@@ -277,7 +286,9 @@ class FakeStripe:
         query = {key: values[-1] for key, values in request.query.items()}
         limit = _int_param(query, "limit", 10)
         if not 1 <= limit <= 100:
-            raise StripeError(400, "This value must be greater than or equal to 1 and less than 100.", param="limit")
+            raise StripeError(
+                400, "This value must be greater than or equal to 1 and less than 100.", param="limit"
+            )
         objects = sorted(
             self.objects[resource].values(), key=lambda o: (o["created"], self._order[o["id"]]), reverse=True
         )
@@ -289,7 +300,9 @@ class FakeStripe:
                 objects = [o for o in objects if test(o["created"], bound)]
         if resource == "subscriptions" and query.get("status") != "all":
             wanted = query.get("status")
-            objects = [o for o in objects if (o.get("status") == wanted if wanted else o.get("status") != "canceled")]
+            objects = [
+                o for o in objects if (o.get("status") == wanted if wanted else o.get("status") != "canceled")
+            ]
         ids = [o["id"] for o in objects]
         object_type = RESOURCES[resource][0]
         if "ending_before" in query:
@@ -314,7 +327,9 @@ class FakeStripe:
             raise StripeError(404, f"No such {object_type}: '{object_id}'", code="resource_missing")
         return objects[object_id]
 
-    def _webhook_endpoints(self, request: RecordedRequest, endpoint_id: str | None) -> tuple[int, dict[str, Any]]:
+    def _webhook_endpoints(
+        self, request: RecordedRequest, endpoint_id: str | None
+    ) -> tuple[int, dict[str, Any]]:
         if endpoint_id is None and request.method == "GET":
             listed = [_public_endpoint(e) for e in reversed(self.webhook_endpoints.values())]
             return 200, {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False, "data": listed}
@@ -401,4 +416,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_DELETE = _serve
-

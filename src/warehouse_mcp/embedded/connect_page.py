@@ -580,16 +580,16 @@ class _Renderer:
         return "".join(parts)
 
     def switch_group(self, spec: Mapping[str, Any], key: str) -> str:
-        checkbox = self.checkbox(
+        checkbox, checkbox_id = self.checkbox(
             f"{key}.enabled", _label(spec), bool(spec.get("default")), spec.get("caption")
         )
         children = spec.get("fields") or []
+        if not children:
+            return f'<div class="field">{checkbox}</div>'
         inner = self.fields(children, f"{key}.", top=False)
         return (
-            f'<fieldset class="group"><legend>{_e(_label(spec))}</legend>{checkbox[0]}'
-            f'<div class="children" data-switch-for="{checkbox[1]}">{inner}</div></fieldset>'
-            if children
-            else f'<div class="field">{checkbox[0]}</div>'
+            f'<div class="group" role="group" aria-labelledby="{checkbox_id}-label">{checkbox}'
+            f'<div class="children" data-switch-for="{checkbox_id}">{inner}</div></div>'
         )
 
     def checkbox(self, name: str, label: str, default: bool, caption: Any = None) -> tuple[str, str]:
@@ -600,7 +600,8 @@ class _Renderer:
             attrs.append("checked")
         attrs.extend(self._described(element_id, caption))
         markup = (
-            f'<div class="check"><input {" ".join(attrs)}><label for="{element_id}">{_e(label)}</label></div>'
+            f'<div class="check"><input {" ".join(attrs)}>'
+            f'<label id="{element_id}-label" for="{element_id}">{_e(label)}</label></div>'
             f"{self._caption(element_id, caption)}"
         )
         return markup, element_id
@@ -679,7 +680,7 @@ input:not([type=checkbox]), select, textarea { box-sizing: border-box; width: 10
   font: inherit; border: 1px solid #8a8a8a; border-radius: 4px; }
 textarea { font-family: ui-monospace, monospace; }
 :focus-visible { outline: 3px solid #1d4ed8; outline-offset: 2px; }
-fieldset { border: 1px solid #8a8a8a; border-radius: 6px; margin: 0 0 1rem; padding: .75rem 1rem; }
+fieldset, .group { border: 1px solid #8a8a8a; border-radius: 6px; margin: 0 0 1rem; padding: .75rem 1rem; }
 legend { font-weight: 600; padding: 0 .25rem; }
 .caption, .note { font-size: .9rem; margin: .25rem 0 0; opacity: .85; }
 .note { border-left: 4px solid #b45309; padding-left: .5rem; opacity: 1; }

@@ -10,6 +10,7 @@ ciphertexts (BLOB columns named `*_secret`).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -196,7 +197,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             f"{len(MIGRATIONS)}). Upgrade warehouse-mcp or point WAREHOUSE_MCP_HOME elsewhere."
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        for statement in script.split(";"):
+        for statement in re.sub(r"--[^\n]*", "", script).split(";"):  # comments may hold a ";"
             if statement.strip():
                 db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,12 +36,11 @@ from starlette.routing import Route
 
 from warehouse_mcp.embedded.connectors.stripe import TABLE_FOR_OBJECT, StripeTable, object_row, record_batch
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
-from warehouse_mcp.embedded.sync.warehouse import TableState, Warehouse, quote, warehouse_table_name
 from warehouse_mcp.embedded.vault import Vault, VaultError
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
+    from warehouse_mcp.embedded.sync.warehouse import TableState, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +67,12 @@ class Outcome:
 
 
 def verify_signature(
-    payload: bytes, header: str | None, secret: str, *, now: float, tolerance: int = SIGNATURE_TOLERANCE_SECONDS
+    payload: bytes,
+    header: str | None,
+    secret: str,
+    *,
+    now: float,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
 ) -> None:
     """Raise SignatureError unless one `v1` of `header` signs `payload` with `secret` within `tolerance`."""
     if not header:
@@ -175,7 +178,9 @@ class StripeWebhookReceiver:
             ) from exc
         except duckdb.Error as exc:  # e.g. a write conflict with a sync committing the same table
             logger.warning("Stripe event %s could not be written now: %s", event_id, exc)
-            raise WarehouseUnavailable("The warehouse is busy; Stripe will deliver this event again.") from exc
+            raise WarehouseUnavailable(
+                "The warehouse is busy; Stripe will deliver this event again."
+            ) from exc
         self._record(source_id, event_id, object_id, created, schema_updates=updates)
         logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(updates))
         return Outcome(200, {"received": True, "applied": True})
@@ -246,7 +251,11 @@ def _parse_event(payload: bytes) -> dict[str, Any] | None:
         event = json.loads(payload)
     except ValueError:
         return None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+    ):
         return None
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
@@ -286,7 +295,10 @@ def routes(backend: EmbeddedBackend) -> list[Route]:
     async def receive(request: Request) -> JSONResponse:
         payload = await request.body()
         outcome = await run_in_threadpool(
-            receiver.receive, request.path_params["source_id"], payload, request.headers.get("stripe-signature")
+            receiver.receive,
+            request.path_params["source_id"],
+            payload,
+            request.headers.get("stripe-signature"),
         )
         return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 

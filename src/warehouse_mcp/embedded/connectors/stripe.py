@@ -282,7 +282,9 @@ def api_base() -> str:
     return (os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
 
 
-def object_row(table: StripeTable, obj: Mapping[str, Any], columns: list[str] | None = None) -> dict[str, Any]:
+def object_row(
+    table: StripeTable, obj: Mapping[str, Any], columns: list[str] | None = None
+) -> dict[str, Any]:
     """One Stripe object as a row of `table`: scalars as themselves, nested values as JSON text."""
     kinds = dict(table.columns)
     return {name: _cell(obj.get(name), kinds[name]) for name in columns or table.column_names}
@@ -305,7 +307,9 @@ def arrow_schema(table: StripeTable, columns: list[str] | None = None) -> pa.Sch
     )
 
 
-def record_batch(table: StripeTable, rows: list[dict[str, Any]], columns: list[str] | None = None) -> pa.RecordBatch:
+def record_batch(
+    table: StripeTable, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> pa.RecordBatch:
     import pyarrow as pa
 
     return pa.RecordBatch.from_pylist(rows, schema=arrow_schema(table, columns))
@@ -374,7 +378,9 @@ class StripeConnector:
     def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
         table = TABLES.get(request.table.name)
         if table is None:
-            raise SourceError(f"Stripe has no table '{request.table.name}'. Tables: {', '.join(sorted(TABLES))}.")
+            raise SourceError(
+                f"Stripe has no table '{request.table.name}'. Tables: {', '.join(sorted(TABLES))}."
+            )
         columns = request.columns or table.column_names
         unknown = sorted(set(columns) - set(table.column_names))
         if unknown:
@@ -415,7 +421,12 @@ class StripeConnector:
         try:
             with self._client(config) as client:
                 endpoint = self._request(
-                    client, config, "POST", "/v1/webhook_endpoints", data=form, idempotency_key=str(uuid.uuid4())
+                    client,
+                    config,
+                    "POST",
+                    "/v1/webhook_endpoints",
+                    data=form,
+                    idempotency_key=str(uuid.uuid4()),
                 )
         except SourceError as exc:
             return WebhookRegistration(
@@ -448,7 +459,9 @@ class StripeConnector:
                 return True
         return True
 
-    def webhook_status(self, config: Mapping[str, Any], external_id: str, tables: list[str]) -> dict[str, Any]:
+    def webhook_status(
+        self, config: Mapping[str, Any], external_id: str, tables: list[str]
+    ) -> dict[str, Any]:
         """`{external_status, missing_events}` of an endpoint as Stripe reports it (`missing` if gone)."""
         with self._client(config) as client:
             try:
@@ -456,7 +469,9 @@ class StripeConnector:
             except _NotFound:
                 return {"external_status": "missing", "missing_events": webhook_events(tables)}
         enabled = set(endpoint.get("enabled_events") or [])
-        missing = [] if "*" in enabled else [event for event in webhook_events(tables) if event not in enabled]
+        missing = (
+            [] if "*" in enabled else [event for event in webhook_events(tables) if event not in enabled]
+        )
         return {"external_status": endpoint.get("status"), "missing_events": missing}
 
     # HTTP
@@ -506,7 +521,9 @@ class StripeConnector:
                     path,
                     params=params,
                     content=urlencode(data) if data is not None else None,
-                    headers={**headers, "Content-Type": "application/x-www-form-urlencoded"} if data else headers,
+                    headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+                    if data
+                    else headers,
                 )
             except httpx.TransportError as exc:
                 if last:
