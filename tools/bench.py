@@ -10,7 +10,6 @@ local services (tools/prepare_services.sh) and print a compact table of results.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -23,14 +22,15 @@ from typing import Any
 
 import psycopg
 
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded import schema_records, source_records
+from warehouse_mcp.embedded.store import Store, utcnow
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 from warehouse_mcp.embedded.vault import Vault
 
-PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
 BENCH_TABLE = """
 CREATE TABLE bench (
@@ -49,12 +49,12 @@ BENCH_ROWS = """
 INSERT INTO bench
 SELECT g,
        g::bigint * 1000003,
-       (g % 1000000) / 100.0,
+       (g %% 1000000) / 100.0,
        'label-' || g,
-       g % 2 = 0,
+       g %% 2 = 0,
        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
-       date '2020-01-01' + (g % 3650),
-       jsonb_build_object('g', g, 'tag', 'tag-' || (g % 10), 'nested', jsonb_build_array(g, g * 2)),
+       date '2020-01-01' + (g %% 3650),
+       jsonb_build_object('g', g, 'tag', 'tag-' || (g %% 10), 'nested', jsonb_build_array(g, g * 2)),
        md5(g::text)::uuid
 FROM generate_series(1, %s) AS g
 """
@@ -84,9 +84,9 @@ def bench_sync(args: argparse.Namespace) -> int:
     changed = max(1, rows // 100)
     with scratch_database() as database, tempfile.TemporaryDirectory(prefix="wmcp-bench-") as tmp:
         started = time.perf_counter()
-        with psycopg.connect(**PG_ADMIN, dbname=database, autocommit=True) as conn:
+        with _connect(database, autocommit=True) as conn:
             conn.execute(BENCH_TABLE)
-            conn.execute(BENCH_ROWS, (rows,))  # type: ignore[arg-type]
+            conn.execute(BENCH_ROWS, (rows,))
             conn.execute("ANALYZE bench")
         build_seconds = time.perf_counter() - started
 
@@ -101,9 +101,9 @@ def bench_sync(args: argparse.Namespace) -> int:
             rss_after = _peak_rss_mb()
             copy_seconds, copy_bytes = _raw_copy(database)
 
-            with psycopg.connect(**PG_ADMIN, dbname=database, autocommit=True) as conn:
+            with _connect(database, autocommit=True) as conn:
                 conn.execute(
-                    "UPDATE bench SET updated_at = updated_at + interval '1000 days' WHERE id %% 100 = 0"
+                    "UPDATE bench SET updated_at = updated_at + interval '1000 days' WHERE id % 100 = 0"
                     if rows >= 100
                     else "UPDATE bench SET updated_at = updated_at + interval '1000 days' WHERE id = 1"
                 )
@@ -145,32 +145,52 @@ def bench_sync(args: argparse.Namespace) -> int:
 @contextmanager
 def scratch_database() -> Iterator[str]:
     name = f"wmcp_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**PG_ADMIN, dbname="postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    with _connect("postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        with psycopg.connect(**PG_ADMIN, dbname="postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        with _connect("postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _connect(database: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database, autocommit=autocommit)
 
 
 def _add_postgres_schema(store: Store, vault: Vault, database: str) -> str:
-    """A Postgres source and an incremental `bench` schema, written as the API would store them."""
-    config: dict[str, Any] = {**PG_ADMIN, "database": database, "schema": "public"}
-    source_id, schema_id, now = str(uuid.uuid4()), str(uuid.uuid4()), iso(utcnow())
+    """A Postgres source and an incremental `bench` schema, stored as the API stores them."""
+    config = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "password": "", "database": database}
+    source_id = str(uuid.uuid4())
+    job_inputs, job_inputs_secret = source_records.encode_config(
+        vault, "Postgres", {**config, "schema": "public"}
+    )
     with store.transaction() as db:
-        db.execute(
-            "INSERT INTO sources (id, team_id, source_type, job_inputs, job_inputs_secret, created_at, updated_at) "
-            "VALUES (?, 1, 'Postgres', ?, ?, ?, ?)",
-            (source_id, json.dumps(config), vault.encrypt({"password": ""}), now, now),
+        source_records.insert(
+            db,
+            source_id=source_id,
+            team_id=1,
+            source_type="Postgres",
+            prefix=None,
+            description=None,
+            created_via="api",
+            access_method="warehouse",
+            job_inputs=job_inputs,
+            job_inputs_secret=job_inputs_secret,
+            connection_metadata={"engine": "duckdb"},
         )
-        db.execute(
-            "INSERT INTO schemas (id, team_id, source_id, name, should_sync, sync_type, incremental_field, "
-            "incremental_field_type, primary_key_columns, created_at, updated_at) "
-            "VALUES (?, 1, ?, 'bench', 1, 'incremental', 'updated_at', 'datetime', '[\"id\"]', ?, ?)",
-            (schema_id, source_id, now, now),
+        return schema_records.insert(
+            db,
+            team_id=1,
+            source_id=source_id,
+            name="bench",
+            table=None,
+            should_sync=True,
+            sync_type="incremental",
+            incremental_field="updated_at",
+            incremental_field_type="datetime",
+            primary_key_columns=["id"],
         )
-    return schema_id
 
 
 def _timed_sync(engine: SyncEngine, store: Store, schema_id: str) -> tuple[float, int]:
@@ -189,7 +209,7 @@ def _raw_copy(database: str) -> tuple[float, int]:
     total = 0
     started = time.perf_counter()
     with (
-        psycopg.connect(**PG_ADMIN, dbname=database) as conn,
+        _connect(database) as conn,
         conn.cursor().copy("COPY (SELECT * FROM bench) TO STDOUT (FORMAT binary)") as copy,
     ):
         for chunk in copy:

@@ -1,4 +1,4 @@
-"""Helpers for the sync tests: source and schema rows written straight into the Store, and one-shot runs."""
+"""Helpers for the sync tests: source and schema rows as the API stores them, and one-shot runs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import duckdb
 
-from warehouse_mcp.embedded.connectors import forms
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded import schema_records, source_records
+from warehouse_mcp.embedded.store import Store, iso
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, ProgressCallback, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
@@ -22,14 +22,21 @@ from warehouse_mcp.models import FREQUENCY_SECONDS
 def add_source(
     store: Store, vault: Vault, source_type: str, config: dict, *, prefix: str | None = None
 ) -> str:
-    public, secret = forms.split_secrets(source_type, config)
     source_id = str(uuid.uuid4())
-    now = iso(utcnow())
+    job_inputs, job_inputs_secret = source_records.encode_config(vault, source_type, config)
     with store.transaction() as db:
-        db.execute(
-            "INSERT INTO sources (id, team_id, source_type, prefix, job_inputs, job_inputs_secret, created_at, "
-            "updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
-            (source_id, source_type, prefix, json.dumps(public), vault.encrypt(secret), now, now),
+        source_records.insert(
+            db,
+            source_id=source_id,
+            team_id=1,
+            source_type=source_type,
+            prefix=prefix,
+            description=None,
+            created_via="api",
+            access_method="warehouse",
+            job_inputs=job_inputs,
+            job_inputs_secret=job_inputs_secret,
+            connection_metadata={"engine": "duckdb"},
         )
     return source_id
 
@@ -41,38 +48,27 @@ def add_schema(
     *,
     sync_type: str = "full_refresh",
     incremental_field: str | None = None,
-    incremental_field_type: str | None = None,
     primary_key_columns: list[str] | None = None,
     enabled_columns: list[str] | None = None,
     frequency: str = "6hour",
-    sync_time_of_day: str | None = None,
     should_sync: bool = True,
     next_sync_at: datetime | None = None,
 ) -> str:
-    schema_id = str(uuid.uuid4())
-    now = iso(utcnow())
     with store.transaction() as db:
-        db.execute(
-            "INSERT INTO schemas (id, team_id, source_id, name, should_sync, sync_type, incremental_field, "
-            "incremental_field_type, sync_frequency_interval, sync_time_of_day, primary_key_columns, "
-            "enabled_columns, next_sync_at, created_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                schema_id,
-                source_id,
-                name,
-                int(should_sync),
-                sync_type,
-                incremental_field,
-                incremental_field_type,
-                FREQUENCY_SECONDS[frequency],
-                sync_time_of_day,
-                json.dumps(primary_key_columns) if primary_key_columns is not None else None,
-                json.dumps(enabled_columns) if enabled_columns is not None else None,
-                iso(next_sync_at),
-                now,
-                now,
-            ),
+        schema_id = schema_records.insert(
+            db,
+            team_id=1,
+            source_id=source_id,
+            name=name,
+            table=None,
+            should_sync=should_sync,
+            sync_type=sync_type,
+            incremental_field=incremental_field,
+            primary_key_columns=primary_key_columns,
+            sync_frequency_interval=FREQUENCY_SECONDS[frequency],
+            enabled_columns=enabled_columns,
         )
+        db.execute("UPDATE schemas SET next_sync_at = ? WHERE id = ?", (iso(next_sync_at), schema_id))
     return schema_id
 
 

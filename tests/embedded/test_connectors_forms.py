@@ -90,12 +90,20 @@ def test_postgres_form_is_posthogs() -> None:
         "ssh_tunnel",
     ]
     connection_string = _field(postgres, "connection_string")
-    assert (connection_string["type"], connection_string["required"], connection_string["secret"]) == ("text", False, True)
-    assert all(_field(postgres, name)["required"] for name in ("host", "port", "database", "user", "password"))
+    assert (connection_string["type"], connection_string["required"], connection_string["secret"]) == (
+        "text",
+        False,
+        True,
+    )
+    assert all(
+        _field(postgres, name)["required"] for name in ("host", "port", "database", "user", "password")
+    )
     assert _field(postgres, "port")["placeholder"] == "5432"
     password = _field(postgres, "password")
     assert (password["type"], password["secret"]) == ("password", True)
-    assert _field(postgres, "schema")["placeholder"] == "public" and not _field(postgres, "schema")["required"]
+    assert (
+        _field(postgres, "schema")["placeholder"] == "public" and not _field(postgres, "schema")["required"]
+    )
     assert _field(postgres, "ssh_tunnel")["type"] == "ssh-tunnel"
     assert postgres["supportsColumnSelection"] is True
 
@@ -136,7 +144,13 @@ def test_mysql_stripe_hubspot_bigquery_forms() -> None:
     hubspot = registry.form("Hubspot")
     assert hubspot is not None
     assert hubspot["fields"] == [
-        {"name": "hubspot_integration_id", "label": "Hubspot account", "type": "oauth", "kind": "hubspot", "required": True}
+        {
+            "name": "hubspot_integration_id",
+            "label": "Hubspot account",
+            "type": "oauth",
+            "kind": "hubspot",
+            "required": True,
+        }
     ]
     bigquery = registry.form("BigQuery")
     assert bigquery is not None
@@ -160,6 +174,8 @@ def test_connector_for_runnable_types() -> None:
     connector = registry.connector_for("Postgres")
     assert isinstance(connector, Connector) and connector.source_type == "Postgres"
     assert registry.connector_for("MySQL").source_type == "MySQL"
+    assert registry.connector_for("Stripe").source_type == "Stripe"
+    assert registry.RUNNABLE_TYPES == ("Postgres", "MySQL", "Stripe")
 
 
 @pytest.mark.parametrize("source_type", ["Hubspot", "Snowflake", "BigQuery"])
@@ -234,7 +250,10 @@ def test_public_job_inputs_drops_secrets_and_unknown_keys() -> None:
 
 
 def test_stripe_secret_is_found_nested_or_flat() -> None:
-    nested = {"auth_method": {"selection": "api_key", "stripe_secret_key": "rk_live_abc"}, "stripe_account_id": "acct_1"}
+    nested = {
+        "auth_method": {"selection": "api_key", "stripe_secret_key": "rk_live_abc"},
+        "stripe_account_id": "acct_1",
+    }
     assert forms.public_job_inputs("Stripe", nested) == {
         "auth_method": {"selection": "api_key"},
         "stripe_account_id": "acct_1",
@@ -252,7 +271,10 @@ def test_file_upload_is_wholly_secret_and_switch_groups_are_recursed() -> None:
         "temporary-dataset": {"enabled": True, "temporary_dataset_id": "tmp"},
     }
     public, secret = forms.split_secrets("BigQuery", config)
-    assert public == {"dataset_id": "analytics", "temporary-dataset": {"enabled": True, "temporary_dataset_id": "tmp"}}
+    assert public == {
+        "dataset_id": "analytics",
+        "temporary-dataset": {"enabled": True, "temporary_dataset_id": "tmp"},
+    }
     assert secret == {"key_file": config["key_file"]}
     assert ("key_file",) in forms.sensitive_paths("BigQuery")
     assert forms.is_sensitive_key("BigQuery", ("key_file", "project_id"))
@@ -281,7 +303,13 @@ def test_sensitive_paths_and_keys() -> None:
 
 def test_secret_values_include_the_connection_string_password() -> None:
     values = forms.secret_values("Postgres", POSTGRES_CONFIG)
-    for secret in ("pg-secret-1", "conn-pw-1", POSTGRES_CONFIG["connection_string"], "ssh-pw-1", "ssh-phrase-1"):
+    for secret in (
+        "pg-secret-1",
+        "conn-pw-1",
+        POSTGRES_CONFIG["connection_string"],
+        "ssh-pw-1",
+        "ssh-phrase-1",
+    ):
         assert secret in values
     assert "db.example.com" not in values and "unknown-1" not in values
     assert values == sorted(values, key=lambda value: (-len(value), value))
@@ -293,7 +321,9 @@ def test_secret_values_include_the_connection_string_password() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.dictionaries(st.sampled_from(["host", "password", "auth", "x", "enabled"]), children, max_size=4),
+    lambda children: st.dictionaries(
+        st.sampled_from(["host", "password", "auth", "x", "enabled"]), children, max_size=4
+    ),
     max_leaves=12,
 )
 
@@ -320,10 +350,13 @@ PG_OK = {"host": "h", "port": 5432, "database": "d", "user": "u", "password": "p
 def test_valid_configs_pass() -> None:
     forms.validate_config("Postgres", PG_OK)
     forms.validate_config(
-        "MySQL", {"host": "h", "port": "3306", "database": "d", "user": "u", "schema": "d", "using_ssl": "false"}
+        "MySQL",
+        {"host": "h", "port": "3306", "database": "d", "user": "u", "schema": "d", "using_ssl": "false"},
     )
     forms.validate_config("Stripe", {"stripe_secret_key": "rk_live_1"})
-    forms.validate_config("Stripe", {"auth_method": {"selection": "api_key", "stripe_secret_key": "rk_live_1"}})
+    forms.validate_config(
+        "Stripe", {"auth_method": {"selection": "api_key", "stripe_secret_key": "rk_live_1"}}
+    )
     forms.validate_config("Stripe", {"auth_method": {"selection": "oauth", "stripe_integration_id": 4}})
 
 
@@ -331,10 +364,22 @@ def test_valid_configs_pass() -> None:
     ("source_type", "config", "message"),
     [
         ("Postgres", {**PG_OK, "host": None}, "Invalid source config: Required field 'host' is missing"),
-        ("Postgres", {k: v for k, v in PG_OK.items() if k != "user"}, "Invalid source config: Required field 'user' is missing"),
-        ("Postgres", {**PG_OK, "password": "  "}, "Invalid source config: Required field 'password' is missing"),
+        (
+            "Postgres",
+            {k: v for k, v in PG_OK.items() if k != "user"},
+            "Invalid source config: Required field 'user' is missing",
+        ),
+        (
+            "Postgres",
+            {**PG_OK, "password": "  "},
+            "Invalid source config: Required field 'password' is missing",
+        ),
         ("Postgres", {**PG_OK, "port": "fifty"}, "Invalid source config: Field 'port' must be a number"),
-        ("MySQL", {"host": "h", "port": 3306, "database": "d", "user": "u"}, "Invalid source config: Required field 'schema' is missing"),
+        (
+            "MySQL",
+            {"host": "h", "port": 3306, "database": "d", "user": "u"},
+            "Invalid source config: Required field 'schema' is missing",
+        ),
         (
             "MySQL",
             {"host": "h", "port": 3306, "database": "d", "user": "u", "schema": "d", "using_ssl": "maybe"},
@@ -349,7 +394,9 @@ def test_valid_configs_pass() -> None:
         (
             "BigQuery",
             {
-                "key_file": dict.fromkeys(["project_id", "private_key", "private_key_id", "client_email", "token_uri"], "v"),
+                "key_file": dict.fromkeys(
+                    ["project_id", "private_key", "private_key_id", "client_email", "token_uri"], "v"
+                ),
                 "dataset_id": "x",
                 "dataset_project": {"enabled": True, "dataset_project_id": ""},
             },

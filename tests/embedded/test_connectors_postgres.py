@@ -162,7 +162,9 @@ def test_missing_schema_and_ssh_tunnel_are_clear_errors(postgres_db: Database) -
     with pytest.raises(SourceError, match="Schema 'nowhere' does not exist in database"):
         CONNECTOR.validate({**postgres_db.config, "schema": "nowhere"})
     with pytest.raises(SourceError, match="SSH tunnels are not supported by the embedded backend yet"):
-        CONNECTOR.validate({**postgres_db.config, "ssh_tunnel": {"enabled": True, "host": "bastion", "port": 22}})
+        CONNECTOR.validate(
+            {**postgres_db.config, "ssh_tunnel": {"enabled": True, "host": "bastion", "port": 22}}
+        )
 
 
 # --- discover ---------------------------------------------------------------------------------------------
@@ -259,8 +261,10 @@ def test_batches_land_in_duckdb_losslessly(everything: Database) -> None:
     connection.register("batch", pa.Table.from_batches(batches))
     projection = ", ".join(f'CAST("{c.name}" AS {c.warehouse_type}) AS "{c.name}"' for c in table.columns)
     connection.execute(f"CREATE TABLE landed AS SELECT {projection} FROM batch")
-    types = dict(connection.execute("SELECT column_name, data_type FROM information_schema.columns").fetchall())
-    assert types["amount"] == "DECIMAL(12,2)" and types["docb"] == "JSON" and types["span"] == "INTERVAL"
+    types = connection.execute(
+        "SELECT typeof(amount), typeof(docb), typeof(span), typeof(uid) FROM landed"
+    ).fetchone()
+    assert types == ("DECIMAL(12,2)", "JSON", "INTERVAL", "UUID")
     row = connection.execute(
         "SELECT amount, uid::VARCHAR, docb->>'$.a', tags, span, zoned_ts, raw FROM landed WHERE id = 1"
     ).fetchone()
@@ -273,31 +277,44 @@ def test_batches_land_in_duckdb_losslessly(everything: Database) -> None:
         dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC),
         b"\xde\xad\xbe\xef",
     )
-    months = connection.execute("SELECT datepart('month', span), datepart('year', span) FROM landed WHERE id = 1").fetchone()
+    months = connection.execute(
+        "SELECT datepart('month', span), datepart('year', span) FROM landed WHERE id = 1"
+    ).fetchone()
     assert months == (2, 1)  # months survived as months, not as 30-day blocks
 
 
 def test_incremental_read_starts_after_the_cursor(everything: Database) -> None:
     table = _table(everything.config, "everything")
-    rows = _read_rows(everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=1))
+    rows = _read_rows(
+        everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=1)
+    )
     assert rows == [{"id": 2, "num": None}, {"id": 3, "num": -1}]
     by_time = _read_rows(
         everything.config,
-        ReadRequest(table=table, columns=["id"], incremental_field="zoned_ts", cursor="2000-01-01T00:00:00+00:00"),
+        ReadRequest(
+            table=table, columns=["id"], incremental_field="zoned_ts", cursor="2000-01-01T05:00:00+00:00"
+        ),
     )
-    assert by_time == [{"id": 1}]
-    ordered = _read_rows(everything.config, ReadRequest(table=table, columns=["id"], incremental_field="local_ts"))
+    assert by_time == [{"id": 1}]  # row 3 is 1999-12-31 23:59:59-05, i.e. 04:59:59 UTC: before the cursor
+    ordered = _read_rows(
+        everything.config, ReadRequest(table=table, columns=["id"], incremental_field="local_ts")
+    )
     assert ordered == [{"id": 3}, {"id": 1}, {"id": 2}]  # first run: everything, in cursor order (NULLs last)
     by_day = _read_rows(
-        everything.config, ReadRequest(table=table, columns=["day"], incremental_field="day", cursor="2000-01-01")
+        everything.config,
+        ReadRequest(table=table, columns=["day"], incremental_field="day", cursor="2000-01-01"),
     )
     assert by_day == [{"day": dt.date(2024, 1, 2)}]
 
 
 def test_batches_are_bounded_by_batch_rows(postgres_db: Database) -> None:
-    postgres_db.execute("CREATE TABLE numbers AS SELECT g AS n, md5(g::text) AS label FROM generate_series(1, 25) g")
+    postgres_db.execute(
+        "CREATE TABLE numbers AS SELECT g AS n, md5(g::text) AS label FROM generate_series(1, 25) g"
+    )
     table = _table(postgres_db.config, "numbers")
-    batches = list(CONNECTOR.read(postgres_db.config, ReadRequest(table=table, batch_rows=10, incremental_field="n")))
+    batches = list(
+        CONNECTOR.read(postgres_db.config, ReadRequest(table=table, batch_rows=10, incremental_field="n"))
+    )
     assert [batch.num_rows for batch in batches] == [10, 10, 5]
     assert [n for batch in batches for n in batch.column("n").to_pylist()] == list(range(1, 26))
     assert batches[0].schema.field("n").metadata == {b"warehouse_type": b"INTEGER"}
@@ -320,8 +337,19 @@ def test_read_rejects_unknown_columns_and_tables(everything: Database) -> None:
     with pytest.raises(SourceError, match=r"Unknown column\(s\) in table 'public.everything': nope"):
         list(CONNECTOR.read(everything.config, ReadRequest(table=table, columns=["id", "nope"])))
     gone = TableInfo(name="gone", columns=[])
-    with pytest.raises(SourceError, match="Table 'public.gone' does not exist"):
+    with pytest.raises(SourceError, match=r"Table 'public\.gone' does not exist"):
         list(CONNECTOR.read(everything.config, ReadRequest(table=gone)))
+
+
+def test_a_value_that_does_not_fit_fails_the_read_clearly(postgres_db: Database) -> None:
+    postgres_db.execute(
+        "CREATE TABLE grid (id int PRIMARY KEY, cells int[])", "INSERT INTO grid VALUES (1, '{{1,2},{3,4}}')"
+    )
+    table = _table(postgres_db.config, "grid")
+    with pytest.raises(
+        SourceError, match=r"Column 'cells' of 'public\.grid' has a value that does not fit INTEGER\[\]"
+    ):
+        list(CONNECTOR.read(postgres_db.config, ReadRequest(table=table)))
 
 
 # --- CDC ----------------------------------------------------------------------------------------------
@@ -349,7 +377,7 @@ def plain_role(postgres_db: Database) -> Iterator[str]:
     try:
         yield role
     finally:
-        postgres_db.execute(f"DROP ROLE IF EXISTS {role}")
+        postgres_db.execute(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
 def test_cdc_prerequisites_need_replication_and_select(everything: Database, plain_role: str) -> None:
@@ -360,7 +388,9 @@ def test_cdc_prerequisites_need_replication_and_select(everything: Database, pla
         "The database user must have the REPLICATION role for PostHog-managed CDC. "
         f'Run: ALTER USER "{plain_role}" WITH REPLICATION;',
     ]
-    everything.execute(f"GRANT SELECT ON everything TO {plain_role}", f"ALTER ROLE {plain_role} WITH REPLICATION")
+    everything.execute(
+        f"GRANT SELECT ON everything TO {plain_role}", f"ALTER ROLE {plain_role} WITH REPLICATION"
+    )
     assert check_cdc_prerequisites(config, ["everything"], "posthog", None, None) == []
 
 
@@ -379,13 +409,17 @@ def test_self_managed_mode_needs_an_existing_slot_and_publication(everything: Da
         f'Create it with: CREATE PUBLICATION "{publication}" FOR TABLE "public"."everything";',
     ]
     status = cdc_status(config, slot, publication)
-    assert status == {"slot_exists": False, "publication_exists": False, "lag_bytes": None, "published_tables": []}
+    assert status == {
+        "slot_exists": False,
+        "publication_exists": False,
+        "lag_bytes": None,
+        "published_tables": [],
+    }
 
+    everything.execute(f"CREATE PUBLICATION {publication} FOR TABLE everything")
     everything.execute(
-        f"CREATE PUBLICATION {publication} FOR TABLE everything",
-        "SET statement_timeout = '20s'",
+        "SET statement_timeout = '20s'", f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
     )
-    everything.execute("SET statement_timeout = '20s'", f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
     try:
         assert check_cdc_prerequisites(config, ["everything"], "self_managed", slot, publication) == []
         status = cdc_status(config, slot, publication)
@@ -435,7 +469,17 @@ def replica_cluster() -> Iterator[dict]:
     pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data)]
     try:
         subprocess.run(
-            [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
             timeout=120,
@@ -446,7 +490,13 @@ def replica_cluster() -> Iterator[dict]:
             capture_output=True,
             timeout=90,
         )
-        yield {"host": "127.0.0.1", "port": port, "database": "postgres", "user": "postgres", "schema": "public"}
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "database": "postgres",
+            "user": "postgres",
+            "schema": "public",
+        }
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)

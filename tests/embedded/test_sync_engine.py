@@ -181,7 +181,6 @@ def test_incremental_reads_only_changed_rows_and_merges(
         "items",
         sync_type="incremental",
         incremental_field="updated_at",
-        incremental_field_type="datetime",
         primary_key_columns=["id"],
     )
     first = run_sync(store, vault, warehouse, schema_id)

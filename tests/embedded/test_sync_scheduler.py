@@ -166,9 +166,17 @@ def test_dropping_data_needs_the_lock(
             None,
             None,
         )
+        with pytest.raises(WarehouseBusyError), other.warehouse_writer():
+            pass
     finally:
         holder.stop()
         other.stop()
+
+    # With nobody holding it, a service that is not running takes the warehouse just for the write.
+    with other.warehouse_writer() as warehouse:
+        assert other.holds_lock
+        assert not warehouse.table_exists("postgres_items")
+    assert not other.holds_lock
 
 
 # --- scheduling -------------------------------------------------------------------------------------------
@@ -381,3 +389,57 @@ def test_request_and_schedule_changes_write_the_row(store: Store, vault: Vault, 
     scheduler.request_run(store, schema_id, START, reset_cursor=True)
     row = schema_row(store, schema_id)
     assert (row["next_sync_at"], row["sync_cursor"]) == (iso(START), None)
+
+
+def test_due_schemas_run_side_by_side(
+    source_table: Database, store: Store, vault: Vault, home: Path, clock: ManualClock
+) -> None:
+    source_table.execute(
+        "CREATE TABLE other (id integer PRIMARY KEY, v text)",
+        "INSERT INTO other SELECT g, 'v' || g FROM generate_series(1, 2000) g",
+        "INSERT INTO items SELECT g, 'n' || g FROM generate_series(11, 2000) g",
+    )
+    source_id = add_source(store, vault, "Postgres", source_table.config)
+    schema_ids = [add_schema(store, source_id, name, next_sync_at=START) for name in ("items", "other")]
+    running_together = threading.Barrier(2, timeout=10)
+    met: set[str] = set()
+
+    def meet(progress: JobProgress) -> None:
+        if progress.status == "Running" and progress.schema_id not in met:
+            met.add(progress.schema_id)
+            running_together.wait()  # fails unless both jobs are mid-run at once
+
+    service = SyncService(store, vault, home, clock, max_concurrency=2, batch_rows=100)
+    service.add_listener(meet)
+    service.start()
+    try:
+        wait_until(lambda: all(completed_jobs(store, s) == 1 for s in schema_ids), what="both syncs")
+        assert [schema_row(store, s)["table_row_count"] for s in schema_ids] == [2000, 2000]
+    finally:
+        service.stop()
+
+
+def test_concurrency_is_bounded_and_queued_schemas_still_run(
+    source_table: Database, store: Store, vault: Vault, home: Path, clock: ManualClock
+) -> None:
+    source_id = add_source(store, vault, "Postgres", source_table.config)
+    schema_ids = [add_schema(store, source_id, "items", next_sync_at=START) for _ in range(3)]
+    running: set[str] = set()
+    most_at_once = 0
+
+    def count(progress: JobProgress) -> None:
+        nonlocal most_at_once
+        if progress.status == "Running":
+            running.add(progress.job_id)
+        else:
+            running.discard(progress.job_id)
+        most_at_once = max(most_at_once, len(running))
+
+    service = SyncService(store, vault, home, clock, max_concurrency=1, batch_rows=3)
+    service.add_listener(count)
+    service.start()
+    try:
+        wait_until(lambda: all(completed_jobs(store, s) == 1 for s in schema_ids), what="all three syncs")
+        assert most_at_once == 1
+    finally:
+        service.stop()

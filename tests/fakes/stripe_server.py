@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -56,6 +56,12 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     form: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Poster(Protocol):
+    """What `post_event` needs of a client: httpx.Client, or Starlette's TestClient for an in-process app."""
+
+    def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Any: ...
 
 
 class StripeError(Exception):
@@ -98,8 +104,8 @@ def post_event(
     *,
     timestamp: int | None = None,
     signature: str | None = None,
-    client: httpx.Client | None = None,
-) -> httpx.Response:
+    client: Poster | None = None,
+) -> Any:
     """POST `event` to a receiver the way Stripe does. `signature` overrides the header (None + no secret = unsigned)."""
     payload = json.dumps(event, indent=2).encode()
     headers = {
@@ -334,18 +340,18 @@ class FakeStripe:
             listed = [_public_endpoint(e) for e in reversed(self.webhook_endpoints.values())]
             return 200, {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False, "data": listed}
         if endpoint_id is None and request.method == "POST":
-            url = (request.form.get("url") or [""])[-1]
+            url = _form_value(request.form, "url")
             events = request.form.get("enabled_events[]") or []
             if not url:
                 raise StripeError(400, "Missing required param: url.", param="url")
             if not events:
                 raise StripeError(400, "Missing required param: enabled_events.", param="enabled_events")
-            endpoint = {
+            endpoint: dict[str, Any] = {
                 "id": f"we_{secrets.token_hex(12)}",
                 "object": "webhook_endpoint",
-                "api_version": (request.form.get("api_version") or [None])[-1],
+                "api_version": _form_value(request.form, "api_version"),
                 "created": int(time.time()),
-                "description": (request.form.get("description") or [None])[-1],
+                "description": _form_value(request.form, "description"),
                 "enabled_events": events,
                 "livemode": False,
                 "metadata": {},
@@ -375,6 +381,11 @@ class FakeStripe:
 def _public_endpoint(endpoint: dict[str, Any]) -> dict[str, Any]:
     """Stripe shows the signing secret only in the create response."""
     return {key: value for key, value in endpoint.items() if key != "secret"}
+
+
+def _form_value(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[-1] if values else None
 
 
 def _int_param(query: dict[str, str], name: str, default: int) -> int:

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from warehouse_mcp.embedded import credentials_api
-from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.errors import ApiError
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.vault import Vault
@@ -40,6 +40,7 @@ CONNECT_LINK_TTL = timedelta(minutes=30)
 # Used and expired tokens stay a day so the MCP layer can still read "completed"/"expired".
 TOKEN_RETENTION = timedelta(days=1)
 MAX_FORM_BYTES = 1_000_000  # a pasted JSON key file is a few KB
+MAX_FIELDS = 2000
 MAX_TOKEN_CHARS = 200
 CSRF_FIELD = "csrf_token"
 
@@ -181,7 +182,9 @@ class ConnectPage:
                 row["csrf_token"],
                 values=safe_values,
                 submitted=True,
-                error=_scrub(message, submission.secret_values),
+                error=_scrub(
+                    message, [*submission.secret_values, *forms.secret_values(source_type, submission.config)]
+                ),
                 status=400,
             )
 
@@ -210,7 +213,7 @@ class ConnectPage:
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded body as {name: first value}; None when larger than MAX_FORM_BYTES."""
+    """The urlencoded body as {name: first value}; None when larger than MAX_FORM_BYTES or MAX_FIELDS."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         return None
@@ -219,7 +222,12 @@ async def _read_form(request: Request) -> dict[str, str] | None:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             return None
-    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=2000)
+    try:
+        parsed = parse_qs(
+            body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS
+        )
+    except ValueError:  # more than MAX_FIELDS fields: not our form
+        return None
     return {key: values[0] for key, values in parsed.items()}
 
 
@@ -406,6 +414,13 @@ def _option_scope(key: str, option: Mapping[str, Any]) -> str:
     return f"{key}:{option.get('value')}."
 
 
+def render_fields(
+    fields: Sequence[Mapping[str, Any]], values: Mapping[str, str] | None = None, *, submitted: bool = False
+) -> str:
+    """The HTML inputs of a wizard form; `values` are posted inputs to show again (secrets never are)."""
+    return _Renderer(values or {}, submitted).fields(fields, "")
+
+
 def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str]) -> Mapping[str, Any] | None:
     """The option the user picked (or the default when the select was not posted at all)."""
     raw: Any = posted.get(_select_name(spec, key))
@@ -430,14 +445,14 @@ class _Renderer:
         self._ids[base] = count + 1
         return base if count == 0 else f"{base}-{count}"
 
-    def fields(self, fields: Sequence[Mapping[str, Any]], scope: str, top: bool) -> str:
-        return "".join(self.field(spec, scope, top) for spec in fields if spec.get("name"))
+    def fields(self, fields: Sequence[Mapping[str, Any]], scope: str) -> str:
+        return "".join(self.field(spec, scope) for spec in fields if spec.get("name"))
 
-    def field(self, spec: Mapping[str, Any], scope: str, top: bool) -> str:
+    def field(self, spec: Mapping[str, Any], scope: str) -> str:
         kind = spec.get("type", "text")
         key = scope + str(spec["name"])
         if kind == "select":
-            return self.select(spec, key, top)
+            return self.select(spec, key)
         if kind == "switch-group":
             return self.switch_group(spec, key)
         if kind == "ssh-tunnel":
@@ -450,22 +465,20 @@ class _Renderer:
         if kind == "file-upload":
             file_format = (spec.get("fileFormat") or {}).get("format") or ".json"
             caption = spec.get("caption") or f"Paste the contents of the {file_format} key file."
-            return self.textarea(
-                key, _label(spec), caption, required=top and bool(spec.get("required")), secret=True
-            )
+            return self.textarea(key, _label(spec), caption, required=bool(spec.get("required")), secret=True)
         if kind == "textarea":
             return self.textarea(
                 key,
                 _label(spec),
                 spec.get("caption"),
-                required=top and bool(spec.get("required")),
+                required=bool(spec.get("required")),
                 secret=_is_secret(spec),
                 placeholder=spec.get("placeholder"),
                 default=spec.get("defaultValue"),
             )
-        return self.input(spec, key, top)
+        return self.input(spec, key)
 
-    def input(self, spec: Mapping[str, Any], key: str, top: bool) -> str:
+    def input(self, spec: Mapping[str, Any], key: str) -> str:
         kind = spec.get("type", "text")
         secret = _is_secret(spec)
         html_type = "password" if secret else (kind if kind in INPUT_TYPES else "text")
@@ -475,7 +488,7 @@ class _Renderer:
             html_type,
             caption=spec.get("caption"),
             placeholder=spec.get("placeholder"),
-            required=top and bool(spec.get("required")),
+            required=bool(spec.get("required")),
             secret=secret,
             default=spec.get("defaultValue"),
         )
@@ -540,7 +553,7 @@ class _Renderer:
             f"<textarea {' '.join(attrs)}>{content}</textarea>{self._caption(element_id, caption)}</div>"
         )
 
-    def select(self, spec: Mapping[str, Any], key: str, top: bool) -> str:
+    def select(self, spec: Mapping[str, Any], key: str) -> str:
         options = list(spec.get("options") or [])
         name = _select_name(spec, key)
         element_id = self.new_id(name)
@@ -555,7 +568,7 @@ class _Renderer:
             choices.append(
                 f'<option value="{_e(value)}"{selected}>{_e(option.get("label") or value)}</option>'
             )
-        required = top and bool(spec.get("required"))
+        required = bool(spec.get("required"))
         attrs = [
             f'id="{element_id}"',
             f'name="{_e(name)}"',
@@ -574,7 +587,7 @@ class _Renderer:
             parts.append(
                 f'<fieldset class="option" data-select="{element_id}" data-value="{_e(option.get("value", ""))}">'
                 f"<legend>{_e(option.get('label') or option.get('value'))}</legend>"
-                f"{self.fields(sub_fields, _option_scope(key, option), top=False)}</fieldset>"
+                f"{self.fields(sub_fields, _option_scope(key, option))}</fieldset>"
             )
         parts.append("</div>")
         return "".join(parts)
@@ -586,7 +599,7 @@ class _Renderer:
         children = spec.get("fields") or []
         if not children:
             return f'<div class="field">{checkbox}</div>'
-        inner = self.fields(children, f"{key}.", top=False)
+        inner = self.fields(children, f"{key}.")
         return (
             f'<div class="group" role="group" aria-labelledby="{checkbox_id}-label">{checkbox}'
             f'<div class="children" data-switch-for="{checkbox_id}">{inner}</div></div>'
@@ -766,7 +779,6 @@ def _form_page(
 ) -> HTMLResponse:
     definition = registry.form(source_type) or {}
     label = str(definition.get("label") or source_type)
-    renderer = _Renderer(values, submitted)
     parts = [f"<h1>Connect {_e(label)}</h1>"]
     if definition.get("caption"):
         parts.append(f'<p class="lead">{_e(definition["caption"])}</p>')
@@ -785,7 +797,7 @@ def _form_page(
     parts.append(
         '<form method="post" autocomplete="off" novalidate>'
         f'<input type="hidden" name="{CSRF_FIELD}" value="{_e(csrf_token)}">'
-        f"{renderer.fields(definition.get('fields') or [], '', top=True)}"
+        f"{render_fields(definition.get('fields') or [], values, submitted=submitted)}"
         '<button type="submit">Connect</button></form>'
     )
     return _page(f"Connect {label}", "".join(parts), status=status, script=True)

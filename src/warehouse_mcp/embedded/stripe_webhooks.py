@@ -48,7 +48,7 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 EVENT_RETENTION = timedelta(days=30)  # Stripe retries a delivery for up to three days
 SOURCE_TYPE = "Stripe"
 
-WarehouseOpener = Callable[[], AbstractContextManager[Warehouse]]
+WarehouseOpener = Callable[[], AbstractContextManager["Warehouse"]]
 
 
 class SignatureError(Exception):
@@ -143,7 +143,7 @@ class StripeWebhookReceiver:
         value = stored.get("signing_secret") if isinstance(stored, Mapping) else stored
         return value if isinstance(value, str) and value else None
 
-    def _apply(self, source: Mapping[str, Any], event: dict[str, Any]) -> Outcome:
+    def _apply(self, source: Any, event: dict[str, Any]) -> Outcome:
         source_id, event_id = source["id"], event["id"]
         obj: dict[str, Any] = event["data"]["object"]
         object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
@@ -159,17 +159,38 @@ class StripeWebhookReceiver:
             self._record(source_id, event_id, object_id, created, schema_updates=[])
             return Outcome(200, {"received": True, "applied": False, "stale": True})
         delete = event["type"].endswith(".deleted") and table.object_type != "subscription"
+        updates = self._write(source["prefix"], schemas, table, obj, delete=delete, event_id=event_id)
+        self._record(source_id, event_id, object_id, created, schema_updates=updates)
+        logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(updates))
+        return Outcome(200, {"received": True, "applied": True})
+
+    def _write(
+        self,
+        prefix: str | None,
+        schemas: list[Any],
+        table: StripeTable,
+        obj: dict[str, Any],
+        *,
+        delete: bool,
+        event_id: str,
+    ) -> list[tuple[str, TableState]]:
+        """Upsert (or delete) the object in each schema's table; the landed states, per schema id."""
+        import duckdb
+
+        from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
+        from warehouse_mcp.embedded.sync.warehouse import warehouse_table_name
+
         updates: list[tuple[str, TableState]] = []
         try:
             with self.open_warehouse() as warehouse:
                 for schema in schemas:
-                    name = warehouse_table_name(source["prefix"], SOURCE_TYPE, schema["name"])
-                    columns = _columns(table, schema["enabled_columns"])
-                    state = (
-                        _delete(warehouse, name, object_id)
-                        if delete
-                        else _upsert(warehouse, name, table, columns, obj)
-                    )
+                    name = warehouse_table_name(prefix, SOURCE_TYPE, schema["name"])
+                    if delete:
+                        state = _delete(warehouse, name, obj["id"])
+                    else:
+                        state = _upsert(
+                            warehouse, name, table, _columns(table, schema["enabled_columns"]), obj
+                        )
                     if state is not None:
                         updates.append((schema["id"], state))
         except WarehouseBusyError as exc:
@@ -181,9 +202,7 @@ class StripeWebhookReceiver:
             raise WarehouseUnavailable(
                 "The warehouse is busy; Stripe will deliver this event again."
             ) from exc
-        self._record(source_id, event_id, object_id, created, schema_updates=updates)
-        logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(updates))
-        return Outcome(200, {"received": True, "applied": True})
+        return updates
 
     # metadata
 
@@ -282,6 +301,8 @@ def _upsert(
 
 
 def _delete(warehouse: Warehouse, name: str, object_id: str) -> TableState | None:
+    from warehouse_mcp.embedded.sync.warehouse import quote
+
     if not warehouse.table_exists(name):
         return None
     warehouse.cursor().execute(f"DELETE FROM {quote(name)} WHERE id = ?", [object_id])
@@ -290,7 +311,8 @@ def _delete(warehouse: Warehouse, name: str, object_id: str) -> TableState | Non
 
 def routes(backend: EmbeddedBackend) -> list[Route]:
     """The receiver's routes (with and without the trailing slash: Stripe does not follow redirects)."""
-    receiver = StripeWebhookReceiver(backend.store, backend.vault, backend.sync.warehouse_writer)
+    # `backend.sync` is resolved per request: building the app must not load the sync service (DuckDB).
+    receiver = StripeWebhookReceiver(backend.store, backend.vault, lambda: backend.sync.warehouse_writer())
 
     async def receive(request: Request) -> JSONResponse:
         payload = await request.body()

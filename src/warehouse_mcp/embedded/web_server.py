@@ -69,6 +69,7 @@ class LoopbackServer:
             self.port = sock.getsockname()[1]
             config = uvicorn.Config(
                 self.app,
+                log_config=None,  # leave the host process's logging alone; records propagate to it
                 log_level="warning",
                 access_log=False,
                 lifespan=self._lifespan,  # type: ignore[arg-type]
@@ -125,7 +126,6 @@ class LoopbackServer:
                 f"Cannot listen on {self.host}:{self.requested_port} ({exc.strerror or exc}). "
                 "Pick another port, or 0 for any free one."
             ) from exc
-        sock.set_inheritable(True)
         return sock
 
     def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -274,6 +274,21 @@ def _converter(column: _MyColumn, qualified: str) -> Callable[[Any], Any]:
     return lambda value: value
 
 
+def _record_batch(
+    rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Callable[[Any], Any]], qualified: str
+) -> pa.RecordBatch:
+    arrays = []
+    for index, (field, convert) in enumerate(zip(schema, converters, strict=True)):
+        try:
+            arrays.append(pa.array([convert(row[index]) for row in rows], type=field.type))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
+            landing = field.metadata[b"warehouse_type"].decode()
+            raise SourceError(
+                f"Column '{field.name}' of '{qualified}' has a value that does not fit {landing}: {error}"
+            ) from None
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 # --- the connector ----------------------------------------------------------------------------------------
 
 _COLUMNS_SQL = (
@@ -410,7 +425,7 @@ class MySQLConnector:
             )
         return sorted(infos, key=lambda info: info.name)
 
-    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Generator[pa.RecordBatch, None, None]:
         target = _target(config)
         table = request.table.name
         qualified = f"{target.schema}.{table}"
@@ -450,17 +465,20 @@ class MySQLConnector:
             )
             converters = [_converter(column, qualified) for column in selected]
             batch_rows = max(1, int(request.batch_rows))
+            logger.debug(
+                "Reading %s: %d columns, incremental field %s, after %r",
+                qualified,
+                len(selected),
+                request.incremental_field,
+                request.cursor,
+            )
             stream = connection.cursor(pymysql.cursors.SSCursor)
             stream.execute(query, params)
             while True:
                 rows = stream.fetchmany(batch_rows)
                 if not rows:
                     break
-                arrays = [
-                    pa.array([convert(row[index]) for row in rows], type=field.type)
-                    for index, (field, convert) in enumerate(zip(schema, converters, strict=True))
-                ]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                yield _record_batch(rows, schema, converters, qualified)
             stream.close()
             finished = True
         except pymysql.err.MySQLError as error:

@@ -14,7 +14,7 @@ import logging
 import re
 import struct
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -414,14 +414,23 @@ def _converter(column: _PgColumn) -> Callable[[Any], Any] | None:
     return None
 
 
-def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Any]) -> pa.RecordBatch:
+def _record_batch(
+    rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Any], qualified: str
+) -> pa.RecordBatch:
     arrays = []
     for index, field in enumerate(schema):
         values = [row[index] for row in rows]
         convert = converters[index]
         if convert is not None:
             values = [convert(value) for value in values]
-        arrays.append(pa.array(values, type=field.type))
+        try:
+            arrays.append(pa.array(values, type=field.type))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
+            # e.g. a multi-dimensional array in a column declared integer[]: Postgres does not enforce dimensions.
+            landing = field.metadata[b"warehouse_type"].decode()
+            raise SourceError(
+                f"Column '{field.name}' of '{qualified}' has a value that does not fit {landing}: {error}"
+            ) from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -464,7 +473,7 @@ class PostgresConnector:
             ) from None
         return sorted(infos, key=lambda info: info.name)
 
-    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Iterator[pa.RecordBatch]:
+    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Generator[pa.RecordBatch, None, None]:
         target = _target(config)
         table = request.table.name
         qualified = f"{target.schema}.{table}"
@@ -493,6 +502,13 @@ class PostgresConnector:
             )
             converters = [_converter(column) for column in selected]
             batch_rows = max(1, int(request.batch_rows))
+            logger.debug(
+                "Reading %s: %d columns, incremental field %s, after %r",
+                qualified,
+                len(selected),
+                request.incremental_field,
+                request.cursor,
+            )
             cursor = connection.cursor(name=f"wmcp_read_{uuid.uuid4().hex[:12]}", binary=True)
             cursor.adapters.register_loader("interval", _IntervalLoader)
             cursor.itersize = batch_rows
@@ -502,7 +518,7 @@ class PostgresConnector:
                     rows = cursor.fetchmany(batch_rows)
                     if not rows:
                         break
-                    yield _record_batch(rows, schema, converters)
+                    yield _record_batch(rows, schema, converters, qualified)
             except psycopg.Error as error:
                 raise SourceError(f"Reading '{qualified}' failed: {target.scrub(str(error))}") from None
             finally:

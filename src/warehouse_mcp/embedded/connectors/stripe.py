@@ -325,10 +325,12 @@ def _cell(value: Any, kind: str) -> Any:
         if isinstance(value, Mapping):
             return value.get("id")
         return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, bool) and kind in ("integer", "number"):
+        return None
     if kind == "integer":
-        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return int(value) if isinstance(value, int | float) else None
     if kind == "number":
-        return float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+        return float(value) if isinstance(value, int | float) else None
     if kind == "boolean":
         return value if isinstance(value, bool) else None
     return value
@@ -394,16 +396,13 @@ class StripeConnector:
             params["created[gt]"] = _cursor_seconds(request.cursor)
         batch_rows = max(1, min(request.batch_rows, ROWS_PER_BATCH))
         rows: list[dict[str, Any]] = []
-        emitted = False
         with self._client(config) as client:
             for page in self._pages(client, config, table.path, params):
                 rows.extend(object_row(table, obj, columns) for obj in page)
                 while len(rows) >= batch_rows:
                     yield record_batch(table, rows[:batch_rows], columns)
                     rows = rows[batch_rows:]
-                    emitted = True
-        if rows or not emitted:
-            # An empty table still yields one (empty) batch, so its columns land.
+        if rows:
             yield record_batch(table, rows, columns)
 
     # WebhookConnector protocol

@@ -3,7 +3,8 @@
 Batches go to a staging table; between batches the job records its progress and honours a cancel
 (`jobs.cancel_requested`, set by any process) or a server stop. Only after every batch is in does it
 commit to the target table (swap, merge or insert, by sync type) and then, in the metadata store,
-the new cursor: the data is never behind the cursor, so a crash at any point loses no rows.
+the new cursor: the cursor never runs ahead of the data, so a crash at any point loses no rows (an
+append run that dies between the two commits inserts its rows again on the retry).
 
 Cursor rules: `full_refresh` reads everything and replaces the table; `incremental` and `append` read
 rows whose `incremental_field` is above the saved cursor and merge (on the primary key) or insert them.

@@ -367,8 +367,10 @@ class Scheduler:
             self.clock.wait(self._wake, self._sleep_seconds())
 
     def _sleep_seconds(self) -> float:
-        if not self._lock.held:
-            return self.poll_seconds
+        with self._state:
+            full = len(self._in_flight) >= self.max_concurrency
+        if full or not self._lock.held:
+            return self.poll_seconds  # a job that ends wakes the loop
         until_due = seconds_until_next_due(self.store, self.clock.now())
         return self.poll_seconds if until_due is None else min(self.poll_seconds, until_due)
 

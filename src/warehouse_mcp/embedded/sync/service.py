@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.sync import jobs, scheduler
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
 from warehouse_mcp.embedded.sync.scheduler import Clock, Scheduler, WarehouseBusyError
-from warehouse_mcp.embedded.sync.warehouse import warehouse_table_name
+from warehouse_mcp.embedded.sync.warehouse import Warehouse, warehouse_table_name
 from warehouse_mcp.embedded.vault import Vault
 
 __all__ = ["SyncService", "WarehouseBusyError"]
@@ -55,6 +56,13 @@ class SyncService:
     def holds_lock(self) -> bool:
         """True while this process is the one that writes the warehouse and runs the syncs."""
         return self._scheduler.holds_lock
+
+    def warehouse_writer(self) -> AbstractContextManager[Warehouse]:
+        """The warehouse for a short write outside the sync jobs (webhook rows).
+
+        Raises WarehouseBusyError when another process owns the warehouse.
+        """
+        return self._scheduler.exclusive([])
 
     def start(self) -> None:
         self._scheduler.start()
