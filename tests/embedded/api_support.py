@@ -17,7 +17,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Database, postgres_db
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.store import iso, utcnow
 
@@ -118,6 +118,21 @@ MY_TABLES = (
     "CREATE TABLE logs (line text)",
     "INSERT INTO customers VALUES (1, 'Ada', NOW())",
 )
+
+
+@pytest.fixture(scope="module")
+def shared_pg() -> Iterator[Database]:
+    """One Postgres database (with PG_TABLES) for a whole module's tests that only read it.
+
+    Creating and dropping a database costs most of a test's time; tests that change the source
+    database use the per-test `postgres_db` instead.
+    """
+    generator = postgres_db.__wrapped__()  # the conftest fixture's own function, at module scope
+    database = next(generator)
+    try:
+        yield pg_with_tables(database)
+    finally:
+        next(generator, None)
 
 
 def pg_with_tables(db: Database) -> Database:

@@ -20,20 +20,23 @@ from tests.embedded.api_support import (
     orders_schema,
     pg_with_tables,
     set_schema,
+    shared_pg,
 )
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 
-__all__ = ["api", "backend"]  # fixtures
+__all__ = ["api", "backend", "shared_pg"]  # fixtures
 
 pytestmark = pytest.mark.postgres
 
 
+def create(api: Api, db: Database) -> str:
+    schemas = [orders_schema(), {"name": "events", "should_sync": False}]
+    return api.create_source("Postgres", {**db.config, "schemas": schemas})
+
+
 @pytest.fixture
-def source_id(api: Api, postgres_db: Database) -> str:
-    pg_with_tables(postgres_db)
-    return api.create_source(
-        "Postgres", {**postgres_db.config, "schemas": [orders_schema(), {"name": "events", "should_sync": False}]}
-    )
+def source_id(api: Api, shared_pg: Database) -> str:
+    return create(api, shared_pg)
 
 
 @pytest.fixture
@@ -306,14 +309,14 @@ def test_bulk_update_refusals(api: Api, source_id: str, body: dict[str, Any], de
 
 
 def test_bulk_update_refuses_duplicates_and_foreign_schemas(
-    api: Api, postgres_db: Database, source_id: str, orders: dict[str, Any]
+    api: Api, shared_pg: Database, source_id: str, orders: dict[str, Any]
 ) -> None:
     url = f"{SOURCES}{source_id}/bulk_update_schemas/"
     assert_drf(
         api.patch(url, {"schemas": [{"id": orders["id"]}, {"id": orders["id"].upper()}]}),
         "Schema updates must contain unique ids",
     )
-    other = api.create_source("Postgres", {**postgres_db.config, "schemas": [orders_schema()]}, prefix="other")
+    other = api.create_source("Postgres", {**shared_pg.config, "schemas": [orders_schema()]}, prefix="other")
     foreign = api.schema_by_name(other, "orders")
     assert_drf(
         api.patch(url, {"schemas": [{"id": foreign["id"]}]}), "One or more schemas could not be found for this source"
@@ -360,9 +363,8 @@ def test_destroy_a_schema(api: Api, source_id: str, orders: dict[str, Any]) -> N
     assert [schema["name"] for schema in api.source(source_id)["schemas"]] == ["events"]
 
 
-def test_incremental_fields_rediscovers_the_table(
-    api: Api, postgres_db: Database, orders: dict[str, Any]
-) -> None:
+def test_incremental_fields_rediscovers_the_table(api: Api, postgres_db: Database) -> None:
+    orders = api.schema_by_name(create(api, pg_with_tables(postgres_db)), "orders")
     postgres_db.execute("ALTER TABLE orders ADD COLUMN modified_at timestamptz")
     response = api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/")
     assert response.status_code == 200, response.text
@@ -383,6 +385,7 @@ def test_incremental_fields_rediscovers_the_table(
     assert body["cdc_available"] is None, "the source has no CDC"
 
 
-def test_incremental_fields_for_a_vanished_table(api: Api, postgres_db: Database, orders: dict[str, Any]) -> None:
+def test_incremental_fields_for_a_vanished_table(api: Api, postgres_db: Database) -> None:
+    orders = api.schema_by_name(create(api, pg_with_tables(postgres_db)), "orders")
     postgres_db.execute("DROP TABLE orders")
     assert_message(api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/"), "Schema with name orders not found")

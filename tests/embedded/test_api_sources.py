@@ -21,11 +21,12 @@ from tests.embedded.api_support import (
     orders_schema,
     pg_with_tables,
     set_schema,
+    shared_pg,
 )
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 
-__all__ = ["api", "backend"]  # fixtures
+__all__ = ["api", "backend", "shared_pg"]  # fixtures
 
 SOURCE_FIELDS = [
     "id",
@@ -73,8 +74,9 @@ SCHEMA_FIELDS = [
 
 
 @pytest.fixture
-def pg(postgres_db: Database) -> Database:
-    return pg_with_tables(postgres_db)
+def pg(shared_pg: Database) -> Database:
+    """The module's Postgres database: tests that change it use `postgres_db` instead."""
+    return shared_pg
 
 
 @pytest.fixture
@@ -603,8 +605,9 @@ def test_reload_asks_every_enabled_schema_to_sync(api: Api, backend: EmbeddedBac
 
 
 def test_refresh_schemas_adds_new_and_retires_vanished_tables(
-    api: Api, backend: EmbeddedBackend, pg: Database
+    api: Api, backend: EmbeddedBackend, postgres_db: Database
 ) -> None:
+    pg = pg_with_tables(postgres_db)
     source_id = api.create_source("Postgres", pg_payload(pg, orders_schema(), {"name": "events"}))
     land_table(backend, api.schema_by_name(source_id, "orders")["id"])
     pg.execute(

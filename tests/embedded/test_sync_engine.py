@@ -215,14 +215,7 @@ def test_append_adds_only_new_rows(
         "INSERT INTO events SELECT g, 'k' || g FROM generate_series(1, 5) g",
     )
     source_id = add_source(store, vault, "Postgres", postgres_db.config)
-    schema_id = add_schema(
-        store,
-        source_id,
-        "events",
-        sync_type="append",
-        incremental_field="id",
-        incremental_field_type="integer",
-    )
+    schema_id = add_schema(store, source_id, "events", sync_type="append", incremental_field="id")
     assert run_sync(store, vault, warehouse, schema_id).rows_synced == 5
     assert json.loads(schema_row(store, schema_id)["sync_cursor"]) == 5
 
