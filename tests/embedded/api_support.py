@@ -1,12 +1,15 @@
 """Fixtures for the embedded API tests: a backend on a fresh data dir, a client that checks every answer.
 
-`Api` wraps Starlette's TestClient: paths are relative to `/api/projects/1/` (or another family),
-and every response body it sees is kept, so the fixture can assert at teardown that the canary
-password (the real password of the test databases' role) never left the server.
+`Api` calls the app the way the MCP layer does, through `httpx.AsyncClient(transport=ASGITransport)`
+(one short event loop per call, so tests stay synchronous). Paths are relative to `/api/projects/1/`
+(or another family), and every response body it sees is kept, so the fixture can assert at
+teardown that the canary password (the real password of the test databases' role) never left the
+server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -15,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from tests.conftest import CANARY_PASSWORD, Database, postgres_db
 from warehouse_mcp.embedded.backend import EmbeddedBackend
@@ -28,15 +30,19 @@ SCHEMAS = "external_data_schemas/"
 class Api:
     def __init__(self, backend: EmbeddedBackend, family: str = "projects", project: str = "1") -> None:
         self.backend = backend
-        self.client = TestClient(backend.app, raise_server_exceptions=False)
         self.base = f"/api/{family}/{project}/"
         self.bodies: list[str] = []
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith(("/", "http://", "https://")) else self.base + path
-        response = self.client.request(method, url, **kwargs)
+        response = asyncio.run(self._send(method, url, **kwargs))
         self.bodies.append(response.text)
         return response
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        transport = httpx.ASGITransport(app=self.backend.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.request(method, url, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)
@@ -127,7 +133,7 @@ def shared_pg() -> Iterator[Database]:
     Creating and dropping a database costs most of a test's time; tests that change the source
     database use the per-test `postgres_db` instead.
     """
-    generator = postgres_db.__wrapped__()  # the conftest fixture's own function, at module scope
+    generator = postgres_db.__wrapped__()  # type: ignore[attr-defined]  # the conftest fixture, module-scoped
     database = next(generator)
     try:
         yield pg_with_tables(database)

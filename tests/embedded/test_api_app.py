@@ -87,7 +87,9 @@ def test_operation_reaches_its_handler_in_both_families(
         assert response.status_code < 500, response.text
 
 
-@pytest.mark.parametrize("path", ["external_data_sources", "external_data_sources/", "external_data_sources/wizard"])
+@pytest.mark.parametrize(
+    "path", ["external_data_sources", "external_data_sources/", "external_data_sources/wizard"]
+)
 def test_trailing_slash_is_optional(api: Api, path: str) -> None:
     assert api.get(path).status_code == 200
 
@@ -110,7 +112,11 @@ def test_unknown_routes_are_404_in_drf_shape(api: Api, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PUT", f"{SOURCES}{SOURCE_ID}/"), ("POST", f"{SOURCES}wizard/"), ("GET", f"{SCHEMAS}{SOURCE_ID}/cancel/")],
+    [
+        ("PUT", f"{SOURCES}{SOURCE_ID}/"),
+        ("POST", f"{SOURCES}wizard/"),
+        ("GET", f"{SCHEMAS}{SOURCE_ID}/cancel/"),
+    ],
 )
 def test_wrong_method_is_405_in_drf_shape(api: Api, method: str, path: str) -> None:
     response = api.request(method, path)
@@ -131,7 +137,9 @@ def test_current_project_is_project_one_and_projects_are_separate(api: Api, back
 
 
 def test_malformed_json_is_a_parse_error(api: Api) -> None:
-    response = api.request("POST", SOURCES, content=b'{"source_type": ', headers={"content-type": "application/json"})
+    response = api.request(
+        "POST", SOURCES, content=b'{"source_type": ', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     body = response.json()
     assert body["type"] == "invalid_request" and body["code"] == "parse_error"
@@ -201,7 +209,9 @@ def test_unexpected_errors_are_a_generic_500_and_logged(
 def test_a_new_backend_on_the_same_home_sees_the_same_sources(home: Path, postgres_db: Database) -> None:
     pg_with_tables(postgres_db)
     first = EmbeddedBackend(home, run_scheduler=False)
-    source_id = Api(first).create_source("Postgres", {**postgres_db.config, "schemas": [orders_schema()]}, prefix="pg")
+    source_id = Api(first).create_source(
+        "Postgres", {**postgres_db.config, "schemas": [orders_schema()]}, prefix="pg"
+    )
     first.close()
 
     again = Api(EmbeddedBackend(home, run_scheduler=False))

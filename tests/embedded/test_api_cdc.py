@@ -67,7 +67,9 @@ def plain_role(postgres_db: Database) -> Iterator[str]:
         postgres_db.execute(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
-def test_a_role_without_rights_is_told_what_to_grant(api: Api, postgres_db: Database, plain_role: str) -> None:
+def test_a_role_without_rights_is_told_what_to_grant(
+    api: Api, postgres_db: Database, plain_role: str
+) -> None:
     pg_with_tables(postgres_db)
     response = api.post(
         CHECK, {"source_type": "Postgres", **postgres_db.config, "user": plain_role, "tables": ["orders"]}
@@ -82,7 +84,10 @@ def test_a_role_without_rights_is_told_what_to_grant(api: Api, postgres_db: Data
     [
         ({"source_type": "MySQL"}, "CDC prerequisite checks are only supported for Postgres."),
         ({}, "CDC prerequisite checks are only supported for Postgres."),
-        ({"source_type": "Postgres", "host": "127.0.0.1"}, "Invalid source config: Required field 'port' is missing"),
+        (
+            {"source_type": "Postgres", "host": "127.0.0.1"},
+            "Invalid source config: Required field 'port' is missing",
+        ),
     ],
 )
 def test_check_refusals(api: Api, body: dict[str, Any], text: str) -> None:
@@ -156,7 +161,9 @@ def test_status_of_a_cdc_source(api: Api, backend: EmbeddedBackend, postgres_db:
     }
 
     with backend.store.transaction() as db:
-        db.execute("UPDATE sources SET job_inputs = json_set(job_inputs, '$.port', 1) WHERE id = ?", (source_id,))
+        db.execute(
+            "UPDATE sources SET job_inputs = json_set(job_inputs, '$.port', 1) WHERE id = ?", (source_id,)
+        )
     unreachable = api.get(f"{SOURCES}{source_id}/cdc_status/")
     assert unreachable.status_code == 400
     assert unreachable.json()["message"].startswith("Could not connect to source to read CDC status: ")

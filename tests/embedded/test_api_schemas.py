@@ -64,7 +64,7 @@ def enable_cdc(backend: EmbeddedBackend, source_id: str) -> None:
 def next_sync_at(backend: EmbeddedBackend, schema_id: str) -> str | None:
     row = backend.store.query_one("SELECT next_sync_at FROM schemas WHERE id = ?", (schema_id,))
     assert row is not None
-    return row["next_sync_at"]  # type: ignore[no-any-return]
+    return row["next_sync_at"]
 
 
 # --- list and retrieve ----------------------------------------------------------------------------
@@ -72,7 +72,10 @@ def next_sync_at(backend: EmbeddedBackend, schema_id: str) -> str | None:
 
 def test_list_is_paginated_and_searchable(api: Api, source_id: str) -> None:
     everything = api.get(SCHEMAS).json()
-    assert everything["count"] == 2 and {schema["name"] for schema in everything["results"]} == {"orders", "events"}
+    assert everything["count"] == 2 and {schema["name"] for schema in everything["results"]} == {
+        "orders",
+        "events",
+    }
     assert all(schema["source"] is None for schema in everything["results"])
     page = api.get(f"{SCHEMAS}?limit=1").json()
     assert len(page["results"]) == 1 and page["next"] is not None
@@ -106,7 +109,10 @@ def test_patch_frequency_and_time_reschedule(
     body = response.json()
     assert body["sync_frequency"] == "24hour" and body["sync_time_of_day"] == "02:15:00"
     assert next_sync_at(backend, orders["id"]) is not None, "the sync service recomputed the next run"
-    assert patch(api, orders, {"sync_time_of_day": None, "sync_frequency": "never"}).json()["sync_time_of_day"] is None
+    assert (
+        patch(api, orders, {"sync_time_of_day": None, "sync_frequency": "never"}).json()["sync_time_of_day"]
+        is None
+    )
 
 
 def test_patch_disable_and_enable(api: Api, backend: EmbeddedBackend, orders: dict[str, Any]) -> None:
@@ -120,7 +126,12 @@ def test_patch_sync_type_and_field(api: Api, backend: EmbeddedBackend, events: d
     body = patch(
         api,
         events,
-        {"sync_type": "append", "incremental_field": "seq", "incremental_field_type": "integer", "should_sync": True},
+        {
+            "sync_type": "append",
+            "incremental_field": "seq",
+            "incremental_field_type": "integer",
+            "should_sync": True,
+        },
     ).json()
     assert body["sync_type"] == "append" and body["incremental"] is False
     assert body["incremental_field"] == "seq" and body["incremental_field_type"] == "integer"
@@ -139,7 +150,10 @@ def test_changing_the_incremental_field_resets_the_cursor(
 
 
 def test_enabled_columns(api: Api, orders: dict[str, Any]) -> None:
-    assert patch(api, orders, {"enabled_columns": ["id", "amount"]}).json()["enabled_columns"] == ["id", "amount"]
+    assert patch(api, orders, {"enabled_columns": ["id", "amount"]}).json()["enabled_columns"] == [
+        "id",
+        "amount",
+    ]
     assert patch(api, orders, {"enabled_columns": None}).json()["enabled_columns"] is None
     response = patch(api, orders, {"enabled_columns": ["id", "ghost", "alpha"]})
     assert_drf(
@@ -151,7 +165,10 @@ def test_enabled_columns(api: Api, orders: dict[str, Any]) -> None:
 def test_primary_key_can_change_before_data_but_not_after(
     api: Api, backend: EmbeddedBackend, orders: dict[str, Any]
 ) -> None:
-    assert patch(api, orders, {"primary_key_columns": ["id", "note"]}).json()["primary_key_columns"] == ["id", "note"]
+    assert patch(api, orders, {"primary_key_columns": ["id", "note"]}).json()["primary_key_columns"] == [
+        "id",
+        "note",
+    ]
     land_table(backend, orders["id"])
     response = patch(api, orders, {"primary_key_columns": ["id"]})
     assert_drf(
@@ -196,7 +213,9 @@ def test_one_minute_is_only_for_cdc(api: Api, orders: dict[str, Any]) -> None:
 
 
 def test_enabling_needs_a_sync_type(api: Api, events: dict[str, Any]) -> None:
-    assert_drf(patch(api, events, {"should_sync": True}), "Sync type must be set up first before enabling schema")
+    assert_drf(
+        patch(api, events, {"should_sync": True}), "Sync type must be set up first before enabling schema"
+    )
 
 
 def test_incremental_needs_a_field(api: Api, events: dict[str, Any]) -> None:
@@ -212,7 +231,9 @@ def test_cdc_needs_cdc_on_the_source(api: Api, orders: dict[str, Any]) -> None:
     )
 
 
-def test_cdc_needs_a_primary_key(api: Api, backend: EmbeddedBackend, source_id: str, events: dict[str, Any]) -> None:
+def test_cdc_needs_a_primary_key(
+    api: Api, backend: EmbeddedBackend, source_id: str, events: dict[str, Any]
+) -> None:
     enable_cdc(backend, source_id)
     assert_drf(
         patch(api, events, {"sync_type": "cdc"}),
@@ -232,8 +253,14 @@ def test_cdc_with_a_primary_key_and_one_minute(
     api: Api, backend: EmbeddedBackend, source_id: str, orders: dict[str, Any]
 ) -> None:
     enable_cdc(backend, source_id)
-    body = patch(api, orders, {"sync_type": "cdc", "sync_frequency": "1min", "cdc_table_mode": "cdc_only"}).json()
-    assert body["sync_type"] == "cdc" and body["sync_frequency"] == "1min" and body["cdc_table_mode"] == "cdc_only"
+    body = patch(
+        api, orders, {"sync_type": "cdc", "sync_frequency": "1min", "cdc_table_mode": "cdc_only"}
+    ).json()
+    assert (
+        body["sync_type"] == "cdc"
+        and body["sync_frequency"] == "1min"
+        and body["cdc_table_mode"] == "cdc_only"
+    )
     land_table(backend, orders["id"])
     assert_drf(
         patch(api, orders, {"primary_key_columns": ["note"]}),
@@ -282,7 +309,12 @@ def test_bulk_update_is_all_or_nothing(
 ) -> None:
     response = api.patch(
         f"{SOURCES}{source_id}/bulk_update_schemas/",
-        {"schemas": [{"id": orders["id"], "sync_frequency": "1hour"}, {"id": events["id"], "should_sync": True}]},
+        {
+            "schemas": [
+                {"id": orders["id"], "sync_frequency": "1hour"},
+                {"id": events["id"], "should_sync": True},
+            ]
+        },
     )
     assert_drf(response, "Sync type must be set up first before enabling schema")
     assert api.get(f"{SCHEMAS}{orders['id']}/").json()["sync_frequency"] == "6hour"
@@ -304,7 +336,9 @@ def test_bulk_update_is_all_or_nothing(
         ),
     ],
 )
-def test_bulk_update_refusals(api: Api, source_id: str, body: dict[str, Any], detail: str, attr: str | None) -> None:
+def test_bulk_update_refusals(
+    api: Api, source_id: str, body: dict[str, Any], detail: str, attr: str | None
+) -> None:
     assert_drf(api.patch(f"{SOURCES}{source_id}/bulk_update_schemas/", body), detail, attr=attr)
 
 
@@ -319,7 +353,8 @@ def test_bulk_update_refuses_duplicates_and_foreign_schemas(
     other = api.create_source("Postgres", {**shared_pg.config, "schemas": [orders_schema()]}, prefix="other")
     foreign = api.schema_by_name(other, "orders")
     assert_drf(
-        api.patch(url, {"schemas": [{"id": foreign["id"]}]}), "One or more schemas could not be found for this source"
+        api.patch(url, {"schemas": [{"id": foreign["id"]}]}),
+        "One or more schemas could not be found for this source",
     )
 
 
@@ -332,7 +367,9 @@ def test_cancel_without_a_running_sync(api: Api, orders: dict[str, Any]) -> None
     assert response.json() == {"detail": "No running sync to cancel."}
 
 
-def test_cancel_a_running_sync(api: Api, backend: EmbeddedBackend, source_id: str, orders: dict[str, Any]) -> None:
+def test_cancel_a_running_sync(
+    api: Api, backend: EmbeddedBackend, source_id: str, orders: dict[str, Any]
+) -> None:
     job_id = add_job(backend, source_id, orders["id"], "Running", "2024-01-01T00:00:00Z")
     response = api.post(f"{SCHEMAS}{orders['id']}/cancel/")
     assert response.status_code == 200 and response.content == b""
@@ -388,4 +425,6 @@ def test_incremental_fields_rediscovers_the_table(api: Api, postgres_db: Databas
 def test_incremental_fields_for_a_vanished_table(api: Api, postgres_db: Database) -> None:
     orders = api.schema_by_name(create(api, pg_with_tables(postgres_db)), "orders")
     postgres_db.execute("DROP TABLE orders")
-    assert_message(api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/"), "Schema with name orders not found")
+    assert_message(
+        api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/"), "Schema with name orders not found"
+    )

@@ -60,7 +60,9 @@ def test_setup_from_a_stored_credential(api: Api, backend: EmbeddedBackend, shar
     assert api.get(f"{SOURCES}stored_credentials/").json() == [], "the credential was single-use"
     rows = backend.store.query("SELECT next_sync_at FROM schemas WHERE source_id = ?", (source["id"],))
     assert all(row["next_sync_at"] is not None for row in rows), "every enabled table is asked to sync"
-    again = api.post(SETUP, {"source_type": "Postgres", "payload": {"credential_id": credential_id}, "prefix": "b"})
+    again = api.post(
+        SETUP, {"source_type": "Postgres", "payload": {"credential_id": credential_id}, "prefix": "b"}
+    )
     assert_message(again, f"Stored credential '{credential_id}' not found or expired")
 
 
@@ -82,7 +84,9 @@ def test_a_failed_setup_keeps_the_credential(api: Api, shared_pg: Database) -> N
     assert_message(response, "Source type already exists. Prefix is required")
     listed = api.get(f"{SOURCES}stored_credentials/").json()
     assert [item["credential_id"] for item in listed] == [credential_id]
-    retry = api.post(SETUP, {"source_type": "Postgres", "payload": {"credential_id": credential_id}, "prefix": "two"})
+    retry = api.post(
+        SETUP, {"source_type": "Postgres", "payload": {"credential_id": credential_id}, "prefix": "two"}
+    )
     assert retry.status_code == 201
 
 
@@ -97,7 +101,9 @@ def test_an_unknown_credential_is_refused(api: Api) -> None:
     assert_message(response, "Stored credential 'nope' not found or expired")
 
 
-def test_a_source_without_tables_is_refused(api: Api, backend: EmbeddedBackend, postgres_db: Database) -> None:
+def test_a_source_without_tables_is_refused(
+    api: Api, backend: EmbeddedBackend, postgres_db: Database
+) -> None:
     response = api.post(SETUP, {"source_type": "Postgres", "payload": postgres_db.config})
     assert_message(response, "No tables found for this source. Check the credentials and permissions.")
     assert backend.store.query("SELECT id FROM sources") == []
@@ -107,7 +113,10 @@ def test_a_source_without_tables_is_refused(api: Api, backend: EmbeddedBackend, 
     ("body", "expected"),
     [
         ({"payload": {}}, ("This field is required.", "source_type")),
-        ({"source_type": "Postgres", "payload": []}, ('Expected a dictionary of items but got type "list".', "payload")),
+        (
+            {"source_type": "Postgres", "payload": []},
+            ('Expected a dictionary of items but got type "list".', "payload"),
+        ),
     ],
 )
 def test_setup_field_errors(api: Api, body: dict[str, Any], expected: tuple[str, str]) -> None:
@@ -120,7 +129,9 @@ def test_setup_checks_config_and_credentials(api: Api, shared_pg: Database) -> N
         api.post(SETUP, {"source_type": "Postgres", "payload": missing}),
         "Invalid source config: Required field 'user' is missing",
     )
-    wrong = api.post(SETUP, {"source_type": "Postgres", "payload": {**shared_pg.config, "password": "x" + CANARY_PASSWORD}})
+    wrong = api.post(
+        SETUP, {"source_type": "Postgres", "payload": {**shared_pg.config, "password": "x" + CANARY_PASSWORD}}
+    )
     assert wrong.status_code == 400 and wrong.json()["message"].startswith("Invalid credentials")
     unsupported = api.post(SETUP, {"source_type": "Salesforce", "payload": {}})
     assert unsupported.status_code == 400 and "POSTHOG_PERSONAL_API_KEY" in unsupported.json()["message"]

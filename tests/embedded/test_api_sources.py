@@ -91,7 +91,9 @@ def pg_payload(pg: Database, *schemas: dict[str, Any]) -> dict[str, Any]:
 # --- create ---------------------------------------------------------------------------------------
 
 
-def test_create_stores_the_source_and_starts_enabled_syncs(api: Api, backend: EmbeddedBackend, pg: Database) -> None:
+def test_create_stores_the_source_and_starts_enabled_syncs(
+    api: Api, backend: EmbeddedBackend, pg: Database
+) -> None:
     response = api.post(
         SOURCES,
         {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "shop", "description": "the shop"},
@@ -119,13 +121,20 @@ def test_create_stores_the_source_and_starts_enabled_syncs(api: Api, backend: Em
     assert orders["incremental_field"] == "updated_at" and orders["incremental_field_type"] == "timestamp"
     assert orders["sync_frequency"] == "6hour" and orders["primary_key_columns"] == ["id"]
     assert orders["cdc_table_mode"] == "consolidated" and orders["table"] is None and orders["source"] is None
-    assert {column["name"] for column in orders["available_columns"]} == {"id", "amount", "note", "updated_at"}
+    assert {column["name"] for column in orders["available_columns"]} == {
+        "id",
+        "amount",
+        "note",
+        "updated_at",
+    }
     assert set(orders["available_columns"][0]) == {"name", "data_type", "is_nullable"}
     assert events["name"] == "events" and events["should_sync"] is False and events["sync_type"] is None
 
     scheduled = {
         row["name"]: row["next_sync_at"]
-        for row in backend.store.query("SELECT name, next_sync_at FROM schemas WHERE source_id = ?", (source["id"],))
+        for row in backend.store.query(
+            "SELECT name, next_sync_at FROM schemas WHERE source_id = ?", (source["id"],)
+        )
     }
     assert scheduled["orders"] is not None, "an enabled schema is asked to sync now"
     assert scheduled["events"] is None
@@ -172,7 +181,12 @@ def test_unknown_payload_keys_are_not_stored(api: Api, backend: EmbeddedBackend,
     ("body", "detail", "attr", "code"),
     [
         ({"payload": {}}, "This field is required.", "source_type", "required"),
-        ({"source_type": "Nope", "payload": {}}, '"Nope" is not a valid choice.', "source_type", "invalid_choice"),
+        (
+            {"source_type": "Nope", "payload": {}},
+            '"Nope" is not a valid choice.',
+            "source_type",
+            "invalid_choice",
+        ),
         ({"source_type": "Postgres"}, "This field is required.", "payload", "required"),
         (
             {"source_type": "Postgres", "payload": "x"},
@@ -200,7 +214,9 @@ def test_unknown_payload_keys_are_not_stored(api: Api, backend: EmbeddedBackend,
         ),
     ],
 )
-def test_create_field_errors_are_drf_shaped(api: Api, body: dict[str, Any], detail: str, attr: str, code: str) -> None:
+def test_create_field_errors_are_drf_shaped(
+    api: Api, body: dict[str, Any], detail: str, attr: str, code: str
+) -> None:
     response = api.post(SOURCES, body)
     assert_drf(response, detail, attr=attr)
     assert response.json()["code"] == code
@@ -226,7 +242,12 @@ def test_prefix_format_errors(api: Api, prefix: str, detail: str) -> None:
 
 
 def test_prefixes_with_underscores_at_the_ends_are_fine(api: Api, pg: Database) -> None:
-    assert api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "_ok_"}).status_code == 201
+    assert (
+        api.post(
+            SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "_ok_"}
+        ).status_code
+        == 201
+    )
 
 
 def test_prefix_uniqueness(api: Api, pg: Database) -> None:
@@ -238,7 +259,10 @@ def test_prefix_uniqueness(api: Api, pg: Database) -> None:
         api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "one"}),
         "Prefix already exists",
     )
-    assert api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "two"}).status_code == 201
+    assert (
+        api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "prefix": "two"}).status_code
+        == 201
+    )
 
 
 def test_a_deleted_source_frees_its_prefix(api: Api, pg: Database) -> None:
@@ -252,15 +276,23 @@ def test_direct_mode_is_only_for_databases(api: Api) -> None:
     assert_message(response, "Direct query mode is currently supported only for Postgres and MySQL sources.")
 
 
-def test_a_direct_source_needs_a_name_and_never_syncs(api: Api, backend: EmbeddedBackend, pg: Database) -> None:
-    nameless = api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "access_method": "direct"})
+def test_a_direct_source_needs_a_name_and_never_syncs(
+    api: Api, backend: EmbeddedBackend, pg: Database
+) -> None:
+    nameless = api.post(
+        SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg), "access_method": "direct"}
+    )
     assert_message(nameless, "Name is required for direct query sources")
     source_id = api.create_source("Postgres", pg_payload(pg), access_method="direct", prefix=" live ")
     source = api.source(source_id)
-    assert source["access_method"] == "direct" and source["engine"] == "postgres" and source["prefix"] == "live"
+    assert (
+        source["access_method"] == "direct" and source["engine"] == "postgres" and source["prefix"] == "live"
+    )
     assert source["direct_query_enabled"] is True
     assert all(schema["sync_type"] is None for schema in source["schemas"])
-    assert api.get(f"{SOURCES}connections/").json() == [{"id": source_id, "prefix": "live", "engine": "postgres"}]
+    assert api.get(f"{SOURCES}connections/").json() == [
+        {"id": source_id, "prefix": "live", "engine": "postgres"}
+    ]
     rows = backend.store.query("SELECT next_sync_at FROM schemas WHERE source_id = ?", (source_id,))
     assert all(row["next_sync_at"] is None for row in rows)
 
@@ -288,7 +320,9 @@ def test_config_validation_comes_before_the_live_check(api: Api, pg: Database) -
 
 
 def test_wrong_credentials_are_refused_with_the_sources_message(api: Api, pg: Database) -> None:
-    response = api.post(SOURCES, {"source_type": "Postgres", "payload": {**pg_payload(pg), "password": "wrong"}})
+    response = api.post(
+        SOURCES, {"source_type": "Postgres", "payload": {**pg_payload(pg), "password": "wrong"}}
+    )
     assert response.status_code == 400
     assert response.json()["message"].startswith("Invalid credentials")
     assert "wrong" not in response.json()["message"]
@@ -300,7 +334,10 @@ def test_wrong_credentials_are_refused_with_the_sources_message(api: Api, pg: Da
         (None, "Schemas not given"),
         ([], "Schemas not given"),
         ("orders", "Schemas not given"),
-        ([{"name": "nope", "should_sync": True, "sync_type": "full_refresh"}], "Schemas given do not exist in source"),
+        (
+            [{"name": "nope", "should_sync": True, "sync_type": "full_refresh"}],
+            "Schemas given do not exist in source",
+        ),
         ([{"should_sync": True}], "Schemas given do not exist in source"),
         (
             [orders_schema(incremental_field=None)],
@@ -323,7 +360,9 @@ def test_wrong_credentials_are_refused_with_the_sources_message(api: Api, pg: Da
         ([orders_schema(sync_time_of_day="25:00")], None),
     ],
 )
-def test_schema_payload_errors(api: Api, backend: EmbeddedBackend, pg: Database, schemas: Any, text: str | None) -> None:
+def test_schema_payload_errors(
+    api: Api, backend: EmbeddedBackend, pg: Database, schemas: Any, text: str | None
+) -> None:
     payload: dict[str, Any] = {**pg.config}
     if schemas is not None:
         payload["schemas"] = schemas
@@ -339,7 +378,9 @@ def test_schema_payload_errors(api: Api, backend: EmbeddedBackend, pg: Database,
 
 
 def test_incomplete_incremental_schemas_are_fine_when_disabled(api: Api, pg: Database) -> None:
-    source_id = api.create_source("Postgres", pg_payload(pg, orders_schema(should_sync=False, incremental_field=None)))
+    source_id = api.create_source(
+        "Postgres", pg_payload(pg, orders_schema(should_sync=False, incremental_field=None))
+    )
     assert api.schema_by_name(source_id, "orders")["should_sync"] is False
 
 
@@ -353,7 +394,11 @@ def test_a_cdc_source_keeps_its_cdc_settings(api: Api, pg: Database) -> None:
     assert source["job_inputs"]["cdc_slot_name"] == f"posthog_{hex12}"
     assert source["job_inputs"]["cdc_publication_name"] == f"posthog_pub_{hex12}"
     orders = api.schema_by_name(source_id, "orders")
-    assert orders["sync_type"] == "cdc" and orders["cdc_table_mode"] == "both" and orders["sync_frequency"] == "5min"
+    assert (
+        orders["sync_type"] == "cdc"
+        and orders["cdc_table_mode"] == "both"
+        and orders["sync_frequency"] == "5min"
+    )
 
 
 # --- list and retrieve ----------------------------------------------------------------------------
@@ -405,7 +450,11 @@ def test_retrieving_a_missing_or_deleted_source_is_404(api: Api, pg: Database) -
         ({"status": "Completed"}, {"status": "Failed", "should_sync": 0}, "Completed"),
         # A disabled schema counts only for the positive states when it holds an error.
         ({"status": "Completed", "should_sync": 0}, {"status": "Paused", "should_sync": 0}, "Running"),
-        ({"status": None, "should_sync": 0}, {"status": "Paused", "should_sync": 0, "latest_error": "x"}, "Paused"),
+        (
+            {"status": None, "should_sync": 0},
+            {"status": "Paused", "should_sync": 0, "latest_error": "x"},
+            "Paused",
+        ),
     ],
 )
 def test_source_status_is_computed_from_its_schemas(
@@ -491,7 +540,9 @@ def test_jobs_newest_first_filtered_and_capped(api: Api, backend: EmbeddedBacken
 def test_jobs_timestamps_must_be_iso(api: Api, pg: Database, param: str) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg))
     response = api.get(f"{SOURCES}{source_id}/jobs/", params={param: "last tuesday"})
-    assert_drf(response, "'last tuesday' is not an ISO 8601 timestamp: use e.g. 2024-05-01T00:00:00Z.", attr=param)
+    assert_drf(
+        response, "'last tuesday' is not an ISO 8601 timestamp: use e.g. 2024-05-01T00:00:00Z.", attr=param
+    )
 
 
 # --- partial update -------------------------------------------------------------------------------
@@ -519,7 +570,9 @@ def test_patch_access_method_is_refused(api: Api, pg: Database) -> None:
 def test_patch_job_inputs_keeps_the_stored_password(api: Api, pg: Database) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg))
     echoed = api.source(source_id)["job_inputs"]
-    response = api.patch(f"{SOURCES}{source_id}/", {"job_inputs": {**echoed, "password": "", "schema": "public"}})
+    response = api.patch(
+        f"{SOURCES}{source_id}/", {"job_inputs": {**echoed, "password": "", "schema": "public"}}
+    )
     assert response.status_code == 200, response.text
     # The merged config passed the live check, so the stored password was kept.
     orders_id = api.schema_by_name(source_id, "orders")["id"]
@@ -544,7 +597,10 @@ def test_patch_job_inputs_is_validated_against_the_form(api: Api, pg: Database) 
     ("job_inputs", "detail"),
     [
         ({"host": "localhost"}, "Changing the connection host requires re-entering your credentials."),
-        ({"host": "localhost", "password": ""}, "Changing the connection host requires re-entering your credentials."),
+        (
+            {"host": "localhost", "password": ""},
+            "Changing the connection host requires re-entering your credentials.",
+        ),
         (
             {"ssh_tunnel": {"enabled": True, "host": "bastion.example.com", "port": 22}},
             "Changing the SSH tunnel requires re-entering your database credentials.",
@@ -560,7 +616,9 @@ def test_patch_refuses_to_send_a_stored_secret_elsewhere(
 
 def test_patch_host_with_the_password_re_entered_works(api: Api, pg: Database) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg))
-    response = api.patch(f"{SOURCES}{source_id}/", {"job_inputs": {"host": "localhost", "password": CANARY_PASSWORD}})
+    response = api.patch(
+        f"{SOURCES}{source_id}/", {"job_inputs": {"host": "localhost", "password": CANARY_PASSWORD}}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["job_inputs"]["host"] == "localhost"
 
@@ -574,7 +632,9 @@ def test_patch_job_inputs_must_be_an_object(api: Api, pg: Database) -> None:
 def test_patch_a_direct_sources_name(api: Api, pg: Database) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg), access_method="direct", prefix="live")
     assert api.patch(f"{SOURCES}{source_id}/", {"prefix": " renamed "}).json()["prefix"] == "renamed"
-    assert_drf(api.patch(f"{SOURCES}{source_id}/", {"prefix": "  "}), "Name is required for direct query sources")
+    assert_drf(
+        api.patch(f"{SOURCES}{source_id}/", {"prefix": "  "}), "Name is required for direct query sources"
+    )
 
 
 # --- destroy, reload, refresh ---------------------------------------------------------------------
@@ -585,7 +645,9 @@ def test_destroy_soft_deletes_source_and_schemas(api: Api, backend: EmbeddedBack
     response = api.delete(f"{SOURCES}{source_id}/")
     assert response.status_code == 204 and response.content == b""
     assert backend.store.query_one("SELECT deleted FROM sources WHERE id = ?", (source_id,))["deleted"] == 1  # type: ignore[index]
-    schemas = backend.store.query("SELECT deleted, should_sync FROM schemas WHERE source_id = ?", (source_id,))
+    schemas = backend.store.query(
+        "SELECT deleted, should_sync FROM schemas WHERE source_id = ?", (source_id,)
+    )
     assert schemas and all(row["deleted"] == 1 and row["should_sync"] == 0 for row in schemas)
     assert api.get(SOURCES).json()["count"] == 0
     assert api.get("external_data_schemas/").json()["count"] == 0
@@ -599,7 +661,9 @@ def test_reload_asks_every_enabled_schema_to_sync(api: Api, backend: EmbeddedBac
     assert response.status_code == 200 and response.content == b""
     due = {
         row["name"]: row["next_sync_at"]
-        for row in backend.store.query("SELECT name, next_sync_at FROM schemas WHERE source_id = ?", (source_id,))
+        for row in backend.store.query(
+            "SELECT name, next_sync_at FROM schemas WHERE source_id = ?", (source_id,)
+        )
     }
     assert due["orders"] is not None and due["events"] is None
 
@@ -625,10 +689,14 @@ def test_refresh_schemas_adds_new_and_retires_vanished_tables(
     assert "extra" in {column["name"] for column in names["orders_old"]["available_columns"]}
 
 
-def test_refresh_schemas_reports_an_unreachable_source(api: Api, backend: EmbeddedBackend, pg: Database) -> None:
+def test_refresh_schemas_reports_an_unreachable_source(
+    api: Api, backend: EmbeddedBackend, pg: Database
+) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg))
     with backend.store.transaction() as db:
-        config = json.loads(db.execute("SELECT job_inputs FROM sources WHERE id = ?", (source_id,)).fetchone()[0])
+        config = json.loads(
+            db.execute("SELECT job_inputs FROM sources WHERE id = ?", (source_id,)).fetchone()[0]
+        )
         config["port"] = 1
         db.execute("UPDATE sources SET job_inputs = ? WHERE id = ?", (json.dumps(config), source_id))
     response = api.post(f"{SOURCES}{source_id}/refresh_schemas/")
@@ -642,10 +710,18 @@ def test_revenue_analytics_config(api: Api, pg: Database) -> None:
     source_id = api.create_source("Postgres", pg_payload(pg))
     response = api.patch(f"{SOURCES}{source_id}/revenue_analytics_config/", {"enabled": True})
     assert response.status_code == 200
-    assert response.json()["revenue_analytics_config"] == {"enabled": True, "include_invoiceless_charges": True}
+    assert response.json()["revenue_analytics_config"] == {
+        "enabled": True,
+        "include_invoiceless_charges": True,
+    }
     assert list(response.json()) == SOURCE_FIELDS
-    response = api.patch(f"{SOURCES}{source_id}/revenue_analytics_config/", {"include_invoiceless_charges": False})
-    assert response.json()["revenue_analytics_config"] == {"enabled": True, "include_invoiceless_charges": False}
+    response = api.patch(
+        f"{SOURCES}{source_id}/revenue_analytics_config/", {"include_invoiceless_charges": False}
+    )
+    assert response.json()["revenue_analytics_config"] == {
+        "enabled": True,
+        "include_invoiceless_charges": False,
+    }
     bad = api.patch(f"{SOURCES}{source_id}/revenue_analytics_config/", {"enabled": "maybe"})
     assert_drf(bad, "Must be a valid boolean.", attr="enabled")
 
@@ -665,17 +741,23 @@ def test_source_prefix(api: Api, pg: Database) -> None:
     assert api.post(url, {"source_type": "Postgres"}).status_code == 200
     api.create_source("Postgres", pg_payload(pg))
     api.create_source("Postgres", pg_payload(pg), prefix="taken")
-    assert_message(api.post(url, {"source_type": "Postgres"}), "Source type already exists. Prefix is required")
+    assert_message(
+        api.post(url, {"source_type": "Postgres"}), "Source type already exists. Prefix is required"
+    )
     assert_message(api.post(url, {"source_type": "Postgres", "prefix": "taken"}), "Prefix already exists")
     assert api.post(url, {"source_type": "MySQL", "prefix": "taken"}).status_code == 200
-    assert_drf(api.post(url, {"source_type": "Postgres", "prefix": "__"}), "Prefix cannot consist of only underscores")
+    assert_drf(
+        api.post(url, {"source_type": "Postgres", "prefix": "__"}),
+        "Prefix cannot consist of only underscores",
+    )
     assert_message(api.post(url, {"prefix": "x"}), "Missing required parameter: source_type")
     assert_message(
         api.post(url, {"source_type": "Stripe", "prefix": "x", "access_method": "direct"}),
         "Direct query mode is currently supported only for Postgres and MySQL sources.",
     )
     assert_message(
-        api.post(url, {"source_type": "MySQL", "access_method": "direct"}), "Name is required for direct query sources"
+        api.post(url, {"source_type": "MySQL", "access_method": "direct"}),
+        "Name is required for direct query sources",
     )
 
 
@@ -718,7 +800,10 @@ def test_database_schema_lists_tables_without_creating_anything(
     [
         ({}, "Missing required parameter: source_type"),
         ({"source_type": "Nope"}, "Unknown source_type 'Nope'"),
-        ({"source_type": "Postgres", "host": "127.0.0.1"}, "Invalid source config: Required field 'port' is missing"),
+        (
+            {"source_type": "Postgres", "host": "127.0.0.1"},
+            "Invalid source config: Required field 'port' is missing",
+        ),
     ],
 )
 def test_database_schema_errors(api: Api, body: dict[str, Any], text: str) -> None:

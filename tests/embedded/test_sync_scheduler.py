@@ -200,22 +200,26 @@ def test_a_5min_schema_runs_again_after_5_minutes(
     assert schema_row(store, schema_id)["next_sync_at"] == iso(START + timedelta(minutes=10))
 
 
-def test_disabled_never_and_webhook_schemas_are_not_run(
+def test_disabled_and_never_schemas_are_not_repeated_and_webhook_runs_only_when_asked(
     source_table: Database, store: Store, vault: Vault, service: SyncService, clock: ManualClock
 ) -> None:
     source_id = add_source(store, vault, "Postgres", source_table.config)
     disabled = add_schema(store, source_id, "items", should_sync=False, next_sync_at=START)
-    webhook = add_schema(store, source_id, "items", sync_type="webhook", next_sync_at=START)
     never = add_schema(store, source_id, "items", frequency="never")
     service.start()
     service.schedule_changed(never)  # enabled and never synced: runs once, then never again
 
     wait_until(lambda: completed_jobs(store, never) == 1, what="the initial run")
     assert schema_row(store, never)["next_sync_at"] is None
+    # A webhook table gets one backfill when asked (after setup, reload, resync), then only pushed events.
+    webhook = add_schema(store, source_id, "items", sync_type="webhook", next_sync_at=START)
+    service.wake()
+    wait_until(lambda: completed_jobs(store, webhook) == 1, what="the webhook backfill")
+    assert schema_row(store, webhook)["next_sync_at"] is None
     clock.advance(timedelta(days=60))
     time.sleep(0.2)
-    assert job_rows(store, disabled) == [] and job_rows(store, webhook) == []
-    assert completed_jobs(store, never) == 1
+    assert job_rows(store, disabled) == []
+    assert completed_jobs(store, never) == 1 and completed_jobs(store, webhook) == 1
 
 
 def test_resync_cancels_the_running_job_and_starts_over(

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 # Sync types the scheduler runs; webhook rows arrive pushed (stripe_webhooks.py), CDC is not polled.
 POLLED_SYNC_TYPES = (SyncType.full_refresh, SyncType.incremental, SyncType.append, SyncType.xmin)
+# Webhook tables also run, but only when asked (first load after setup, reload, resync): the source
+# pushes changes afterwards, and a full read is how the rows that existed before the webhook arrive.
+RUNNABLE_SYNC_TYPES = (*POLLED_SYNC_TYPES, SyncType.webhook)
 DEFAULT_BATCH_ROWS = 50_000
 
 
@@ -195,6 +198,8 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
         raise SourceError(
             "The xmin sync method is not supported by the embedded backend; use incremental or full_refresh."
         )
+    if sync_type == SyncType.webhook:
+        sync_type = SyncType.full_refresh  # the backfill; pushed events merge into it by primary key
     if sync_type not in POLLED_SYNC_TYPES:
         raise SourceError(f"Table '{target.schema_name}' uses {sync_type} sync, which is not run by polling.")
     table = next((t for t in tables if t.name == target.schema_name), None)

@@ -27,13 +27,14 @@ from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import (
     DEFAULT_BATCH_ROWS,
-    POLLED_SYNC_TYPES,
+    RUNNABLE_SYNC_TYPES,
     JobProgress,
     ProgressCallback,
     SyncEngine,
 )
 from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE, Warehouse
 from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.models import SyncType
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def next_run_at(
 _SCHEDULED = (
     "FROM schemas s JOIN sources src ON src.id = s.source_id "
     "WHERE s.deleted = 0 AND src.deleted = 0 AND s.should_sync = 1 "
-    f"AND s.sync_type IN ({', '.join(repr(str(t)) for t in POLLED_SYNC_TYPES)}) AND s.next_sync_at IS NOT NULL "
+    f"AND s.sync_type IN ({', '.join(repr(str(t)) for t in RUNNABLE_SYNC_TYPES)}) AND s.next_sync_at IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.schema_id = s.id AND j.status = 'Running')"
 )
 
@@ -191,12 +192,16 @@ def reschedule_after_run(store: Store, schema_id: str, finished: datetime) -> No
     """Set the next run from the schema's frequency; a run requested while this one ran is kept if sooner."""
     with store.transaction() as db:
         row = db.execute(
-            "SELECT sync_frequency_interval, sync_time_of_day, next_sync_at FROM schemas WHERE id = ?",
+            "SELECT sync_type, sync_frequency_interval, sync_time_of_day, next_sync_at FROM schemas WHERE id = ?",
             (schema_id,),
         ).fetchone()
         if row is None:
             return
-        planned = next_run_at(finished, row["sync_frequency_interval"], row["sync_time_of_day"])
+        planned = (
+            None  # webhook tables are kept fresh by the source; they run only when asked (backfill)
+            if row["sync_type"] == SyncType.webhook
+            else next_run_at(finished, row["sync_frequency_interval"], row["sync_time_of_day"])
+        )
         requested = _parse(row["next_sync_at"])
         candidates = [moment for moment in (planned, requested) if moment is not None]
         db.execute(
