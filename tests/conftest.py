@@ -75,7 +75,13 @@ class Database:
 
 
 def _pg_args(dbname: str) -> dict:
-    return {"host": PG["host"], "port": PG["port"], "user": PG["user"], "dbname": dbname, "connect_timeout": 5}
+    return {
+        "host": PG["host"],
+        "port": PG["port"],
+        "user": PG["user"],
+        "dbname": dbname,
+        "connect_timeout": 5,
+    }
 
 
 def _my_args(dbname: str | None) -> dict:

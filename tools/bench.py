@@ -1,7 +1,12 @@
 """Developer benchmarks: `python tools/bench.py <benchmark> [options]`.
 
-    sync    full and incremental sync of a generated Postgres table through the real engine,
-            against the raw read limit (COPY ... TO STDOUT in binary)
+    startup   launch → tools/list over stdio, against a minimal one-tool MCP server
+    context   size of the tools/list answer per tool and per toolset
+    calls     1,000 retrieve calls in process and over streamable HTTP, against a minimal server
+    sync      full and incremental sync of a generated Postgres table through the real engine,
+              against the raw read limit (COPY ... TO STDOUT in binary)
+    sessions  50 sequential fresh-server harness sessions (create, setup, sync, tear down)
+    all       all of the above
 
 Each benchmark is one function taking the parsed arguments; `main()` only dispatches. They need the
 local services (tools/prepare_services.sh) and print a compact table of results.
@@ -22,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+import bench_mcp
 from warehouse_mcp.embedded import schema_records, source_records
 from warehouse_mcp.embedded.store import Store, utcnow
 from warehouse_mcp.embedded.sync import jobs
@@ -70,10 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     sync.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="rows per Arrow batch")
     sync.set_defaults(run=bench_sync)
+    bench_mcp.add_commands(commands)
+    every = commands.add_parser("all", help="every benchmark, one after the other (the README's figures)")
+    every.set_defaults(
+        run=bench_all, rows=1_000_000, batch_rows=DEFAULT_BATCH_ROWS, repeat=5, calls=1000, sessions=50
+    )
 
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
+
+
+def bench_all(args: argparse.Namespace) -> int:
+    failed = 0
+    for title, run in (
+        ("1. cold start", bench_mcp.bench_startup),
+        ("2. context cost", bench_mcp.bench_context),
+        ("3. call overhead", bench_mcp.bench_calls),
+        ("4. sync throughput", bench_sync),
+        ("5. harness sessions", bench_mcp.bench_sessions),
+    ):
+        print(f"\n== {title} ==")
+        failed |= run(args)
+    return failed
 
 
 # --- sync ---------------------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def main() -> int:
     wanted = render(current)
     if "--check" in sys.argv:
         if current != wanted:
-            print("README.md's tool table is out of date: run python tools/gen_readme_table.py", file=sys.stderr)
+            print(
+                "README.md's tool table is out of date: run python tools/gen_readme_table.py", file=sys.stderr
+            )
             return 1
         return 0
     README.write_text(wanted)

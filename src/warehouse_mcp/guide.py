@@ -57,7 +57,9 @@ def register_guide(server: MCPServer, runtime: Runtime) -> None:
                 "source_type": name,
                 "label": form.get("label") or name,
                 "category": form.get("category"),
-                "fields": [field.get("name") for field in form.get("fields") or [] if isinstance(field, dict)],
+                "fields": [
+                    field.get("name") for field in form.get("fields") or [] if isinstance(field, dict)
+                ],
             }
             for name, form in sorted((await forms()).items())
         ]
@@ -73,7 +75,9 @@ def register_guide(server: MCPServer, runtime: Runtime) -> None:
         all_forms = await forms()
         by_lower = {name.lower(): name for name in all_forms}
         if source_type.lower() not in by_lower:
-            raise ResourceError(f"Unknown source type {source_type!r}; read warehouse://source-types for the list.")
+            raise ResourceError(
+                f"Unknown source type {source_type!r}; read warehouse://source-types for the list."
+            )
         return all_forms[by_lower[source_type.lower()]]
 
     @server.resource(

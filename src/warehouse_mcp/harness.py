@@ -92,7 +92,9 @@ class EmbeddedApi:
     def __enter__(self) -> EmbeddedApi:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -165,7 +167,9 @@ def complete_connect_page(connect_url: str, fields: dict[str, Any], *, timeout: 
             errors = _FormReader()
             errors.feed(posted.text)
             message = " ".join(errors.errors) or _text(posted.text)
-            raise ConnectPageError(f"The connect page refused the submission ({posted.status_code}): {message}")
+            raise ConnectPageError(
+                f"The connect page refused the submission ({posted.status_code}): {message}"
+            )
         status = http.get(connect_url.rstrip("/") + "/status").json()
     if status.get("state") != "completed" or not status.get("credential_id"):
         raise ConnectPageError(f"The connect page did not complete: {status}")

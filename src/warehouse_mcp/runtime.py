@@ -43,6 +43,7 @@ class Runtime:
         self._backend: EmbeddedBackend | None = None
         self._home: Path | None = None
         self._users = 0
+        self._starting: threading.Thread | None = None
         self._lock = anyio.Lock()
         self._transcript_lock = threading.Lock()
 
@@ -101,7 +102,10 @@ class Runtime:
             run_scheduler=settings.run_scheduler,
             clock=self.clock,
         )
-        await anyio.to_thread.run_sync(backend.start)
+        # The scheduler (DuckDB, the warehouse lock, crash recovery) starts beside the session rather than
+        # before it: the client gets its tool list without waiting for it.
+        self._starting = threading.Thread(target=backend.start, name="warehouse-start", daemon=True)
+        self._starting.start()
         self._backend = backend
         self._client = ApiClient(
             EMBEDDED_BASE_URL,
@@ -116,7 +120,8 @@ class Runtime:
             await self._client.aclose()
             self._client = None
         if self._backend is not None:
-            await anyio.to_thread.run_sync(self._backend.close)
+            starting, backend = self._starting, self._backend
+            await anyio.to_thread.run_sync(lambda: (starting and starting.join(), backend.close()))
             self._backend = None
         if self.settings.ephemeral and self._home is not None:
             shutil.rmtree(self._home, ignore_errors=True)

@@ -105,14 +105,15 @@ def warehouse_postgres() -> Iterator[SeededPostgres]:
     dsn = make_conninfo(admin_dsn, dbname=name)
     seed = os.environ.get("WAREHOUSE_MCP_SEED_SQL")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute((Path(seed).read_text() if seed else SEED_SQL))
+        conn.execute(Path(seed).read_text() if seed else SEED_SQL)
     parts = conninfo_to_dict(dsn)
     fields = {
         "host": parts.get("host", "127.0.0.1"),
         "port": str(parts.get("port", 5432)),
         "database": name,
         "user": parts.get("user", "postgres"),
-        "password": parts.get("password") or os.environ.get("WAREHOUSE_MCP_TEST_POSTGRES_PASSWORD", "unused-with-trust"),
+        "password": parts.get("password")
+        or os.environ.get("WAREHOUSE_MCP_TEST_POSTGRES_PASSWORD", "unused-with-trust"),
         "schema": "public",
     }
     try:

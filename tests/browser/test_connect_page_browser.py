@@ -10,12 +10,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from mcp import Client
-from playwright.async_api import Page
 
 from tests.browser.browser_support import (
     call,
@@ -29,6 +28,9 @@ from tests.browser.browser_support import (
 from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.store import iso, utcnow
 from warehouse_mcp.server import build_server
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser, pytest.mark.postgres]
 
@@ -154,7 +156,9 @@ async def test_an_expired_link_is_refused(page: Page, postgres_db: Database, hom
         assert await status.json() == {"state": "expired"}
 
 
-async def test_a_post_without_the_csrf_token_is_refused(page: Page, postgres_db: Database, home: Path) -> None:
+async def test_a_post_without_the_csrf_token_is_refused(
+    page: Page, postgres_db: Database, home: Path
+) -> None:
     async with Client(build_server(embedded_settings(home))) as client:
         url = await new_link(client)
         await page.goto(url)
@@ -164,7 +168,8 @@ async def test_a_post_without_the_csrf_token_is_refused(page: Page, postgres_db:
         )
         assert removed
         assert await submit(page) == 403
-        assert await heading(page) == "Form check failed"
+        assert (await page.title()).startswith("Form check failed")
+        assert "security token is missing or wrong" in await page.locator("main").inner_text()
         assert CANARY_PASSWORD not in await page.content()
 
         # A forged post from outside the page (no token, or a guessed one) is refused the same way.

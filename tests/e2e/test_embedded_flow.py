@@ -61,9 +61,15 @@ async def test_connect_setup_sync_and_manage(kind: str, request: pytest.FixtureR
     seed_shop(db)
     async with Client(build_server(embedded(home))) as client:
         credential_id = await connect(client, source_type, db)
-        created = await call(client, "data-warehouse-source-setup", {"source_type": source_type, "payload": {"credential_id": credential_id}})
+        created = await call(
+            client,
+            "data-warehouse-source-setup",
+            {"source_type": source_type, "payload": {"credential_id": credential_id}},
+        )
         source_id = created["id"]
-        waited = await call(client, "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60})
+        waited = await call(
+            client, "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}
+        )
         assert waited["done"], waited
         source = await call(client, "external-data-sources-retrieve", {"id": source_id})
         by_name = {schema["name"]: schema for schema in source["schemas"]}
@@ -74,14 +80,23 @@ async def test_connect_setup_sync_and_manage(kind: str, request: pytest.FixtureR
         assert source["status"] == "Completed", source
         assert by_name["customers"]["table"]["row_count"] == 25
         # the credential was single use
-        again = await client.call_tool("data-warehouse-source-setup", {"source_type": source_type, "payload": {"credential_id": credential_id}})
+        again = await client.call_tool(
+            "data-warehouse-source-setup",
+            {"source_type": source_type, "payload": {"credential_id": credential_id}},
+        )
         assert again.is_error and "not found or expired" in again.content[0].text
         listed = await call(client, "external-data-sources-list", {})
         assert listed["count"] == 1
         events = by_name["events"]["id"]
-        updated = await call(client, "external-data-schemas-partial-update", {"id": events, "sync_frequency": "1hour"})
+        updated = await call(
+            client, "external-data-schemas-partial-update", {"id": events, "sync_frequency": "1hour"}
+        )
         assert updated["sync_frequency"] == "1hour"
-        bulk = await call(client, "external-data-sources-bulk-update-schemas-partial-update", {"id": source_id, "schemas": [{"id": events, "should_sync": False}]})
+        bulk = await call(
+            client,
+            "external-data-sources-bulk-update-schemas-partial-update",
+            {"id": source_id, "schemas": [{"id": events, "should_sync": False}]},
+        )
         assert bulk["results"][0]["should_sync"] is False
         db.execute("CREATE TABLE invoices (id int PRIMARY KEY, total int)")
         refreshed = await call(client, "external-data-sources-refresh-schemas-create", {"id": source_id})
@@ -102,7 +117,15 @@ async def test_source_survives_a_restart(postgres_db: Database, home: Path) -> N
     seed_shop(postgres_db)
     async with Client(build_server(embedded(home, run_scheduler=False))) as client:
         credential_id = await connect(client, "Postgres", postgres_db)
-        created = await call(client, "data-warehouse-source-setup", {"source_type": "Postgres", "payload": {"credential_id": credential_id}, "description": "keep me"})
+        created = await call(
+            client,
+            "data-warehouse-source-setup",
+            {
+                "source_type": "Postgres",
+                "payload": {"credential_id": credential_id},
+                "description": "keep me",
+            },
+        )
         before = await call(client, "external-data-sources-retrieve", {"id": created["id"]})
     async with Client(build_server(embedded(home, run_scheduler=False))) as client:
         after = await call(client, "external-data-sources-retrieve", {"id": created["id"]})

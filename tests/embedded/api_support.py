@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,10 +87,12 @@ def backend(home: Path) -> Iterator[EmbeddedBackend]:
 
 
 @pytest.fixture
-def api(backend: EmbeddedBackend) -> Iterator[Api]:
+def api(backend: EmbeddedBackend, caplog: pytest.LogCaptureFixture) -> Iterator[Api]:
+    caplog.set_level(logging.DEBUG, logger="warehouse_mcp")
     client = Api(backend)
     yield client
     client.assert_no_secret_leaked()
+    assert CANARY_PASSWORD not in caplog.text, "the canary password was logged"
 
 
 def message(response: httpx.Response) -> str:

@@ -136,6 +136,22 @@ def test_current_project_is_project_one_and_projects_are_separate(api: Api, back
     assert Api(backend, "projects", "2").get(SOURCES).json()["count"] == 0
 
 
+def test_head_answers_like_get_and_get_ignores_a_body(api: Api) -> None:
+    assert api.request("HEAD", SOURCES).status_code == 200
+    assert api.request("GET", SOURCES, content=b"{not json").status_code == 200
+
+
+def test_ids_are_read_in_any_uuid_spelling(api: Api, backend: EmbeddedBackend) -> None:
+    with backend.store.transaction() as db:
+        db.execute(
+            "INSERT INTO sources (id, team_id, source_type, created_at, updated_at) "
+            "VALUES (?, 1, 'Postgres', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z')",
+            (SOURCE_ID,),
+        )
+    assert api.get(f"{SOURCES}{SOURCE_ID.upper()}/").json()["id"] == SOURCE_ID
+    assert api.get(f"{SOURCES}{SOURCE_ID.replace('-', '')}/").status_code == 200
+
+
 def test_malformed_json_is_a_parse_error(api: Api) -> None:
     response = api.request(
         "POST", SOURCES, content=b'{"source_type": ', headers={"content-type": "application/json"}

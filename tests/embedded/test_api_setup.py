@@ -54,7 +54,9 @@ def test_setup_from_a_stored_credential(api: Api, backend: EmbeddedBackend, shar
     assert schemas["orders"]["should_sync"] is True and schemas["orders"]["sync_type"] == "incremental"
     assert schemas["orders"]["incremental_field"] == "updated_at"
     assert schemas["orders"]["primary_key_columns"] == ["id"]
-    assert schemas["events"]["should_sync"] is True and schemas["events"]["incremental_field"] == "created_at"
+    # No primary key to merge on: the cursor column still limits each run, rows are appended.
+    assert schemas["events"]["should_sync"] is True and schemas["events"]["sync_type"] == "append"
+    assert schemas["events"]["incremental_field"] == "created_at"
     assert all(schema["sync_frequency"] == "6hour" for schema in schemas.values())
 
     assert api.get(f"{SOURCES}stored_credentials/").json() == [], "the credential was single-use"
@@ -167,7 +169,8 @@ def test_cursor_field_preference(candidates: tuple[str, ...], chosen: str | None
 def test_default_schemas() -> None:
     tables = [
         table("a", "updated_at", primary_keys=["id"]),
-        table("b", "created", supports_incremental=False),
+        table("b", "created", supports_incremental=False, primary_keys=["id"]),
+        table("b2", "created"),
         table("c", "created", supports_incremental=False, supports_append=False),
         table("d"),
         table("e", "updated_at", webhook_only=True, supports_webhooks=True),
@@ -183,6 +186,14 @@ def test_default_schemas() -> None:
         },
         {
             "name": "b",
+            "should_sync": True,
+            "sync_type": "append",
+            "incremental_field": "created",
+            "incremental_field_type": "timestamp",
+            "primary_key_columns": ["id"],
+        },
+        {
+            "name": "b2",
             "should_sync": True,
             "sync_type": "append",
             "incremental_field": "created",

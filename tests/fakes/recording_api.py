@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,8 @@ class RecordingApi:
         self.requests: list[Recorded] = []
         self.script: deque[Reply] = deque()
         self.default = Reply(200, {"ok": "default"})
+        # When set, answers whatever the script does not: a reply computed from the request.
+        self.responder: Callable[[Recorded], Reply] | None = None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,16 +54,18 @@ class RecordingApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                api.requests.append(
-                    Recorded(
-                        self.command,
-                        parts.path,
-                        parse_qsl(parts.query, keep_blank_values=True),
-                        {key.lower(): value for key, value in self.headers.items()},
-                        json.loads(raw) if raw else None,
-                    )
+                recorded = Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qsl(parts.query, keep_blank_values=True),
+                    {key.lower(): value for key, value in self.headers.items()},
+                    json.loads(raw) if raw else None,
                 )
-                reply = api.script.popleft() if api.script else api.default
+                api.requests.append(recorded)
+                if api.script:
+                    reply = api.script.popleft()
+                else:
+                    reply = api.responder(recorded) if api.responder else api.default
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:

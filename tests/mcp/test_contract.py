@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from mcp import Client
+
 from tests.fakes.recording_api import RecordingApi, Reply
 from warehouse_mcp.operations import OPERATIONS
 from warehouse_mcp.server import build_server

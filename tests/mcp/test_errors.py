@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from mcp import Client
+
 from tests.fakes.recording_api import RecordingApi, Reply
 from warehouse_mcp.server import build_server
 from warehouse_mcp.settings import Settings

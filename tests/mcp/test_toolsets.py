@@ -60,7 +60,13 @@ def test_toolsets_from_the_environment() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_resources_and_prompts(api: RecordingApi, mode: str) -> None:
-    forms = {"Postgres": {"label": "Postgres", "category": "Databases", "fields": [{"name": "host"}, {"name": "password"}]}}
+    forms = {
+        "Postgres": {
+            "label": "Postgres",
+            "category": "Databases",
+            "fields": [{"name": "host"}, {"name": "password"}],
+        }
+    }
     api.default = Reply(200, forms)
     async with Client(build_server(settings(api.url)), mode=mode) as client:
         listing = json.loads((await client.read_resource("warehouse://source-types")).contents[0].text)
@@ -68,7 +74,14 @@ async def test_resources_and_prompts(api: RecordingApi, mode: str) -> None:
         guide = (await client.read_resource("warehouse://guides/connect-flow")).contents[0].text
         prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}
         plan = await client.get_prompt("connect-source", {"source_type": "MySQL"})
-    assert listing == [{"source_type": "Postgres", "label": "Postgres", "category": "Databases", "fields": ["host", "password"]}]
+    assert listing == [
+        {
+            "source_type": "Postgres",
+            "label": "Postgres",
+            "category": "Databases",
+            "fields": ["host", "password"],
+        }
+    ]
     assert one["category"] == "Databases"
     assert "data-warehouse-source-connect-link" in guide
     assert prompts == {"connect-source", "diagnose-failing-sync"}

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp import Client, StdioServerParameters
 from tests.fakes.recording_api import RecordingApi, Reply
 
 BIN = str(Path(sys.executable).with_name("warehouse-mcp"))

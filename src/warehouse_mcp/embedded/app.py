@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from warehouse_mcp.embedded import credentials_api, schemas_api, sources_api, webhooks_api
+from warehouse_mcp.embedded import cdc_api, credentials_api, schemas_api, sources_api, webhooks_api
 from warehouse_mcp.embedded.errors import (
     ApiError,
     authentication_failed,
@@ -47,6 +47,7 @@ Handler = Callable[[Request], Response]
 API_PATH = re.compile(r"^/api/(?:environments|projects)/(?P<project>\d+|@current)/(?P<rest>.*?)/?$")
 CURRENT_PROJECT = 1
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ SCHEMAS = "external_data_schemas"
 # Collection actions come before `{id}` so `wizard` is never read as a source id.
 ENDPOINTS: tuple[Endpoint, ...] = (
     _endpoint(SOURCES, get=sources_api.list_sources, post=sources_api.create),
-    _endpoint(f"{SOURCES}/check_cdc_prerequisites", post=sources_api.check_cdc_prerequisites),
+    _endpoint(f"{SOURCES}/check_cdc_prerequisites", post=cdc_api.check_cdc_prerequisites),
     _endpoint(f"{SOURCES}/connect_link", get=credentials_api.connect_link),
     _endpoint(f"{SOURCES}/connections", get=sources_api.connections),
     _endpoint(f"{SOURCES}/database_schema", post=sources_api.database_schema),
@@ -83,10 +84,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         delete=sources_api.destroy,
     ),
     _endpoint(f"{SOURCES}/{{id}}/bulk_update_schemas", patch=sources_api.bulk_update_schemas),
-    _endpoint(f"{SOURCES}/{{id}}/cdc_status", get=sources_api.cdc_status),
+    _endpoint(f"{SOURCES}/{{id}}/cdc_status", get=cdc_api.cdc_status),
     _endpoint(
         f"{SOURCES}/{{id}}/check_cdc_prerequisites_for_source",
-        post=sources_api.check_cdc_prerequisites_for_source,
+        post=cdc_api.check_cdc_prerequisites_for_source,
     ),
     _endpoint(f"{SOURCES}/{{id}}/create_webhook", post=webhooks_api.create_webhook),
     _endpoint(f"{SOURCES}/{{id}}/delete_webhook", post=webhooks_api.delete_webhook),
@@ -156,12 +157,12 @@ def make_dispatcher(backend: EmbeddedBackend) -> Callable[[Request], object]:
             endpoint_name = endpoint.name
             if backend.api_token:
                 check_token(request, backend.api_token)
-            handler = endpoint.methods.get(request.method)
+            handler = endpoint.methods.get("GET" if request.method == "HEAD" else request.method)
             if handler is None:
                 raise method_not_allowed(request.method)
             request.scope["path_params"] = params
             request.state.team_id = team_id
-            request.state.body = await parse_body(request)
+            request.state.body = await parse_body(request) if request.method in BODY_METHODS else None
             return await run_in_threadpool(handler, request)
         except ApiError as error:
             return error_response(error)

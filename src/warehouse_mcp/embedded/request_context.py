@@ -7,6 +7,7 @@ in the thread pool, where `await request.json()` is not possible), and leaves th
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -49,7 +50,12 @@ def body(request: Request) -> dict[str, Any]:
 
 
 def path_id(request: Request) -> str:
-    return str(request.path_params["id"])
+    """The `{id}` of the path; a UUID in any spelling reads as its canonical lower-case form."""
+    raw = str(request.path_params["id"])
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return raw
 
 
 def json_response(data: Any, status: int = 200) -> Response:

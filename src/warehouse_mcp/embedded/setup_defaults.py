@@ -1,8 +1,8 @@
 """The `schemas` array `setup` builds so the caller never has to (api-semantics §4 setup).
 
-Every discovered table is enabled: `incremental` when the table supports it and has a cursor
-candidate (cheapest ongoing sync), else `append` when supported (it needs a cursor too), else
-`full_refresh`. Never `cdc`: that needs prerequisites and an explicit opt-in. Webhook-only tables
+Every discovered table is enabled: `incremental` when the table supports it, has a cursor
+candidate and a primary key (incremental runs merge changed rows on it), else `append` when
+supported (it needs a cursor too, but no key), else `full_refresh`. Never `cdc`: that needs prerequisites and an explicit opt-in. Webhook-only tables
 start disabled; setup switches them on if it manages to register the source's webhook.
 """
 
@@ -31,7 +31,7 @@ def default_schemas(tables: list[TableInfo]) -> list[dict[str, Any]]:
             schemas.append({"name": table.name, "should_sync": False})
             continue
         chosen = cursor_field(table.incremental_fields)
-        if chosen is not None and table.supports_incremental:
+        if chosen is not None and table.supports_incremental and table.primary_keys:
             sync_type = "incremental"
         elif chosen is not None and table.supports_append:
             sync_type = "append"

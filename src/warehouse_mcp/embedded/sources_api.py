@@ -1,18 +1,16 @@
 """Handlers for `external_data_sources/` (api-semantics §1 and §4), one function per operation.
 
-Errors follow PostHog: standard CRUD and field checks answer DRF's shape, custom actions and the
+Creating a source lives in source_creation.py, the CDC actions in cdc_api.py, the webhook actions in
+webhooks_api.py. Errors follow PostHog: standard CRUD and field checks answer DRF's shape, custom actions and the
 connector's findings answer `{"message": ...}`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import re
 import sqlite3
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +24,12 @@ from warehouse_mcp.embedded import (
     schema_records,
     schema_updates,
     serializers,
+    source_creation,
     source_records,
     webhooks_api,
 )
 from warehouse_mcp.embedded.connectors import registry
-from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
+from warehouse_mcp.embedded.connectors.base import TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import (
     message_error,
     not_a_list,
@@ -48,20 +47,14 @@ from warehouse_mcp.models import (
 )
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from warehouse_mcp.embedded.backend import EmbeddedBackend
 
-__all__ = ["source_config"]  # contract 5: the helper lives (is re-exported) here
+# `source_config` (contract 5) is defined in source_records and imported here, where callers look for it.
 
 logger = logging.getLogger(__name__)
 
 Row = sqlite3.Row
 
-PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DIRECT_ENGINES = {"Postgres": "postgres", "MySQL": "mysql"}
-CDC_SOURCE_TYPES = ("Postgres",)
-CDC_FREQUENCY_SECONDS = 5 * 60
 JOBS_LIMIT = 50
 BULK_UPDATE_FIELDS = (
     "should_sync",
@@ -75,294 +68,15 @@ BULK_UPDATE_FIELDS = (
 )
 
 
-# --- shared pieces -------------------------------------------------------------------------------
-
-
 def source_answer(backend: EmbeddedBackend, source: Row) -> dict[str, Any]:
     schemas = schema_records.of_source(backend.store, source["id"])
     return serializers.source_json(source, schemas, source_records.last_run_at(backend.store, source["id"]))
-
-
-def check_prefix_format(prefix: str | None) -> None:
-    """PostHog's prefix rules: the prefix must make valid table identifiers (underscores at the ends are ignored)."""
-    if not prefix:
-        return
-    cleaned = prefix.strip("_")
-    if not cleaned:
-        raise validation_error("Prefix cannot consist of only underscores")
-    if not PREFIX_PATTERN.match(cleaned):
-        raise validation_error(
-            "Prefix must contain only letters, numbers, and underscores, and start with a letter or underscore"
-        )
-
-
-def _direct_name(prefix: Any) -> str:
-    name = prefix.strip() if isinstance(prefix, str) else ""
-    if not name:
-        raise message_error("Name is required for direct query sources")
-    return name
 
 
 def _source_type(data: dict[str, Any]) -> str:
     if data.get("source_type") is None:
         raise required("source_type")
     return request_context.choice(data, "source_type", registry.SOURCE_TYPES)
-
-
-def _strip_strings(payload: dict[str, Any]) -> dict[str, Any]:
-    return {key: value.strip() if isinstance(value, str) else value for key, value in payload.items()}
-
-
-def _postgres() -> ModuleType:
-    # Imported on use: the driver is heavy and only CDC checks need the module's extras.
-    return importlib.import_module("warehouse_mcp.embedded.connectors.postgres")
-
-
-def _cdc_mode(data: dict[str, Any]) -> str:
-    mode = data.get("cdc_management_mode") or "posthog"
-    if mode not in ("posthog", "self_managed"):
-        raise message_error("cdc_management_mode must be 'posthog' or 'self_managed'.")
-    return str(mode)
-
-
-def default_slot_name(source_id: str) -> str:
-    return f"posthog_{uuid.UUID(source_id).hex[:12]}"
-
-
-def default_publication_name(source_id: str) -> str:
-    return f"posthog_pub_{uuid.UUID(source_id).hex[:12]}"
-
-
-# --- creating a source (create and setup) --------------------------------------------------------
-
-
-@dataclass
-class NewSource:
-    source_type: str
-    payload: dict[str, Any]
-    prefix: str | None
-    description: str | None
-    access_method: str
-    created_via: str
-
-
-@dataclass(frozen=True)
-class SchemaPlan:
-    name: str
-    table: TableInfo
-    should_sync: bool
-    sync_type: str | None
-    incremental_field: str | None
-    incremental_field_type: str | None
-    primary_key_columns: list[str] | None
-    sync_time_of_day: str | None
-    enabled_columns: list[str] | None
-    cdc_table_mode: str
-    frequency_seconds: int | None
-
-
-def create_source(
-    backend: EmbeddedBackend,
-    team_id: int,
-    new: NewSource,
-    checked: tuple[dict[str, Any], list[TableInfo]] | None = None,
-) -> str:
-    """Run create's checks in PostHog's order, store the source and its schemas, start the enabled syncs.
-
-    `checked` is `(config, tables)` when the caller (setup) already validated and discovered.
-    """
-    direct = new.access_method == AccessMethod.direct
-    prefix = new.prefix or None
-    if direct:
-        if new.source_type not in DIRECT_ENGINES:
-            raise message_error(
-                "Direct query mode is currently supported only for Postgres and MySQL sources."
-            )
-        prefix = _direct_name(new.prefix)
-    else:
-        check_prefix_format(prefix)
-        conflict = source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
-        if conflict:
-            raise message_error(conflict)
-
-    payload = _strip_strings(new.payload)
-    if checked is None:
-        connector = connector_access.connector(new.source_type)
-        config = connector_access.only_form_fields(new.source_type, payload)
-        connector_access.check_config(new.source_type, config)
-        connector_access.check_credentials(connector, config)
-        tables = connector_access.discover(connector, config)
-    else:
-        config, tables = checked
-
-    source_id = str(uuid.uuid4())
-    cdc_on = bool(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
-    plans = _schema_plans(payload.get("schemas"), tables, cdc_on=cdc_on, direct=direct)
-    if cdc_on:
-        config = {**config, **_cdc_settings(payload, source_id)}
-
-    job_inputs, job_inputs_secret = source_records.encode_config(backend.vault, new.source_type, config)
-    metadata = {"engine": DIRECT_ENGINES[new.source_type]} if direct else {}
-    planned = {plan.name for plan in plans}
-    to_sync: list[str] = []
-    with backend.store.transaction() as db:
-        source_records.insert(
-            db,
-            source_id=source_id,
-            team_id=team_id,
-            source_type=new.source_type,
-            prefix=prefix,
-            description=new.description,
-            created_via=new.created_via,
-            access_method=new.access_method,
-            job_inputs=job_inputs,
-            job_inputs_secret=job_inputs_secret,
-            connection_metadata=metadata,
-        )
-        for plan in plans:
-            schema_id = schema_records.insert(
-                db,
-                team_id=team_id,
-                source_id=source_id,
-                name=plan.name,
-                table=plan.table,
-                should_sync=plan.should_sync,
-                sync_type=plan.sync_type,
-                incremental_field=plan.incremental_field,
-                incremental_field_type=plan.incremental_field_type,
-                primary_key_columns=plan.primary_key_columns,
-                sync_frequency_interval=plan.frequency_seconds,
-                sync_time_of_day=plan.sync_time_of_day,
-                enabled_columns=plan.enabled_columns,
-                cdc_table_mode=plan.cdc_table_mode,
-            )
-            if plan.should_sync and not direct:
-                to_sync.append(schema_id)
-        # Tables the payload left out are known too (disabled), as PostHog's discovery adds them.
-        for table in tables:
-            if table.name not in planned:
-                schema_records.insert(
-                    db,
-                    team_id=team_id,
-                    source_id=source_id,
-                    name=table.name,
-                    table=table,
-                    primary_key_columns=table.primary_keys or None,
-                    sync_frequency_interval=FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
-                )
-    for schema_id in to_sync:
-        backend.sync.request_sync(schema_id)
-    return source_id
-
-
-def _schema_plans(given: Any, tables: list[TableInfo], *, cdc_on: bool, direct: bool) -> list[SchemaPlan]:
-    if not given or not isinstance(given, list):
-        raise message_error("Schemas not given")
-    by_name = {table.name: table for table in tables}
-    entries = [entry if isinstance(entry, dict) else {} for entry in given]
-    if any(entry.get("name") not in by_name for entry in entries):
-        raise message_error("Schemas given do not exist in source")
-
-    def wants_cdc(entry: dict[str, Any]) -> bool:
-        return entry.get("sync_type") == "cdc" and bool(entry.get("should_sync", False))
-
-    if not cdc_on:
-        requested = sorted({entry["name"] for entry in entries if wants_cdc(entry)})
-        if requested:
-            raise message_error(
-                "CDC must be enabled on the source before selecting it as a sync type. "
-                f"The following schemas requested CDC: {', '.join(requested)}."
-            )
-    else:
-        missing_pk = sorted(
-            {
-                entry["name"]
-                for entry in entries
-                if wants_cdc(entry) and not by_name[entry["name"]].primary_keys
-            }
-        )
-        if missing_pk:
-            raise message_error(
-                "CDC requires a primary key on each table. "
-                f"The following tables have no primary key: {', '.join(missing_pk)}."
-            )
-
-    plans: dict[str, SchemaPlan] = {}
-    for entry in entries:
-        plans[entry["name"]] = _schema_plan(entry, by_name[entry["name"]], direct=direct)
-    return list(plans.values())
-
-
-def _schema_plan(entry: dict[str, Any], table: TableInfo, *, direct: bool) -> SchemaPlan:
-    name = table.name
-    should_sync = bool(entry.get("should_sync", False))
-    sync_type = entry.get("sync_type")
-    if sync_type is not None and sync_type not in schema_updates.SYNC_TYPES:
-        raise message_error(
-            f"Unknown sync_type '{sync_type}' for schema '{name}'. Use one of: {', '.join(schema_updates.SYNC_TYPES)}."
-        )
-    field = entry.get("incremental_field")
-    field_type = entry.get("incremental_field_type")
-    if should_sync and sync_type in schema_updates.CURSOR_SYNC_TYPES:
-        if field is None:
-            raise message_error("Incremental schemas given do not have an incremental field set")
-        if field_type is None:
-            raise message_error("Incremental schemas given do not have an incremental field type set")
-    if field_type is not None and field_type not in schema_updates.FIELD_TYPES:
-        raise message_error(
-            f"Unknown incremental_field_type '{field_type}' for schema '{name}'. "
-            f"Use one of: {', '.join(schema_updates.FIELD_TYPES)}."
-        )
-    cdc_table_mode = entry.get("cdc_table_mode") or "consolidated"
-    if cdc_table_mode not in schema_updates.CDC_TABLE_MODES:
-        raise message_error(
-            f"Unknown cdc_table_mode '{cdc_table_mode}' for schema '{name}'. "
-            f"Use one of: {', '.join(schema_updates.CDC_TABLE_MODES)}."
-        )
-    time_of_day = entry.get("sync_time_of_day")
-    if time_of_day is not None:
-        try:
-            time_of_day = schema_updates.parse_time_of_day(time_of_day)
-        except Exception:
-            raise message_error(
-                f"Invalid sync time of day for schema '{name}': use HH:MM:SS (UTC)."
-            ) from None
-    enabled = entry.get("enabled_columns")
-    enabled_columns = (
-        [column for column in enabled if isinstance(column, str)] if isinstance(enabled, list) else None
-    )
-    pk = entry.get("primary_key_columns")
-    primary_key = [str(column) for column in pk] if isinstance(pk, list) and pk else None
-    cdc_set_up = sync_type == "cdc" and should_sync
-    if sync_type == "cdc" and not should_sync:
-        sync_type = None  # a CDC table nobody enabled is not set up yet
-    return SchemaPlan(
-        name=name,
-        table=table,
-        should_sync=should_sync,
-        sync_type=None if direct else sync_type,
-        incremental_field=field,
-        incremental_field_type=field_type,
-        primary_key_columns=primary_key or table.primary_keys or None,
-        sync_time_of_day=None if direct else time_of_day,
-        enabled_columns=enabled_columns,
-        cdc_table_mode=cdc_table_mode,
-        frequency_seconds=CDC_FREQUENCY_SECONDS
-        if cdc_set_up and not direct
-        else FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
-    )
-
-
-def _cdc_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:
-    return {
-        "cdc_enabled": True,
-        "cdc_management_mode": _cdc_mode(payload),
-        "cdc_slot_name": payload.get("cdc_slot_name") or default_slot_name(source_id),
-        "cdc_publication_name": payload.get("cdc_publication_name") or default_publication_name(source_id),
-        "cdc_auto_drop_slot": payload.get("cdc_auto_drop_slot", True),
-        "cdc_lag_warning_threshold_mb": payload.get("cdc_lag_warning_threshold_mb", 1024),
-        "cdc_lag_critical_threshold_mb": payload.get("cdc_lag_critical_threshold_mb", 10240),
-    }
 
 
 # --- CRUD ----------------------------------------------------------------------------------------
@@ -389,7 +103,7 @@ def create(request: Request) -> Response:
     payload = request_context.optional_dict(data, "payload")
     if payload is None:
         raise required("payload")
-    new = NewSource(
+    new = source_creation.NewSource(
         source_type=source_type,
         payload=payload,
         prefix=request_context.optional_str(data, "prefix", max_length=100),
@@ -399,7 +113,7 @@ def create(request: Request) -> Response:
         ),
         created_via=request_context.choice(data, "created_via", tuple(CreatedVia), CreatedVia.api),
     )
-    source_id = create_source(backend, request_context.team_id(request), new)
+    source_id = source_creation.create_source(backend, request_context.team_id(request), new)
     return request_context.json_response({"id": source_id}, 201)
 
 
@@ -637,48 +351,6 @@ def _timestamp_param(request: Request, name: str) -> datetime | None:
         ) from None
 
 
-def check_cdc_prerequisites_for_source(request: Request) -> Response:
-    backend = request_context.backend(request)
-    source = source_records.get(
-        backend.store, request_context.team_id(request), request_context.path_id(request)
-    )
-    if source["source_type"] not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
-    data = request_context.body(request)
-    mode = _cdc_mode(data)
-    config = source_config(backend.store, backend.vault, source["id"])
-    return _prerequisites(config, [], mode, data)
-
-
-def cdc_status(request: Request) -> Response:
-    backend = request_context.backend(request)
-    source = source_records.get(
-        backend.store, request_context.team_id(request), request_context.path_id(request)
-    )
-    if source["source_type"] not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
-    config = source_config(backend.store, backend.vault, source["id"])
-    if not config.get("cdc_enabled"):
-        return request_context.json_response({"enabled": False})
-    slot = config.get("cdc_slot_name") or default_slot_name(source["id"])
-    publication = config.get("cdc_publication_name") or default_publication_name(source["id"])
-    try:
-        live = _postgres().cdc_status(config, slot, publication)
-    except SourceError as exc:
-        raise message_error(f"Could not connect to source to read CDC status: {exc}") from None
-    return request_context.json_response(
-        {
-            "enabled": True,
-            "management_mode": config.get("cdc_management_mode") or "posthog",
-            "slot_name": slot,
-            "publication_name": publication,
-            "lag_warning_threshold_mb": config.get("cdc_lag_warning_threshold_mb"),
-            "lag_critical_threshold_mb": config.get("cdc_lag_critical_threshold_mb"),
-            **live,
-        }
-    )
-
-
 # --- actions on the collection -------------------------------------------------------------------
 
 
@@ -731,44 +403,21 @@ def source_prefix(request: Request) -> Response:
         raise message_error("Missing required parameter: source_type")
     prefix = data.get("prefix")
     if data.get("access_method") == AccessMethod.direct:
-        if source_type not in DIRECT_ENGINES:
+        if source_type not in source_creation.DIRECT_ENGINES:
             raise message_error(
                 "Direct query mode is currently supported only for Postgres and MySQL sources."
             )
-        _direct_name(prefix)
+        source_creation.direct_name(prefix)
         return request_context.empty_response()
     if prefix is not None and not isinstance(prefix, str):
         raise validation_error("Not a valid string.", "prefix")
-    check_prefix_format(prefix)
+    source_creation.check_prefix_format(prefix)
     conflict = source_records.prefix_conflict(
         backend.store, request_context.team_id(request), source_type, prefix
     )
     if conflict:
         raise message_error(conflict)
     return request_context.empty_response()
-
-
-def check_cdc_prerequisites(request: Request) -> Response:
-    data = request_context.body(request)
-    if data.get("source_type") not in CDC_SOURCE_TYPES:
-        raise message_error("CDC prerequisite checks are only supported for Postgres.")
-    config = connector_access.only_form_fields("Postgres", data)
-    connector_access.check_config("Postgres", config)
-    mode = _cdc_mode(data)
-    tables = data.get("tables") or []
-    if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
-        raise message_error("'tables' must be a list of table names (schema.table or table).")
-    return _prerequisites(config, tables, mode, data)
-
-
-def _prerequisites(config: dict[str, Any], tables: list[str], mode: str, data: dict[str, Any]) -> Response:
-    try:
-        errors = _postgres().check_cdc_prerequisites(
-            config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
-        )
-    except SourceError as exc:
-        raise message_error(str(exc)) from None
-    return request_context.json_response({"valid": not errors, "errors": list(errors)})
 
 
 def setup(request: Request) -> Response:
@@ -793,7 +442,7 @@ def setup(request: Request) -> Response:
         payload = {**payload, **stored}
 
     connector = connector_access.connector(source_type)
-    payload = _strip_strings(payload)
+    payload = source_creation.strip_strings(payload)
     config = connector_access.only_form_fields(source_type, payload)
     connector_access.check_config(source_type, config)
     connector_access.check_credentials(connector, config)
@@ -802,8 +451,10 @@ def setup(request: Request) -> Response:
         raise message_error("No tables found for this source. Check the credentials and permissions.")
     payload["schemas"] = default_schemas(tables)
 
-    new = NewSource(source_type, payload, prefix, description, AccessMethod.warehouse, CreatedVia.mcp)
-    source_id = create_source(backend, team_id, new, checked=(config, tables))
+    new = source_creation.NewSource(
+        source_type, payload, prefix, description, AccessMethod.warehouse, CreatedVia.mcp
+    )
+    source_id = source_creation.create_source(backend, team_id, new, checked=(config, tables))
     if credential_id is not None:
         credentials_api.delete_stored_credential(backend.store, str(credential_id))
 

@@ -95,6 +95,8 @@ class WebhookRegistration:
 class WebhookConnector(Connector, Protocol):
     """A connector whose source can push changes to us (Stripe)."""
 
-    def register_webhook(self, config: Mapping[str, Any], url: str, tables: list[str]) -> WebhookRegistration: ...
+    def register_webhook(
+        self, config: Mapping[str, Any], url: str, tables: list[str]
+    ) -> WebhookRegistration: ...
 
     def delete_webhook(self, config: Mapping[str, Any], external_id: str) -> bool: ...

@@ -1,0 +1,95 @@
+"""CDC handlers (api-semantics §4): prerequisite checks, with a config or a source's stored one, and live status.
+
+Only Postgres has CDC; the checks and the status read are the Postgres connector's, imported on use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from warehouse_mcp.embedded import connector_access, request_context, source_records
+from warehouse_mcp.embedded.connectors.base import SourceError
+from warehouse_mcp.embedded.errors import message_error
+from warehouse_mcp.embedded.source_creation import (
+    CDC_SOURCE_TYPES,
+    cdc_mode,
+    default_publication_name,
+    default_slot_name,
+)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _postgres() -> ModuleType:
+    # Imported on use: the driver is heavy and only CDC checks need the module's extras.
+    return importlib.import_module("warehouse_mcp.embedded.connectors.postgres")
+
+
+def check_cdc_prerequisites_for_source(request: Request) -> Response:
+    backend = request_context.backend(request)
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
+    if source["source_type"] not in CDC_SOURCE_TYPES:
+        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
+    data = request_context.body(request)
+    mode = cdc_mode(data)
+    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    return _prerequisites(config, [], mode, data)
+
+
+def cdc_status(request: Request) -> Response:
+    backend = request_context.backend(request)
+    source = source_records.get(
+        backend.store, request_context.team_id(request), request_context.path_id(request)
+    )
+    if source["source_type"] not in CDC_SOURCE_TYPES:
+        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
+    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    if not config.get("cdc_enabled"):
+        return request_context.json_response({"enabled": False})
+    slot = config.get("cdc_slot_name") or default_slot_name(source["id"])
+    publication = config.get("cdc_publication_name") or default_publication_name(source["id"])
+    try:
+        live = _postgres().cdc_status(config, slot, publication)
+    except SourceError as exc:
+        raise message_error(f"Could not connect to source to read CDC status: {exc}") from None
+    return request_context.json_response(
+        {
+            "enabled": True,
+            "management_mode": config.get("cdc_management_mode") or "posthog",
+            "slot_name": slot,
+            "publication_name": publication,
+            "lag_warning_threshold_mb": config.get("cdc_lag_warning_threshold_mb"),
+            "lag_critical_threshold_mb": config.get("cdc_lag_critical_threshold_mb"),
+            **live,
+        }
+    )
+
+
+def check_cdc_prerequisites(request: Request) -> Response:
+    data = request_context.body(request)
+    if data.get("source_type") not in CDC_SOURCE_TYPES:
+        raise message_error("CDC prerequisite checks are only supported for Postgres.")
+    config = connector_access.only_form_fields("Postgres", data)
+    connector_access.check_config("Postgres", config)
+    mode = cdc_mode(data)
+    tables = data.get("tables") or []
+    if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
+        raise message_error("'tables' must be a list of table names (schema.table or table).")
+    return _prerequisites(config, tables, mode, data)
+
+
+def _prerequisites(config: dict[str, Any], tables: list[str], mode: str, data: dict[str, Any]) -> Response:
+    try:
+        errors = _postgres().check_cdc_prerequisites(
+            config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
+        )
+    except SourceError as exc:
+        raise message_error(str(exc)) from None
+    return request_context.json_response({"valid": not errors, "errors": list(errors)})

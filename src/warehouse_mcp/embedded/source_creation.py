@@ -1,0 +1,294 @@
+"""Creating a source (create and setup share it): PostHog's checks in PostHog's order, then one transaction.
+
+Order of checks (api-semantics §4 create): direct mode only for Postgres/MySQL, prefix rules, string
+values stripped, config validation, live credential check, discovery, then the `schemas` payload.
+Tables the payload leaves out are stored too, disabled, as PostHog's periodic discovery would add them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from warehouse_mcp.embedded import connector_access, schema_records, schema_updates, source_records
+from warehouse_mcp.embedded.connectors.base import TableInfo
+from warehouse_mcp.embedded.errors import message_error, validation_error
+from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
+
+if TYPE_CHECKING:
+    from warehouse_mcp.embedded.backend import EmbeddedBackend
+
+PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DIRECT_ENGINES = {"Postgres": "postgres", "MySQL": "mysql"}
+CDC_SOURCE_TYPES = ("Postgres",)
+CDC_FREQUENCY_SECONDS = 5 * 60
+
+
+def check_prefix_format(prefix: str | None) -> None:
+    """PostHog's prefix rules: the prefix must make valid table identifiers (underscores at the ends are ignored)."""
+    if not prefix:
+        return
+    cleaned = prefix.strip("_")
+    if not cleaned:
+        raise validation_error("Prefix cannot consist of only underscores")
+    if not PREFIX_PATTERN.match(cleaned):
+        raise validation_error(
+            "Prefix must contain only letters, numbers, and underscores, and start with a letter or underscore"
+        )
+
+
+def direct_name(prefix: Any) -> str:
+    name = prefix.strip() if isinstance(prefix, str) else ""
+    if not name:
+        raise message_error("Name is required for direct query sources")
+    return name
+
+
+def strip_strings(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.strip() if isinstance(value, str) else value for key, value in payload.items()}
+
+
+def cdc_mode(data: dict[str, Any]) -> str:
+    mode = data.get("cdc_management_mode") or "posthog"
+    if mode not in ("posthog", "self_managed"):
+        raise message_error("cdc_management_mode must be 'posthog' or 'self_managed'.")
+    return str(mode)
+
+
+def default_slot_name(source_id: str) -> str:
+    return f"posthog_{uuid.UUID(source_id).hex[:12]}"
+
+
+def default_publication_name(source_id: str) -> str:
+    return f"posthog_pub_{uuid.UUID(source_id).hex[:12]}"
+
+
+@dataclass
+class NewSource:
+    source_type: str
+    payload: dict[str, Any]
+    prefix: str | None
+    description: str | None
+    access_method: str
+    created_via: str
+
+
+@dataclass(frozen=True)
+class SchemaPlan:
+    name: str
+    table: TableInfo
+    should_sync: bool
+    sync_type: str | None
+    incremental_field: str | None
+    incremental_field_type: str | None
+    primary_key_columns: list[str] | None
+    sync_time_of_day: str | None
+    enabled_columns: list[str] | None
+    cdc_table_mode: str
+    frequency_seconds: int | None
+
+
+def create_source(
+    backend: EmbeddedBackend,
+    team_id: int,
+    new: NewSource,
+    checked: tuple[dict[str, Any], list[TableInfo]] | None = None,
+) -> str:
+    """Run create's checks in PostHog's order, store the source and its schemas, start the enabled syncs.
+
+    `checked` is `(config, tables)` when the caller (setup) already validated and discovered.
+    """
+    direct = new.access_method == AccessMethod.direct
+    prefix = new.prefix or None
+    if direct:
+        if new.source_type not in DIRECT_ENGINES:
+            raise message_error(
+                "Direct query mode is currently supported only for Postgres and MySQL sources."
+            )
+        prefix = direct_name(new.prefix)
+    else:
+        check_prefix_format(prefix)
+        conflict = source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
+        if conflict:
+            raise message_error(conflict)
+
+    payload = strip_strings(new.payload)
+    if checked is None:
+        connector = connector_access.connector(new.source_type)
+        config = connector_access.only_form_fields(new.source_type, payload)
+        connector_access.check_config(new.source_type, config)
+        connector_access.check_credentials(connector, config)
+        tables = connector_access.discover(connector, config)
+    else:
+        config, tables = checked
+
+    source_id = str(uuid.uuid4())
+    cdc_on = bool(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
+    plans = _schema_plans(payload.get("schemas"), tables, cdc_on=cdc_on, direct=direct)
+    if cdc_on:
+        config = {**config, **_cdc_settings(payload, source_id)}
+
+    job_inputs, job_inputs_secret = source_records.encode_config(backend.vault, new.source_type, config)
+    metadata = {"engine": DIRECT_ENGINES[new.source_type]} if direct else {}
+    planned = {plan.name for plan in plans}
+    to_sync: list[str] = []
+    with backend.store.transaction() as db:
+        source_records.insert(
+            db,
+            source_id=source_id,
+            team_id=team_id,
+            source_type=new.source_type,
+            prefix=prefix,
+            description=new.description,
+            created_via=new.created_via,
+            access_method=new.access_method,
+            job_inputs=job_inputs,
+            job_inputs_secret=job_inputs_secret,
+            connection_metadata=metadata,
+        )
+        for plan in plans:
+            schema_id = schema_records.insert(
+                db,
+                team_id=team_id,
+                source_id=source_id,
+                name=plan.name,
+                table=plan.table,
+                should_sync=plan.should_sync,
+                sync_type=plan.sync_type,
+                incremental_field=plan.incremental_field,
+                incremental_field_type=plan.incremental_field_type,
+                primary_key_columns=plan.primary_key_columns,
+                sync_frequency_interval=plan.frequency_seconds,
+                sync_time_of_day=plan.sync_time_of_day,
+                enabled_columns=plan.enabled_columns,
+                cdc_table_mode=plan.cdc_table_mode,
+            )
+            if plan.should_sync and not direct:
+                to_sync.append(schema_id)
+        # Tables the payload left out are known too (disabled), as PostHog's discovery adds them.
+        for table in tables:
+            if table.name not in planned:
+                schema_records.insert(
+                    db,
+                    team_id=team_id,
+                    source_id=source_id,
+                    name=table.name,
+                    table=table,
+                    primary_key_columns=table.primary_keys or None,
+                    sync_frequency_interval=FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
+                )
+    for schema_id in to_sync:
+        backend.sync.request_sync(schema_id)
+    return source_id
+
+
+def _schema_plans(given: Any, tables: list[TableInfo], *, cdc_on: bool, direct: bool) -> list[SchemaPlan]:
+    if not given or not isinstance(given, list):
+        raise message_error("Schemas not given")
+    by_name = {table.name: table for table in tables}
+    entries = [entry if isinstance(entry, dict) else {} for entry in given]
+    if any(entry.get("name") not in by_name for entry in entries):
+        raise message_error("Schemas given do not exist in source")
+
+    def wants_cdc(entry: dict[str, Any]) -> bool:
+        return entry.get("sync_type") == "cdc" and bool(entry.get("should_sync", False))
+
+    if not cdc_on:
+        requested = sorted({entry["name"] for entry in entries if wants_cdc(entry)})
+        if requested:
+            raise message_error(
+                "CDC must be enabled on the source before selecting it as a sync type. "
+                f"The following schemas requested CDC: {', '.join(requested)}."
+            )
+    else:
+        missing_pk = sorted(
+            {
+                entry["name"]
+                for entry in entries
+                if wants_cdc(entry) and not by_name[entry["name"]].primary_keys
+            }
+        )
+        if missing_pk:
+            raise message_error(
+                "CDC requires a primary key on each table. "
+                f"The following tables have no primary key: {', '.join(missing_pk)}."
+            )
+
+    plans: dict[str, SchemaPlan] = {}
+    for entry in entries:
+        plans[entry["name"]] = _schema_plan(entry, by_name[entry["name"]], direct=direct)
+    return list(plans.values())
+
+
+def _schema_plan(entry: dict[str, Any], table: TableInfo, *, direct: bool) -> SchemaPlan:
+    name = table.name
+    should_sync = bool(entry.get("should_sync", False))
+    sync_type = entry.get("sync_type")
+    if sync_type is not None and sync_type not in schema_updates.SYNC_TYPES:
+        raise message_error(
+            f"Unknown sync_type '{sync_type}' for schema '{name}'. Use one of: {', '.join(schema_updates.SYNC_TYPES)}."
+        )
+    field = entry.get("incremental_field")
+    field_type = entry.get("incremental_field_type")
+    if should_sync and sync_type in schema_updates.CURSOR_SYNC_TYPES:
+        if field is None:
+            raise message_error("Incremental schemas given do not have an incremental field set")
+        if field_type is None:
+            raise message_error("Incremental schemas given do not have an incremental field type set")
+    if field_type is not None and field_type not in schema_updates.FIELD_TYPES:
+        raise message_error(
+            f"Unknown incremental_field_type '{field_type}' for schema '{name}'. "
+            f"Use one of: {', '.join(schema_updates.FIELD_TYPES)}."
+        )
+    cdc_table_mode = entry.get("cdc_table_mode") or "consolidated"
+    if cdc_table_mode not in schema_updates.CDC_TABLE_MODES:
+        raise message_error(
+            f"Unknown cdc_table_mode '{cdc_table_mode}' for schema '{name}'. "
+            f"Use one of: {', '.join(schema_updates.CDC_TABLE_MODES)}."
+        )
+    time_of_day = entry.get("sync_time_of_day")
+    if time_of_day is not None:
+        try:
+            time_of_day = schema_updates.parse_time_of_day(time_of_day)
+        except Exception:
+            raise message_error(
+                f"Invalid sync time of day for schema '{name}': use HH:MM:SS (UTC)."
+            ) from None
+    enabled = entry.get("enabled_columns")
+    enabled_columns = (
+        [column for column in enabled if isinstance(column, str)] if isinstance(enabled, list) else None
+    )
+    pk = entry.get("primary_key_columns")
+    primary_key = [str(column) for column in pk] if isinstance(pk, list) and pk else None
+    cdc_set_up = sync_type == "cdc" and should_sync
+    if sync_type == "cdc" and not should_sync:
+        sync_type = None  # a CDC table nobody enabled is not set up yet
+    return SchemaPlan(
+        name=name,
+        table=table,
+        should_sync=should_sync,
+        sync_type=None if direct else sync_type,
+        incremental_field=field,
+        incremental_field_type=field_type,
+        primary_key_columns=primary_key or table.primary_keys or None,
+        sync_time_of_day=None if direct else time_of_day,
+        enabled_columns=enabled_columns,
+        cdc_table_mode=cdc_table_mode,
+        frequency_seconds=CDC_FREQUENCY_SECONDS
+        if cdc_set_up and not direct
+        else FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
+    )
+
+
+def _cdc_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:
+    return {
+        "cdc_enabled": True,
+        "cdc_management_mode": cdc_mode(payload),
+        "cdc_slot_name": payload.get("cdc_slot_name") or default_slot_name(source_id),
+        "cdc_publication_name": payload.get("cdc_publication_name") or default_publication_name(source_id),
+        "cdc_auto_drop_slot": payload.get("cdc_auto_drop_slot", True),
+        "cdc_lag_warning_threshold_mb": payload.get("cdc_lag_warning_threshold_mb", 1024),
+        "cdc_lag_critical_threshold_mb": payload.get("cdc_lag_critical_threshold_mb", 10240),
+    }

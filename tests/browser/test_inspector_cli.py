@@ -1,0 +1,127 @@
+"""An independent MCP client: the MCP Inspector CLI (TypeScript SDK) against the stdio server.
+
+The Inspector is pinned in tools/inspector/package.json (+ package-lock.json); the test installs it
+with `npm ci` when tools/inspector/node_modules is missing or holds another version, so a fresh clone
+works. Without node/npm the test skips locally and fails under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.browser_support import unavailable
+from warehouse_mcp.server import selected_operations
+from warehouse_mcp.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+INSPECTOR_DIR = ROOT / "tools" / "inspector"
+PACKAGE = "@modelcontextprotocol/inspector"
+SERVER = Path(sys.executable).parent / "warehouse-mcp"  # the console script of this venv
+INSTALL_TIMEOUT = 600
+RUN_TIMEOUT = 120
+EXPECTED_TOOLS = 35
+
+
+def pinned_version() -> str:
+    manifest = json.loads((INSPECTOR_DIR / "package.json").read_text())
+    return str(manifest["dependencies"][PACKAGE])
+
+
+def installed_version() -> str | None:
+    manifest = INSPECTOR_DIR / "node_modules" / PACKAGE / "package.json"
+    if not manifest.exists():
+        return None
+    return str(json.loads(manifest.read_text()).get("version"))
+
+
+@pytest.fixture(scope="module")
+def inspector() -> list[str]:
+    """The command prefix that runs the pinned Inspector CLI, installing it first when needed."""
+    tools = {name: shutil.which(name) for name in ("node", "npm", "npx")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        unavailable(
+            f"{', '.join(missing)} not found: install Node.js (with npm) to run the MCP Inspector CLI"
+        )
+    if not SERVER.exists():
+        unavailable(f"{SERVER} is missing: pip install -e '.[test]' into this venv")
+    if installed_version() != pinned_version():
+        installed = subprocess.run(
+            [str(tools["npm"]), "ci", "--prefix", str(INSPECTOR_DIR), "--no-audit", "--no-fund"],
+            cwd=INSPECTOR_DIR,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+        )
+        if installed.returncode != 0:
+            pytest.fail(
+                f"npm ci in {INSPECTOR_DIR} failed ({installed.returncode}):\n{installed.stderr[-3000:]}",
+                pytrace=False,
+            )
+        assert installed_version() == pinned_version()
+    # --no: never fetch another version from the registry; the pinned local install must answer.
+    return [str(tools["npx"]), "--no", "--prefix", str(INSPECTOR_DIR), PACKAGE, "--cli"]
+
+
+def run_inspector(command: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WAREHOUSE_MCP_EPHEMERAL": "1"}
+    env.pop("POSTHOG_PERSONAL_API_KEY", None)
+    server_env = ["-e", "WAREHOUSE_MCP_EPHEMERAL=1", "-e", "WAREHOUSE_MCP_BACKEND=embedded"]
+    return subprocess.run(
+        [*command, *server_env, str(SERVER), *args],
+        cwd=INSPECTOR_DIR,  # npx resolves the local bin from here
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+
+
+def answer(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, (
+        f"inspector exited {done.returncode}:\n{done.stderr[-3000:]}\n{done.stdout[-2000:]}"
+    )
+    parsed = json.loads(done.stdout)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def test_inspector_lists_every_tool(inspector: list[str]) -> None:
+    # --strict: schema portability problems of error severity make the Inspector exit 6.
+    listed = answer(run_inspector(inspector, "--method", "tools/list", "--strict"))
+    names = [tool["name"] for tool in listed["tools"]]
+    expected = {op.tool for op in selected_operations(Settings())}
+    assert len(names) == len(set(names)) == EXPECTED_TOOLS
+    assert set(names) == expected
+    for tool in listed["tools"]:
+        assert tool["inputSchema"]["type"] == "object", tool["name"]
+        assert tool.get("description"), tool["name"]
+
+
+def test_inspector_calls_the_wizard_for_the_postgres_form(inspector: list[str]) -> None:
+    result = answer(
+        run_inspector(
+            inspector,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "external-data-sources-wizard-retrieve",
+            "--tool-arg",
+            "source_type=Postgres",
+        )
+    )
+    assert not result.get("isError"), result
+    forms = result["structuredContent"]
+    assert list(forms) == ["Postgres"]
+    fields = {field["name"]: field for field in forms["Postgres"]["fields"]}
+    assert {"host", "port", "database", "user", "password", "schema"} <= set(fields)
+    assert fields["password"]["secret"] is True and fields["host"]["secret"] is False
+    assert '"Postgres"' in result["content"][0]["text"]
