@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def backend(request: Request) -> EmbeddedBackend:
-    backend: EmbeddedBackend = request.app.state.backend
-    return backend
+    instance: EmbeddedBackend = request.app.state.backend
+    return instance
 
 
 def team_id(request: Request) -> int:
