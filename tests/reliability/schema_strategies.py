@@ -94,29 +94,48 @@ class SchemaStrategies:
         hostile: bool = True,
         fields: dict[str, Strategy] | None = None,
         string_filter: dict[str, Callable[[Any], bool]] | None = None,
+        wrong_types: bool = True,
     ) -> None:
+        self.wrong_types = wrong_types
         self.defs: dict[str, Any] = document.get("$defs", {})
         self.hostile = hostile
         self.fields = fields or {}
         self.string_filter = string_filter or {}
         self.document = document
+        self._depth = 0  # nesting of the node being built (strategies are built eagerly, once)
 
     def arguments(self) -> Strategy:
-        """A tool's arguments are always an object: valid most of the time, else damaged."""
-        valid = self._object(self.document)
+        """A tool's arguments are always an object. Half the examples have every value of the right type (odd
+        strings and edge numbers included), so they reach the backend; the other half also carry wrong types,
+        unknown keys and missing required keys, so they probe validation."""
         if not self.hostile:
-            return valid
-        return st.one_of(valid, valid, valid, valid, valid, self._broken_object(self.document))
+            return self._object(self.document)
+        typed = SchemaStrategies(
+            self.document,
+            hostile=True,
+            fields=self.fields,
+            string_filter=self.string_filter,
+            wrong_types=False,
+        )._object(self.document)
+        wrong = self._object(self.document)
+        return st.one_of(typed, typed, wrong, self._broken_object(self.document))
 
     def node(self, schema: dict[str, Any], name: str | None = None) -> Strategy:
-        valid = self._valid(schema, name)
+        self._depth += 1
+        try:
+            valid = self._valid(schema, name)
+        finally:
+            self._depth -= 1
         if name in self.fields:
             valid = st.one_of(self.fields[name], valid)
         if self.hostile:
-            # Mostly values of the right type (so calls get past validation and reach the backend),
-            # hostile ones of the right type often, the wrong type now and then.
+            # Mostly plain values, often odd values of the right type, the wrong type now and then (rarer
+            # deeper down, or nested arguments such as create's schemas would hardly ever validate).
             odd = self._odd_but_typed(schema)
-            chosen = st.one_of(valid, valid, valid, odd, odd, self._hostile(schema))
+            branches = [valid] * (3 if self._depth == 0 else 8) + [odd, odd]
+            if self.wrong_types:
+                branches.append(self._hostile(schema))
+            chosen = st.one_of(branches)
         else:
             chosen = valid
         keep = self.string_filter.get(name or "")

@@ -89,7 +89,7 @@ def fresh_postgres() -> Iterator[Database]:
     except psycopg.OperationalError as exc:
         _unavailable("PostgreSQL", exc)
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        admin.execute(f'CREATE DATABASE "{name}"')
     config = {
         "host": "127.0.0.1",
         "port": 5432,
@@ -102,7 +102,7 @@ def fresh_postgres() -> Iterator[Database]:
         yield Database("postgres", name, config)
     finally:
         with psycopg.connect(**_pg_args("postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

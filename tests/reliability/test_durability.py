@@ -159,11 +159,14 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(
     check_home(home, acknowledged, tables_per_source=2)
 
     # Restart on the same home: the API answers everything, and jobs the dead process left Running end Failed.
+    store = Store(home)
+
+    def orphans_recovered() -> bool:
+        # Until the restarted scheduler takes the lock and fails them, the dead process's jobs stay Running.
+        return not store.query("SELECT id FROM jobs WHERE status = 'Running'")
+
     with EmbeddedApi(home) as api:
-        wait_until(
-            lambda: Store(home).query_one("SELECT count(*) FROM jobs WHERE status = 'Running'")[0] == 0,
-            what="the restarted scheduler to settle",
-        )
+        wait_until(orphans_recovered, what="the restarted scheduler to fail the orphaned jobs")
         headers = {"Authorization": f"Bearer {api.token}"}
         listed = httpx.get(
             f"{api.url}/api/projects/1/external_data_sources/?limit=1000", headers=headers

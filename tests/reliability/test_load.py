@@ -70,10 +70,13 @@ async def run_all(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[tup
             outcomes.append((tool, exc))
 
     async def session(index: int, share: list[tuple[str, dict[str, Any]]]) -> None:
-        async with Client(url, mode="legacy" if index % 2 else "auto", read_timeout_seconds=120) as client:
-            async with anyio.create_task_group() as group:
-                for tool, arguments in share:
-                    group.start_soon(one, client, tool, arguments)
+        mode = "legacy" if index % 2 else "auto"
+        async with (
+            Client(url, mode=mode, read_timeout_seconds=120) as client,
+            anyio.create_task_group() as group,
+        ):
+            for tool, arguments in share:
+                group.start_soon(one, client, tool, arguments)
 
     async with anyio.create_task_group() as group:
         for index in range(CLIENTS):
@@ -127,9 +130,8 @@ async def test_200_concurrent_calls_lose_no_write(server: str, postgres_db: Data
 async def test_guard_the_load_check_sees_a_failed_call(server: str, postgres_db: Database) -> None:
     """Break the guarantee (a write the API must refuse: a taken prefix): the checks must notice."""
     seed(postgres_db)
-    calls = [create_call(postgres_db, "same")] + [create_call(postgres_db, "same")]
-    first = await run_all(server, calls[:1])
-    second = await run_all(server, calls[1:])
+    first = await run_all(server, [create_call(postgres_db, "same")])
+    second = await run_all(server, [create_call(postgres_db, "same")])
     assert failures(first) == []
     assert failures(second) and "Prefix already exists" in failures(second)[0]
 

@@ -50,7 +50,11 @@ class Recorder:
         return result.structured_content or {"text": result_text(result)}
 
     def leaks(self) -> list[str]:
-        return [result_text(result)[:200] for result in self.results if CANARY_PASSWORD in result.model_dump_json()]
+        return [
+            result_text(result)[:200]
+            for result in self.results
+            if CANARY_PASSWORD in result.model_dump_json()
+        ]
 
 
 def seed(db: Database) -> None:
@@ -67,7 +71,9 @@ def refused_page_html(connect_url: str, fields: dict[str, Any]) -> str:
     with httpx.Client(timeout=30) as http:
         reader = _FormReader()
         reader.feed(http.get(connect_url).text)
-        answer = http.post(connect_url, data={**reader.values, **{key: str(value) for key, value in fields.items()}})
+        answer = http.post(
+            connect_url, data={**reader.values, **{key: str(value) for key, value in fields.items()}}
+        )
     assert answer.status_code != 200 or "Connected" not in answer.text
     return answer.text
 
@@ -94,10 +100,13 @@ async def test_canary_through_connect_page_setup_sync_errors_logs_and_disk(
         await call("data-warehouse-stored-credentials-list", {"source_type": "Postgres"})
 
         source = await call(
-            "data-warehouse-source-setup", {"source_type": "Postgres", "payload": {"credential_id": credential_id}}
+            "data-warehouse-source-setup",
+            {"source_type": "Postgres", "payload": {"credential_id": credential_id}},
         )
         source_id = source["id"]
-        assert (await call("data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}))["done"]
+        assert (await call("data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}))[
+            "done"
+        ]
         retrieved = await call("external-data-sources-retrieve", {"id": source_id})
         schema_ids = {schema["name"]: schema["id"] for schema in retrieved["schemas"]}
         await call("external-data-sources-list", {})
@@ -109,8 +118,14 @@ async def test_canary_through_connect_page_setup_sync_errors_logs_and_disk(
         await call("external-data-sources-refresh-schemas-create", {"id": source_id})
 
         # Error paths that hold the stored password: a new host, an unreachable port, a sync that fails.
-        await call("external-data-sources-partial-update", {"id": source_id, "job_inputs": {"host": "elsewhere"}}, error=True)
-        await call("external-data-sources-partial-update", {"id": source_id, "job_inputs": {"port": 1}}, error=True)
+        await call(
+            "external-data-sources-partial-update",
+            {"id": source_id, "job_inputs": {"host": "elsewhere"}},
+            error=True,
+        )
+        await call(
+            "external-data-sources-partial-update", {"id": source_id, "job_inputs": {"port": 1}}, error=True
+        )
         postgres_db.execute("DROP TABLE events")
         await call("external-data-schemas-reload-create", {"id": schema_ids["events"]})
         await call("data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60})
@@ -128,7 +143,9 @@ async def test_canary_through_connect_page_setup_sync_errors_logs_and_disk(
     assert source_config(Store(home), Vault(home), source_id)["password"] == CANARY_PASSWORD
 
 
-async def test_canary_through_a_stdio_server_at_debug_with_inline_secrets(tmp_path: Path, postgres_db: Database) -> None:
+async def test_canary_through_a_stdio_server_at_debug_with_inline_secrets(
+    tmp_path: Path, postgres_db: Database
+) -> None:
     seed(postgres_db)
     home, transcript, stderr = tmp_path / "home", tmp_path / "transcript.jsonl", tmp_path / "stderr.log"
     env = {
@@ -143,17 +160,26 @@ async def test_canary_through_a_stdio_server_at_debug_with_inline_secrets(tmp_pa
     with stderr.open("w") as errlog:
         async with Client(stdio_client(StdioServerParameters(command=BIN, env=env), errlog=errlog)) as client:
             call = Recorder(client)
-            await call("external-data-sources-database-schema-create", {"source_type": "Postgres", "config": config})
+            await call(
+                "external-data-sources-database-schema-create", {"source_type": "Postgres", "config": config}
+            )
             stored = await call(
-                "external-data-sources-store-credentials-create", {"source_type": "Postgres", "payload": config}
+                "external-data-sources-store-credentials-create",
+                {"source_type": "Postgres", "payload": config},
             )
             source = await call(
                 "data-warehouse-source-setup",
                 {"source_type": "Postgres", "payload": {"credential_id": stored["credential_id"]}},
             )
-            assert (await call("data-warehouse-sync-wait", {"source_id": source["id"], "timeout_seconds": 60}))["done"]
+            assert (
+                await call("data-warehouse-sync-wait", {"source_id": source["id"], "timeout_seconds": 60})
+            )["done"]
             await call("external-data-sources-retrieve", {"id": source["id"]})
-            for wrong in ({**config, "host": "no-such-host.invalid"}, {**config, "port": 1}, {"connection_string": as_url}):
+            for wrong in (
+                {**config, "host": "no-such-host.invalid"},
+                {**config, "port": 1},
+                {"connection_string": as_url},
+            ):
                 await call(
                     "external-data-sources-store-credentials-create",
                     {"source_type": "Postgres", "payload": wrong},
@@ -185,17 +211,30 @@ async def test_canary_through_a_stdio_server_at_debug_with_inline_secrets(tmp_pa
         ("store_credentials/", {"database": "no_such_database"}),
         ("database_schema/", {"port": 1}),
         ("check_cdc_prerequisites/", {"host": "no-such-host.invalid"}),
-        ("store_credentials/", {"connection_string": "postgresql://wmcp_secure:{canary}@127.0.0.1:1/x", "host": ""}),
-        ("store_credentials/", {"connection_string": "postgresql://wmcp_secure:{canary}@[bad", "host": ""}),
+        ("store_credentials/", {"connection_string": "postgresql://wmcp_secure:{canary}@127.0.0.1:1/x"}),
+        ("store_credentials/", {"connection_string": "postgresql://wmcp_secure:{canary}@[bad"}),
     ],
     ids=["host", "port", "database", "discovery", "cdc", "url", "bad-url"],
 )
-def test_raw_api_errors_never_quote_the_password(tmp_path: Path, postgres_db: Database, path: str, changes: dict) -> None:
+def test_raw_api_errors_never_quote_the_password(
+    tmp_path: Path, postgres_db: Database, path: str, changes: dict
+) -> None:
     """The embedded API itself, without the MCP redactor in front: its error bodies must not carry the secret."""
-    changes = {key: value.format(canary=CANARY_PASSWORD) if isinstance(value, str) else value for key, value in changes.items()}
+    changes = {
+        key: value.format(canary=CANARY_PASSWORD) if isinstance(value, str) else value
+        for key, value in changes.items()
+    }
     body = {**postgres_db.config, **changes}
+    if "connection_string" in changes:  # the string alone says where to connect (the form's fields would win)
+        body = {
+            key: value
+            for key, value in body.items()
+            if key not in ("host", "port", "database", "user", "password")
+        }
     payload: dict[str, Any] = (
-        {"source_type": "Postgres", "payload": body} if path == "store_credentials/" else {"source_type": "Postgres", **body}
+        {"source_type": "Postgres", "payload": body}
+        if path == "store_credentials/"
+        else {"source_type": "Postgres", **body}
     )
     with EmbeddedApi(tmp_path / "home", run_scheduler=False) as api:
         answer = httpx.post(
@@ -221,7 +260,10 @@ async def test_guard_without_redaction_the_canary_appears_in_a_result(
 ) -> None:
     monkeypatch.setattr(Redactor, "redact", lambda self, value, form_secret_keys=(): value)
     transcript = tmp_path / "transcript.jsonl"
-    arguments = {"source_type": "Postgres", "payload": {"host": "db", "user": "u", "password": CANARY_PASSWORD}}
+    arguments = {
+        "source_type": "Postgres",
+        "payload": {"host": "db", "user": "u", "password": CANARY_PASSWORD},
+    }
     with RecordingApi() as api:
         api.responder = _echo  # an API that (wrongly) echoes what it was sent
         settings = Settings(
@@ -241,7 +283,10 @@ async def test_guard_without_redaction_the_canary_appears_in_a_result(
 async def test_with_redaction_the_same_echo_is_scrubbed(tmp_path: Path) -> None:
     """The guard's control: the identical call with the real redactor leaks nothing."""
     transcript = tmp_path / "transcript.jsonl"
-    arguments = {"source_type": "Postgres", "payload": {"host": "db", "user": "u", "password": CANARY_PASSWORD}}
+    arguments = {
+        "source_type": "Postgres",
+        "payload": {"host": "db", "user": "u", "password": CANARY_PASSWORD},
+    }
     with RecordingApi() as api:
         api.responder = _echo
         settings = Settings(

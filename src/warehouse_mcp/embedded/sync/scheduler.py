@@ -214,7 +214,7 @@ def recompute_schedule(store: Store, schema_id: str, now: datetime) -> None:
     """After should_sync / frequency / time-of-day changes: disabled → no run; never synced → now; else on plan."""
     with store.transaction() as db:
         row = db.execute(
-            "SELECT should_sync, sync_frequency_interval, sync_time_of_day, last_synced_at, next_sync_at "
+            "SELECT should_sync, sync_type, sync_frequency_interval, sync_time_of_day, last_synced_at, next_sync_at "
             "FROM schemas WHERE id = ? AND deleted = 0",
             (schema_id,),
         ).fetchone()
@@ -228,6 +228,8 @@ def recompute_schedule(store: Store, schema_id: str, now: datetime) -> None:
             return  # the running job reschedules from the new settings when it ends
         elif row["last_synced_at"] is None:
             next_at = now
+        elif row["sync_type"] == SyncType.webhook:
+            next_at = None  # loaded once already; the source pushes the rest
         else:
             planned = next_run_at(
                 _parse(row["last_synced_at"]) or now, row["sync_frequency_interval"], row["sync_time_of_day"]
