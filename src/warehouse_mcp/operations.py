@@ -57,7 +57,7 @@ class SchemaChoice(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Table name exactly as database-schema or wizard discovery returns it.")
-    should_sync: bool = Field(True, description="Sync this table.")
+    should_sync: bool = Field(description="Sync this table (false: keep it listed but idle).")
     sync_type: SyncType | None = Field(
         None,
         description="full_refresh (replace all), incremental (cursor + upsert), append (cursor, insert only).",

@@ -203,7 +203,6 @@ def test_every_tool_survives_fuzzing_against_embedded(
 ) -> None:
     client, ids = embedded
     reached = fuzz(client, tool, ids=ids)
-    print("REACHED", tool, reached)
     assert reached > 0, f"no fuzzed call of {tool} got past argument validation"
 
 
