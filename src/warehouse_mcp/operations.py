@@ -32,7 +32,8 @@ Answer = Literal["object", "list", "page", "empty"]
 class Args(ArgModelBase):
     """Base of every tool's input model: unknown arguments are refused, and the tool gets the model whole."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # hide_input_in_errors: a validation error must never echo an argument, which may be a secret.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True)
 
     def model_dump_one_level(self) -> dict[str, Any]:
         # The SDK passes validated fields to the tool as kwargs; we want the model itself, so that
@@ -41,7 +42,7 @@ class Args(ArgModelBase):
 
 
 class OpenObject(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
 
 # ---- reusable fields -------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ OFFSET = Field(None, ge=0, description="How many results to skip (for the next p
 class SchemaChoice(BaseModel):
     """One table to sync, as create's payload.schemas takes it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     name: str = Field(description="Table name exactly as database-schema or wizard discovery returns it.")
     should_sync: bool = Field(description="Sync this table (false: keep it listed but idle).")
     sync_type: SyncType | None = Field(
@@ -92,7 +93,7 @@ class SetupPayload(OpenObject):
 
 
 class SchemaUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     id: str = Field(description="Schema UUID; must belong to this source.")
     should_sync: bool | None = Field(None, description="Enable or disable syncing this table.")
     sync_type: SyncType | None = Field(None, description="How the table syncs.")

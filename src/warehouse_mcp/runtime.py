@@ -120,12 +120,16 @@ class Runtime:
             await self._client.aclose()
             self._client = None
         if self._backend is not None:
-            starting, backend = self._starting, self._backend
-            await anyio.to_thread.run_sync(lambda: (starting and starting.join(), backend.close()))
+            await anyio.to_thread.run_sync(self._stop_backend, self._backend)
             self._backend = None
         if self.settings.ephemeral and self._home is not None:
             shutil.rmtree(self._home, ignore_errors=True)
         self._home = None
+
+    def _stop_backend(self, backend: EmbeddedBackend) -> None:
+        if self._starting is not None:
+            self._starting.join()
+        backend.close()
 
     def form_secret_keys(self, source_type: str | None) -> frozenset[str]:
         """Field names the source's form marks secret (password inputs, `secret: true`, key files)."""

@@ -45,6 +45,15 @@ async def test_bad_arguments_say_what_to_fix(api: RecordingApi, arguments: dict,
 
 
 @pytest.mark.anyio
+async def test_validation_errors_never_echo_argument_values(api: RecordingApi) -> None:
+    arguments = {"source_type": "Postgres", "payload": {"password": CANARY, "schemas": "not-a-list"}}
+    async with Client(build_server(settings(api.url))) as client:
+        result = await client.call_tool("external-data-sources-create", arguments)
+    assert result.is_error and "schemas" in result.content[0].text
+    assert CANARY not in result.model_dump_json()
+
+
+@pytest.mark.anyio
 async def test_enum_error_lists_the_choices(api: RecordingApi) -> None:
     async with Client(build_server(settings(api.url))) as client:
         result = await client.call_tool(
@@ -136,7 +145,7 @@ async def test_secret_in_arguments_is_refused_and_never_echoed(
     caplog.set_level(logging.DEBUG)
     arguments = {
         "source_type": "Postgres",
-        "payload": {"host": "db", "user": "u", "password": CANARY, "schemas": [{"name": "t"}]},
+        "payload": {"host": "db", "user": "u", "password": CANARY, "schemas": [{"name": "t", "should_sync": True}]},
     }
     async with Client(build_server(settings(api.url)), mode=mode) as client:
         result = await client.call_tool("external-data-sources-create", arguments)

@@ -31,7 +31,7 @@ def result_text(result: CallToolResult) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
 
-def crash_reason(tool: str, result: CallToolResult) -> str | None:
+def crash_reason(tool: str, result: CallToolResult, *, api_500_is_crash: bool = True) -> str | None:
     """Why `result` is not a proper answer (None when it is one).
 
     A proper answer is a result, or an error with a message that says something. The SDK's generic
@@ -46,7 +46,7 @@ def crash_reason(tool: str, result: CallToolResult) -> str | None:
     prefix = f"Error executing tool {tool}"
     if text.startswith(prefix) and not VALIDATION.match(text[len(prefix) :]):
         return f"an unexpected exception in the tool: {text[:300]!r}"
-    if "(HTTP 500" in text:
+    if api_500_is_crash and "(HTTP 500" in text:
         return f"the API crashed (500): {text[:300]!r}"
     return None
 

@@ -94,6 +94,32 @@ def failures(outcomes: list[tuple[str, Any]]) -> list[str]:
     return bad
 
 
+def created_ids(outcomes: list[tuple[str, Any]]) -> set[str]:
+    return {
+        outcome.structured_content["id"]
+        for tool, outcome in outcomes
+        if tool == "external-data-sources-create"
+        and not isinstance(outcome, Exception)
+        and not outcome.is_error
+    }
+
+
+async def check_no_write_lost(url: str, created: set[str], prefixes: list[str]) -> None:
+    """Every acknowledged source is listed, exactly once, whole (both tables of the database)."""
+    async with Client(url) as client:
+        listed = await client.call_tool("external-data-sources-list", {"limit": 1000})
+        schemas = await client.call_tool("external-data-schemas-list", {"limit": 1000})
+    assert not listed.is_error and not schemas.is_error
+    sources = listed.structured_content["results"]
+    assert listed.structured_content["count"] == len(created)
+    assert {source["id"] for source in sources} == created
+    assert sorted(source["prefix"] for source in sources) == sorted(prefixes)
+    assert schemas.structured_content["count"] == 2 * len(created)
+    assert all(
+        {schema["name"] for schema in source["schemas"]} == {"accounts", "audit"} for source in sources
+    )
+
+
 async def test_200_concurrent_calls_lose_no_write(server: str, postgres_db: Database) -> None:
     seed(postgres_db)
     prefixes = [f"load_{index:03d}" for index in range(WRITES)]
@@ -106,34 +132,26 @@ async def test_200_concurrent_calls_lose_no_write(server: str, postgres_db: Data
 
     assert len(outcomes) == CALLS
     assert failures(outcomes) == []
-    created = {
-        outcome.structured_content["id"]
-        for tool, outcome in outcomes
-        if tool == "external-data-sources-create"
-    }
+    created = created_ids(outcomes)
     assert len(created) == WRITES
-    async with Client(server) as client:
-        listed = await client.call_tool("external-data-sources-list", {"limit": 1000})
-        schemas = await client.call_tool("external-data-schemas-list", {"limit": 1000})
-    assert not listed.is_error and not schemas.is_error
-    sources = listed.structured_content["results"]
-    assert listed.structured_content["count"] == WRITES
-    assert {source["id"] for source in sources} == created
-    assert sorted(source["prefix"] for source in sources) == prefixes
-    # Each create stored its whole source: both tables, the chosen one as asked (disabled).
-    assert schemas.structured_content["count"] == 2 * WRITES
-    assert all(
-        {schema["name"] for schema in source["schemas"]} == {"accounts", "audit"} for source in sources
-    )
+    await check_no_write_lost(server, created, prefixes)
 
 
-async def test_guard_the_load_check_sees_a_failed_call(server: str, postgres_db: Database) -> None:
-    """Break the guarantee (a write the API must refuse: a taken prefix): the checks must notice."""
+async def test_guard_the_load_checks_see_a_failed_call_and_a_lost_write(
+    server: str, postgres_db: Database
+) -> None:
+    """Break each guarantee on purpose: a refused write (a taken prefix) and a write lost afterwards."""
     seed(postgres_db)
-    first = await run_all(server, [create_call(postgres_db, "same")])
-    second = await run_all(server, [create_call(postgres_db, "same")])
-    assert failures(first) == []
-    assert failures(second) and "Prefix already exists" in failures(second)[0]
+    outcomes = await run_all(server, [create_call(postgres_db, prefix) for prefix in ("a", "b", "c")])
+    refused = await run_all(server, [create_call(postgres_db, "a")])
+    assert failures(outcomes) == []
+    assert failures(refused) and "Prefix already exists" in failures(refused)[0]
+    created = created_ids(outcomes)
+    await check_no_write_lost(server, created, ["a", "b", "c"])
+    async with Client(server) as client:  # "lose" one acknowledged write
+        await client.call_tool("external-data-sources-destroy", {"id": sorted(created)[0]})
+    with pytest.raises(AssertionError):
+        await check_no_write_lost(server, created, ["a", "b", "c"])
 
 
 @pytest.mark.xfail(
