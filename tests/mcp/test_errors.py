@@ -145,7 +145,12 @@ async def test_secret_in_arguments_is_refused_and_never_echoed(
     caplog.set_level(logging.DEBUG)
     arguments = {
         "source_type": "Postgres",
-        "payload": {"host": "db", "user": "u", "password": CANARY, "schemas": [{"name": "t", "should_sync": True}]},
+        "payload": {
+            "host": "db",
+            "user": "u",
+            "password": CANARY,
+            "schemas": [{"name": "t", "should_sync": True}],
+        },
     }
     async with Client(build_server(settings(api.url)), mode=mode) as client:
         result = await client.call_tool("external-data-sources-create", arguments)
