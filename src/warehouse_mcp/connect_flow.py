@@ -60,8 +60,7 @@ async def connect(args: Args, ctx: Context, runtime: Runtime) -> InputRequiredRe
         return await _finish(state, _accepted(ctx), ctx, runtime, project, elicitation_id=None)
 
     link = await send(CONNECT, CONNECT.model(source_type=source_type), runtime, project)  # type: ignore[call-arg]
-    link = dict(link)
-    link.setdefault("source_type", source_type)
+    link = {**link, "source_type": link.get("source_type") or source_type}
     url = link.get("connect_url")
     if not url or not _client_opens_urls(ctx):
         return _relay(link)
@@ -140,7 +139,11 @@ def _read_state(raw: str | None) -> dict[str, Any] | None:
 
 async def _stored(runtime: Runtime, project: str, source_type: str) -> list[dict[str, Any]]:
     listed = await send(STORED, STORED.model(source_type=source_type), runtime, project)  # type: ignore[call-arg]
-    return [item for item in listed or [] if isinstance(item, dict) and "credential_id" in item]
+    return [
+        item
+        for item in listed["results"]
+        if isinstance(item, dict) and isinstance(item.get("credential_id"), str)
+    ]
 
 
 async def _credential_ids(runtime: Runtime, project: str, source_type: str) -> list[str]:

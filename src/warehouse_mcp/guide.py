@@ -42,7 +42,7 @@ def register_guide(server: MCPServer, runtime: Runtime) -> None:
             answer = await send(WIZARD, WIZARD.model(), runtime)
         except ApiError as exc:
             raise ResourceError(f"Could not read the source forms: {exc.message}") from exc
-        return answer if isinstance(answer, dict) else {}
+        return {name: form for name, form in answer.items() if isinstance(form, dict)}
 
     @server.resource(
         "warehouse://source-types",

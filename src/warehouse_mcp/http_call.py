@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .client import ApiError
 from .operations import Args, Operation
+from .results import normalize
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
@@ -63,7 +64,7 @@ async def perform(op: Operation, args: Args, ctx: Context, runtime: Runtime) -> 
     return await send(op, args, runtime)
 
 
-async def send(op: Operation, args: Args, runtime: Runtime, project: str | None = None) -> Any:
+async def send(op: Operation, args: Args, runtime: Runtime, project: str | None = None) -> dict[str, Any]:
     request = build_request(op, args)
     client = runtime.client
     response = await client.request(
@@ -76,9 +77,7 @@ async def send(op: Operation, args: Args, runtime: Runtime, project: str | None 
     data = response.data
     if op.tool == "external-data-sources-wizard-retrieve":
         data = filter_wizard(data, getattr(args, "source_type", None))
-    if op.answer == "empty" and data is None:
-        return {"ok": True, "status_code": response.status}
-    return data
+    return normalize(op, data, response.status)
 
 
 def filter_wizard(forms: Any, wanted: str | None) -> Any:

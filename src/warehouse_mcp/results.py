@@ -48,20 +48,38 @@ OUTPUT_SCHEMAS: dict[Answer, dict[str, Any]] = {
 _BULKY_IN_LISTS = ("available_columns", "columns")
 
 
-def structured(op: Operation, data: Any) -> dict[str, Any]:
-    if isinstance(data, list):
-        return {"results": data, "count": len(data)}
-    if not isinstance(data, dict):
-        return {"ok": True} if data is None else {"result": data}
-    if op.answer == "page":
-        results = data.get("results") or []
+def normalize(op: Operation, data: Any, status: int) -> dict[str, Any]:
+    """The answer as the tool's structured content (always an object matching OUTPUT_SCHEMAS[op.answer]).
+
+    An answer of the wrong shape is an error, not something to pass on half-understood.
+    """
+    if op.answer in ("list", "page"):
+        if isinstance(data, list):
+            base: dict[str, Any] = {}
+            items = data
+        elif isinstance(data, dict) and isinstance(data.get("results"), list):
+            base, items = data, data["results"]
+        else:
+            raise ApiError(
+                status,
+                f"The API answered {op.tool} with {type(data).__name__} where a list was expected. "
+                "Is POSTHOG_HOST a PostHog instance?",
+            )
+        if op.answer == "list":
+            return {**base, "results": items, "count": len(items)}
+        count = base.get("count")
+        following = base.get("next") if isinstance(base.get("next"), str) else None
         return {
-            **data,
-            "results": [_trim(item) for item in results],
-            "count": data.get("count", len(results)),
-            "has_more": bool(data.get("next")),
+            **base,
+            "results": [_trim(item) for item in items],
+            "count": count if isinstance(count, int) and not isinstance(count, bool) else len(items),
+            "next": following,
+            "previous": base.get("previous") if isinstance(base.get("previous"), str) else None,
+            "has_more": following is not None,
         }
-    return data
+    if data is None:
+        return {"ok": True, "status_code": status}
+    return data if isinstance(data, dict) else {"result": data}
 
 
 def _trim(item: Any) -> Any:
@@ -72,8 +90,10 @@ def _trim(item: Any) -> Any:
     return item
 
 
-def render(op: Operation, data: Any, runtime: Runtime, form_keys: Iterable[str] = ()) -> CallToolResult:
-    content = runtime.redactor.redact(structured(op, data), form_keys)
+def render(
+    op: Operation, data: dict[str, Any], runtime: Runtime, form_keys: Iterable[str] = ()
+) -> CallToolResult:
+    content = runtime.redactor.redact(data, form_keys)
     text = summary(op, content) + "\n" + fenced(content, runtime.settings.result_char_budget)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=content)
 

@@ -36,10 +36,10 @@ async def wait_for_sync(op: Operation, args: Args, ctx: Context, runtime: Runtim
         source = await send(RETRIEVE, RETRIEVE.model(id=source_id), runtime, project)  # type: ignore[call-arg]
         jobs = await send(JOBS, JOBS.model(id=source_id), runtime, project)  # type: ignore[call-arg]
         tables = _tables_in_scope(source, schema_id, source_id)
-        newest = _newest_job_per_schema(jobs or [])
+        newest = _newest_job_per_schema(jobs["results"])
         running = [table for table in tables if _still_syncing(table, newest.get(table["id"]))]
         finished = [newest[table["id"]] for table in tables if table not in running and table["id"] in newest]
-        rows = sum(int(job.get("rows_synced") or 0) for job in newest.values() if _in(job, tables))
+        rows = sum(_count(job.get("rows_synced")) for job in newest.values() if _in(job, tables))
         done = len(tables) - len(running)
         if rows > reported:
             reported = rows
@@ -61,8 +61,17 @@ async def wait_for_sync(op: Operation, args: Args, ctx: Context, runtime: Runtim
         await anyio.sleep(poll)
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def _tables_in_scope(source: dict[str, Any], schema_id: str | None, source_id: str) -> list[dict[str, Any]]:
-    schemas = [schema for schema in source.get("schemas") or [] if isinstance(schema, dict)]
+    listed = source.get("schemas")
+    schemas = (
+        [s for s in listed if isinstance(s, dict) and isinstance(s.get("id"), str)]
+        if isinstance(listed, list)
+        else []
+    )
     if schema_id is None:
         return [schema for schema in schemas if schema.get("should_sync")]
     chosen = [schema for schema in schemas if schema.get("id") == schema_id]
@@ -71,11 +80,11 @@ def _tables_in_scope(source: dict[str, Any], schema_id: str | None, source_id: s
     return chosen
 
 
-def _newest_job_per_schema(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _newest_job_per_schema(jobs: list[Any]) -> dict[str, dict[str, Any]]:
     newest: dict[str, dict[str, Any]] = {}
     for job in jobs:  # the API lists newest first
-        schema = job.get("schema") or {}
-        if schema.get("id"):
+        schema = job.get("schema") if isinstance(job, dict) else None
+        if isinstance(schema, dict) and isinstance(schema.get("id"), str):
             newest.setdefault(schema["id"], job)
     return newest
 
@@ -88,5 +97,5 @@ def _still_syncing(table: dict[str, Any], job: dict[str, Any] | None) -> bool:
 
 
 def _in(job: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
-    schema_id = (job.get("schema") or {}).get("id")
+    schema_id = job["schema"]["id"]
     return any(table["id"] == schema_id for table in tables)

@@ -184,6 +184,7 @@ async def test_inline_secrets_allowed_for_harnesses_but_redacted_in_results(api:
 
 @pytest.mark.anyio
 async def test_connection_string_with_password_is_refused(api: RecordingApi) -> None:
+    api.reply(Reply(200, []))
     async with Client(build_server(settings(api.url))) as client:
         result = await client.call_tool(
             "external-data-sources-database-schema-create",
@@ -195,3 +196,13 @@ async def test_connection_string_with_password_is_refused(api: RecordingApi) -> 
         )
     assert result.is_error and "config.connection_string" in result.content[0].text
     assert not fine.is_error
+
+
+@pytest.mark.anyio
+async def test_an_answer_of_the_wrong_shape_is_a_clear_error(api: RecordingApi) -> None:
+    api.reply(Reply(200, {"unexpected": True}), Reply(200, None))
+    async with Client(build_server(settings(api.url))) as client:
+        listed = await client.call_tool("external-data-sources-list", {})
+        emptied = await client.call_tool("external-data-sources-reload-create", {"id": SID})
+    assert listed.is_error and "where a list was expected" in listed.content[0].text
+    assert not emptied.is_error and emptied.structured_content == {"ok": True, "status_code": 200}

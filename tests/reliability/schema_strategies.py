@@ -281,3 +281,32 @@ def arguments_for(
 
 def pool(values: Iterable[str]) -> Strategy:
     return st.sampled_from(sorted(set(values)))
+
+
+def minimal_instance(document: dict[str, Any], schema: dict[str, Any] | None = None) -> Any:
+    """The smallest value the schema accepts: required keys only, first enum value, lower bounds."""
+    defs = document.get("$defs", {})
+    schema = document if schema is None else schema
+    while "$ref" in schema:
+        schema = defs[schema["$ref"].removeprefix("#/$defs/")]
+    if "anyOf" in schema:
+        return minimal_instance(document, schema["anyOf"][0])
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {key: minimal_instance(document, properties[key]) for key in schema.get("required", ())}
+    if kind == "array":
+        return [
+            minimal_instance(document, schema.get("items") or {}) for _ in range(schema.get("minItems", 0))
+        ]
+    if kind == "string":
+        return "x"
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    return None
