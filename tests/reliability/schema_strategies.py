@@ -82,8 +82,8 @@ def hostile_text() -> Strategy:
 class SchemaStrategies:
     """Builds strategies for one schema document (its `$defs` resolve `$ref`s).
 
-    `fields` replaces the strategy of properties by name wherever they appear (ids to draw from a pool of
-    real ones, a timeout kept short); `string_filter` drops generated strings of given properties (a known
+    `fields` gives the right-typed values of properties by name wherever they appear (ids from a pool of
+    real ones, a timeout kept short; wrong types are still mixed in); `string_filter` drops generated strings of given properties (a known
     bug's trigger kept out of the main fuzz while its own xfail test tracks it).
     """
 
@@ -121,23 +121,26 @@ class SchemaStrategies:
         return st.one_of(typed, typed, wrong, self._broken_object(self.document))
 
     def node(self, schema: dict[str, Any], name: str | None = None) -> Strategy:
-        self._depth += 1
-        try:
-            valid = self._valid(schema, name)
-        finally:
-            self._depth -= 1
         if name in self.fields:
-            valid = st.one_of(self.fields[name], valid)
-        if self.hostile:
+            # The caller's strategy is the whole right-typed range of this property (a pool of real ids, a
+            # short timeout); only wrong types are mixed in.
+            given = self.fields[name]
+            chosen = st.one_of(given, given, given, self._hostile(schema)) if self.wrong_types else given
+        elif self.hostile:
             # Mostly plain values, often odd values of the right type, the wrong type now and then (rarer
             # deeper down, or nested arguments such as create's schemas would hardly ever validate).
+            self._depth += 1
+            try:
+                valid = self._valid(schema, name)
+            finally:
+                self._depth -= 1
             odd = self._odd_but_typed(schema)
             branches = [valid] * (3 if self._depth == 0 else 8) + [odd, odd]
             if self.wrong_types:
                 branches.append(self._hostile(schema))
             chosen = st.one_of(branches)
         else:
-            chosen = valid
+            chosen = self._valid(schema, name)
         keep = self.string_filter.get(name or "")
         return chosen.filter(keep) if keep else chosen
 

@@ -8,9 +8,9 @@ decrypted (flat keys as the wizard form names them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -65,6 +65,31 @@ class ReadRequest:
     incremental_field: str | None = None
     cursor: Any = None  # JSON-serialisable value as saved by the engine (ISO string for dates/times)
     batch_rows: int = 50_000
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+ColumnT = TypeVar("ColumnT", bound=_Named)
+
+
+def pick_columns(
+    columns: Sequence[ColumnT] | None, request: ReadRequest, qualified: str, user: str
+) -> list[ColumnT]:
+    """The live table's columns a read asks for (all when `request.columns` is None), or a SourceError that
+    names what is missing."""
+    if not columns:
+        raise SourceError(f"Table '{qualified}' does not exist or is not visible to user '{user}'")
+    by_name = {column.name: column for column in columns}
+    wanted = list(request.columns) if request.columns else [column.name for column in columns]
+    unknown = [name for name in wanted if name not in by_name]
+    if request.incremental_field and request.incremental_field not in by_name:
+        unknown.append(request.incremental_field)
+    if unknown:
+        raise SourceError(f"Unknown column(s) in table '{qualified}': {', '.join(unknown)}")
+    return [by_name[name] for name in wanted]
 
 
 @runtime_checkable

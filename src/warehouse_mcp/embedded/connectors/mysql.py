@@ -33,6 +33,7 @@ from warehouse_mcp.embedded.connectors.base import (
     ReadRequest,
     SourceError,
     TableInfo,
+    pick_columns,
 )
 from warehouse_mcp.embedded.connectors.forms import truthy
 
@@ -435,25 +436,18 @@ class MySQLConnector:
         try:
             with connection.cursor() as cursor:
                 columns = _columns(cursor, target.schema, table).get(table)
-            if not columns:
-                raise SourceError(
-                    f"Table '{qualified}' does not exist or is not visible to user '{target.user}'"
-                )
-            by_name = {column.name: column for column in columns}
-            wanted = list(request.columns) if request.columns else [column.name for column in columns]
-            unknown = [name for name in wanted if name not in by_name]
-            if request.incremental_field and request.incremental_field not in by_name:
-                unknown.append(request.incremental_field)
-            if unknown:
-                raise SourceError(f"Unknown column(s) in table '{qualified}': {', '.join(unknown)}")
-            selected = [by_name[name] for name in wanted]
+            selected = pick_columns(columns, request, qualified, target.user)
             query = f"SELECT {', '.join(_quote(c.name) for c in selected)} FROM {_quote(target.schema)}.{_quote(table)}"
             params: tuple[Any, ...] = ()
             if request.incremental_field:
                 field = _quote(request.incremental_field)
                 if request.cursor is not None:
                     query += f" WHERE {field} > %s"
-                    params = (_cursor_value(by_name[request.incremental_field], request.cursor),)
+                    params = (
+                        _cursor_value(
+                            next(c for c in columns if c.name == request.incremental_field), request.cursor
+                        ),
+                    )
                 query += f" ORDER BY {field}"
             schema = pa.schema(
                 [

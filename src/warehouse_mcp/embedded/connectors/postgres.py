@@ -32,6 +32,7 @@ from warehouse_mcp.embedded.connectors.base import (
     ReadRequest,
     SourceError,
     TableInfo,
+    pick_columns,
 )
 from warehouse_mcp.embedded.connectors.forms import connection_string_password, truthy
 
@@ -479,18 +480,7 @@ class PostgresConnector:
         qualified = f"{target.schema}.{table}"
         with _connect(target, autocommit=False, read_only=True) as connection:
             columns = _columns(connection, target.schema, table).get(table)
-            if not columns:
-                raise SourceError(
-                    f"Table '{qualified}' does not exist or is not visible to user '{target.user}'"
-                )
-            by_name = {column.name: column for column in columns}
-            wanted = list(request.columns) if request.columns else [column.name for column in columns]
-            unknown = [name for name in wanted if name not in by_name]
-            if request.incremental_field and request.incremental_field not in by_name:
-                unknown.append(request.incremental_field)
-            if unknown:
-                raise SourceError(f"Unknown column(s) in table '{qualified}': {', '.join(unknown)}")
-            selected = [by_name[name] for name in wanted]
+            selected = pick_columns(columns, request, qualified, target.user)
             query, params = self._select(target.schema, table, selected, request)
             schema = pa.schema(
                 [
