@@ -443,11 +443,10 @@ class MySQLConnector:
                 field = _quote(request.incremental_field)
                 if request.cursor is not None:
                     query += f" WHERE {field} > %s"
-                    params = (
-                        _cursor_value(
-                            next(c for c in columns if c.name == request.incremental_field), request.cursor
-                        ),
+                    cursor_column = next(
+                        c for c in selected + list(columns or []) if c.name == request.incremental_field
                     )
+                    params = (_cursor_value(cursor_column, request.cursor),)
                 query += f" ORDER BY {field}"
             schema = pa.schema(
                 [
