@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -69,7 +70,7 @@ class ApiClient:
         await self._http.aclose()
 
     def project_path(self, project: str, path: str) -> str:
-        return f"/api/{self.family}/{project}/{path}"
+        return f"/api/{self.family}/{path_segment(project, 'project id')}/{path}"
 
     async def request(
         self,
@@ -87,6 +88,10 @@ class ApiClient:
                 response = await self._http.request(
                     method, path, params=tuple(params) if params else None, json=json
                 )
+            except httpx.InvalidURL as exc:
+                raise ApiError(
+                    None, f"The request URL could not be built ({exc}); check the ids and filters given."
+                ) from exc
             except httpx.TransportError as exc:
                 retryable = idempotent or isinstance(exc, NOT_PROCESSED_ERRORS)
                 if retryable and attempt <= self.max_retries:
@@ -108,6 +113,19 @@ class ApiClient:
         await anyio.sleep(min(delay, MAX_RETRY_AFTER))
 
 
+def path_segment(value: str, what: str) -> str:
+    """`value` as exactly one URL path segment: percent-encoded, never empty, never `.` or `..`.
+
+    Ids come from a model's arguments; unescaped, `../` in one would send the request (with the API key)
+    to another endpoint.
+    """
+    if value.strip(".") == "":
+        raise ApiError(
+            400, f"The {what} {value!r} is not valid; use the id exactly as a list or retrieve tool gave it."
+        )
+    return quote(value, safe="@")
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -115,9 +133,10 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
-        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
     return max(0.0, parsed.timestamp() - time.time())
 
 

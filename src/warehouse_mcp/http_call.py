@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .client import ApiError
+from .client import ApiError, path_segment
 from .operations import Args, Operation
 from .results import normalize
 
@@ -28,7 +28,7 @@ def build_request(op: Operation, args: Args) -> HttpRequest:
     values.pop("project_id", None)
     path = op.path
     if "{id}" in path:
-        path = path.replace("{id}", str(values.pop("id")))
+        path = path.replace("{id}", path_segment(str(values.pop("id")), "id"))
     params: list[tuple[str, str]] = []
     for name in op.query:
         value = values.pop(name, None)

@@ -72,7 +72,9 @@ def build_server(settings: Settings | None = None, *, runtime: Runtime | None = 
 def input_model(op: Operation, settings: Settings) -> type[Args]:
     if settings.project_id:
         return op.model
-    project = Field(None, description=f"Project id; default {settings.project}.")
+    project = Field(
+        None, pattern=r"^(\d+|@current)$", description=f"Project id (a number); default {settings.project}."
+    )
     return create_model(op.model.__name__, __base__=op.model, project_id=(str | None, project))
 
 

@@ -1,7 +1,7 @@
 """Hypothesis strategies from a tool's input JSON schema, mixed with hostile values.
 
 Covers the subset of JSON schema the tools' input models produce: object / properties / required /
-additionalProperties, $defs / $ref, anyOf, enum, string (maxLength), integer and number
+additionalProperties, $defs / $ref, anyOf, enum, string (maxLength, pattern), integer and number
 (minimum / maximum), boolean, array (items, minItems), null. Every node is "valid most of the time":
 a hostile branch (wrong types, huge and odd strings, out-of-range numbers, unknown keys, missing
 required keys) is mixed in, so examples both get past validation and probe it.
@@ -83,8 +83,9 @@ class SchemaStrategies:
     """Builds strategies for one schema document (its `$defs` resolve `$ref`s).
 
     `fields` gives the right-typed values of properties by name wherever they appear (ids from a pool of
-    real ones, a timeout kept short; wrong types are still mixed in); `string_filter` drops generated strings of given properties (a known
-    bug's trigger kept out of the main fuzz while its own xfail test tracks it).
+    real ones, a timeout kept short; wrong types are still mixed in). `string_filter` drops values of given
+    properties (to keep a trigger out of a fuzz run while a dedicated test covers it).
+    `hostile=False` draws only schema-valid plain values; `wrong_types=False` keeps odd but right-typed ones.
     """
 
     def __init__(
@@ -167,6 +168,8 @@ class SchemaStrategies:
         if kind == "object":
             return self._object(schema)
         if kind == "string":
+            if "pattern" in schema:
+                return st.from_regex(schema["pattern"], fullmatch=True)
             return st.text(max_size=min(schema.get("maxLength", 40), 40))
         if kind == "integer":
             return st.integers(min_value=schema.get("minimum"), max_value=schema.get("maximum"))
@@ -307,7 +310,7 @@ def minimal_instance(document: dict[str, Any], schema: dict[str, Any] | None = N
             minimal_instance(document, schema.get("items") or {}) for _ in range(schema.get("minItems", 0))
         ]
     if kind == "string":
-        return "x"
+        return "1" if "pattern" in schema else "x"
     if kind in ("integer", "number"):
         return schema.get("minimum", 1)
     if kind == "boolean":

@@ -117,22 +117,11 @@ async def test_guard_without_retries_the_429_surfaces(api: RecordingApi) -> None
     assert len(api.requests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG client._retry_after_seconds: email.utils.parsedate_to_datetime raises ValueError on a "
-    "Retry-After that is neither seconds nor an HTTP date (e.g. 'soon'); it escapes ApiClient.request "
-    "instead of falling back to backoff.",
-)
 async def test_an_unparseable_retry_after_falls_back_to_backoff(api: RecordingApi) -> None:
     api.reply(Reply(429, {"detail": "slow down"}, headers={"Retry-After": "soon"}), Reply(200, SOURCE))
     assert await get(client_for(api)) == SOURCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG client._retry_after_seconds: an unparseable Retry-After raises ValueError, which the tool "
-    "reports only as the generic 'Error executing tool X'.",
-)
 async def test_an_unparseable_retry_after_through_the_tool(api: RecordingApi) -> None:
     api.reply(*[Reply(429, {"detail": "slow down"}, headers={"Retry-After": "soon"})] * 5)
     async with Client(build_server(settings_for(api))) as client:

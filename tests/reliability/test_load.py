@@ -154,13 +154,6 @@ async def test_guard_the_load_checks_see_a_failed_call_and_a_lost_write(
         await check_no_write_lost(server, created, ["a", "b", "c"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sources_api.create_source: the prefix uniqueness check (source_records.prefix_conflict) runs "
-    "before the slow credential check and outside the insert's transaction, and nothing in the store "
-    "enforces uniqueness, so concurrent creates with one prefix all succeed (their syncs then share "
-    "warehouse tables).",
-)
 async def test_concurrent_creates_with_one_prefix_create_one_source(
     server: str, postgres_db: Database
 ) -> None:

@@ -135,6 +135,15 @@ def create_source(
     planned = {plan.name for plan in plans}
     to_sync: list[str] = []
     with backend.store.transaction() as db:
+        # Checked again under the write lock: the live checks above take seconds, and two creates with
+        # one prefix must not both pass (their tables would collide in the warehouse).
+        conflict = (
+            None
+            if direct
+            else source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
+        )
+        if conflict:
+            raise message_error(conflict)
         source_records.insert(
             db,
             source_id=source_id,
