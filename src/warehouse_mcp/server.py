@@ -73,7 +73,9 @@ def input_model(op: Operation, settings: Settings) -> type[Args]:
     if settings.project_id:
         return op.model
     project = Field(
-        None, pattern=r"^(\d+|@current)$", description=f"Project id (a number); default {settings.project}."
+        None,
+        pattern=r"^([0-9]{1,18}|@current)$",
+        description=f"Project id (a number); default {settings.project}.",
     )
     return create_model(op.model.__name__, __base__=op.model, project_id=(str | None, project))
 

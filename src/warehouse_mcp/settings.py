@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,7 +99,7 @@ class Settings:
             )
         if not self.posthog_host.startswith(("http://", "https://")):
             raise SettingsError(f"POSTHOG_HOST must start with https:// (got {self.posthog_host!r}).")
-        if self.project_id is not None and not (self.project_id.isdigit() or self.project_id == "@current"):
+        if self.project_id is not None and not re.fullmatch(r"[0-9]{1,18}|@current", self.project_id):
             raise SettingsError(f"POSTHOG_PROJECT_ID must be a number or @current (got {self.project_id!r}).")
         if self.api_family not in ("projects", "environments"):
             raise SettingsError("WAREHOUSE_MCP_API_FAMILY must be 'projects' or 'environments'.")

@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Response]
 
-API_PATH = re.compile(r"^/api/(?:environments|projects)/(?P<project>\d+|@current)/(?P<rest>.*?)/?$")
+# Project ids: ASCII digits that fit SQLite's INTEGER (at most 18 of them), or @current.
+API_PATH = re.compile(r"^/api/(?:environments|projects)/(?P<project>[0-9]{1,18}|@current)/(?P<rest>.*?)/?$")
 CURRENT_PROJECT = 1
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
