@@ -109,7 +109,7 @@ def summary(op: Operation, content: dict[str, Any]) -> str:
         return f"{op.title}: done."
     keys = [
         f"{key}={content[key]}"
-        for key in ("id", "status", "source_type", "valid", "success")
+        for key in ("id", "status", "source_type", "valid", "success", "done")
         if key in content
     ]
     return f"{op.title}: " + (", ".join(keys) if keys else "ok") + "."
