@@ -67,13 +67,15 @@ def empty_response(status: int = 200) -> Response:
 
 
 DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 2**62  # SQLite integers are 64-bit: a larger offset is simply past the end
 
 
 def page_params(request: Request) -> tuple[int, int]:
     """`(limit, offset)` as DRF's LimitOffsetPagination reads them: bad values fall back to the defaults."""
     limit = _positive_int(request.query_params.get("limit")) or DEFAULT_PAGE_SIZE
     offset = _positive_int(request.query_params.get("offset")) or 0
-    return limit, offset
+    return min(limit, MAX_PAGE_SIZE), min(offset, MAX_OFFSET)
 
 
 def paginated(request: Request, count: int, results: list[Any], limit: int, offset: int) -> Response:
