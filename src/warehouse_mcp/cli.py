@@ -11,8 +11,6 @@ from pathlib import Path
 from . import __version__
 from .settings import TOOLSETS, Settings, SettingsError, is_loopback, parse_toolsets
 
-log = logging.getLogger("warehouse_mcp")
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -7,7 +7,6 @@ share one backend per server and two servers in one process share nothing.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import tempfile
 import threading
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
     from .embedded.backend import EmbeddedBackend
 
-log = logging.getLogger(__name__)
 
 EMBEDDED_BASE_URL = "http://embedded.warehouse-mcp"
 

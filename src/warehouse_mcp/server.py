@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +14,7 @@ from pydantic import Field, create_model
 
 from . import __version__
 from .client import ApiError
+from .guide import register_guide
 from .http_call import perform
 from .operations import OPERATIONS, Args, Operation
 from .results import OUTPUT_SCHEMAS, error_text, render
@@ -22,8 +22,6 @@ from .runtime import Runtime
 from .secrets import find_secrets, refusal
 from .settings import Settings
 from .wait import wait_for_sync
-
-log = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Manage data warehouse imports (PostHog External Data API): connect sources such as Postgres, MySQL or
@@ -62,8 +60,6 @@ def build_server(settings: Settings | None = None, *, runtime: Runtime | None = 
         tools=tools,
         lifespan=lifespan,
     )
-    from .guide import register_guide
-
     register_guide(server, runtime)
     server.runtime = runtime  # type: ignore[attr-defined]
     return server
