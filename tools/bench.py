@@ -15,6 +15,7 @@ local services (tools/prepare_services.sh) and print a compact table of results.
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 import tempfile
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)  # before any MCP server configures INFO logging
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -125,6 +127,21 @@ def bench_context(args: argparse.Namespace) -> int:
 # --- 3. call overhead ---------------------------------------------------------------------------------
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(200):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
 def _percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -143,7 +160,6 @@ async def _timed_calls(call: Callable[[], Awaitable[Any]], count: int) -> tuple[
 def bench_calls(args: argparse.Namespace) -> int:
     from bench import scratch_database  # type: ignore[import-not-found]
     from warehouse_mcp.harness import complete_connect_page, harness_settings
-    from warehouse_mcp.http_transport import http_app
     from warehouse_mcp.server import build_server
 
     count = args.calls
@@ -186,28 +202,29 @@ def bench_calls(args: argparse.Namespace) -> int:
 
         source_id = anyio.run(in_process)
 
-        from warehouse_mcp.embedded.web_server import LoopbackServer
+        # The same data dir served by the installed command over streamable HTTP, as a client would meet it.
+        port = _free_port()
+        env = {"PATH": os.environ["PATH"], "WAREHOUSE_MCP_HOME": str(settings.home)}
+        http = subprocess.Popen([BIN, "--transport", "http", "--port", str(port)], env=env)
+        try:
+            _wait_for_port(port)
 
-        app, server = http_app(settings)
+            async def over_http() -> None:
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
 
-        async def over_http() -> None:
-            async with server.runtime.session():
-                web = LoopbackServer(app, "127.0.0.1", 0).start()
-                try:
-                    async with Client(f"{web.base_url}/mcp") as client:
+                    async def retrieve() -> None:
+                        result = await client.call_tool("external-data-sources-retrieve", {"id": source_id})
+                        assert not result.is_error
 
-                        async def retrieve() -> None:
-                            result = await client.call_tool(
-                                "external-data-sources-retrieve", {"id": source_id}
-                            )
-                            assert not result.is_error
+                    await retrieve()
+                    results["streamable HTTP (embedded, separate process)"] = await _timed_calls(
+                        retrieve, count
+                    )
 
-                        await retrieve()
-                        results["streamable HTTP (embedded)"] = await _timed_calls(retrieve, count)
-                finally:
-                    await anyio.to_thread.run_sync(web.stop)
-
-        anyio.run(over_http)
+            anyio.run(over_http)
+        finally:
+            http.terminate()
+            http.wait(15)
 
     with tempfile.TemporaryDirectory(prefix="wmcp-bench-") as tmp:
         from mcp.server.mcpserver import MCPServer
