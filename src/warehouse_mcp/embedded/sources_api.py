@@ -154,10 +154,16 @@ def partial_update(request: Request) -> Response:
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
             backend.vault, source_type, config
         )
+    return _save_and_answer(backend, team_id, source["id"], changes)
+
+
+def _save_and_answer(
+    backend: EmbeddedBackend, team_id: int, source_id: str, changes: dict[str, Any]
+) -> Response:
     with backend.store.transaction() as db:
-        source_records.update(db, source["id"], changes)
+        source_records.update(db, source_id, changes)
     return request_context.json_response(
-        source_answer(backend, source_records.get(backend.store, team_id, source["id"]))
+        source_answer(backend, source_records.get(backend.store, team_id, source_id))
     )
 
 
@@ -306,11 +312,7 @@ def revenue_analytics_config(request: Request) -> Response:
     invoiceless = request_context.optional_bool(data, "include_invoiceless_charges")
     if invoiceless is not None:
         changes["revenue_include_invoiceless"] = int(invoiceless)
-    with backend.store.transaction() as db:
-        source_records.update(db, source["id"], changes)
-    return request_context.json_response(
-        source_answer(backend, source_records.get(backend.store, team_id, source["id"]))
-    )
+    return _save_and_answer(backend, team_id, source["id"], changes)
 
 
 def jobs(request: Request) -> Response:
