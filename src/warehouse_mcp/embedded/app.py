@@ -36,6 +36,7 @@ from warehouse_mcp.embedded.errors import (
     parse_error,
     server_error,
 )
+from warehouse_mcp.operations import OPERATIONS
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
@@ -58,59 +59,60 @@ class Endpoint:
     methods: dict[str, Handler]
 
 
-def _endpoint(path: str, **methods: Handler) -> Endpoint:
-    pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
-    return Endpoint(path, pattern, {method.upper(): handler for method, handler in methods.items()})
+# One handler per catalog operation: the paths and methods come from warehouse_mcp.operations, so the
+# embedded API serves exactly what the tools call.
+HANDLERS: dict[str, Handler] = {
+    "external-data-sources-list": sources_api.list_sources,
+    "external-data-sources-create": sources_api.create,
+    "external-data-sources-retrieve": sources_api.retrieve,
+    "external-data-sources-partial-update": sources_api.partial_update,
+    "external-data-sources-destroy": sources_api.destroy,
+    "external-data-sources-bulk-update-schemas-partial-update": sources_api.bulk_update_schemas,
+    "external-data-sources-cdc-status-retrieve": cdc_api.cdc_status,
+    "external-data-sources-check-cdc-prerequisites-for-source-create": cdc_api.check_cdc_prerequisites_for_source,
+    "external-data-sources-create-webhook-create": webhooks_api.create_webhook,
+    "external-data-sources-delete-webhook-create": webhooks_api.delete_webhook,
+    "external-data-sources-jobs-retrieve": sources_api.jobs,
+    "external-data-sources-refresh-schemas-create": sources_api.refresh_schemas,
+    "external-data-sources-reload-create": sources_api.reload,
+    "external-data-sources-revenue-analytics-config-partial-update": sources_api.revenue_analytics_config,
+    "external-data-sources-update-webhook-inputs-create": webhooks_api.update_webhook_inputs,
+    "external-data-sources-webhook-info-retrieve": webhooks_api.webhook_info,
+    "external-data-sources-check-cdc-prerequisites-create": cdc_api.check_cdc_prerequisites,
+    "data-warehouse-source-connect-link": credentials_api.connect_link,
+    "external-data-sources-connections-list": sources_api.connections,
+    "external-data-sources-database-schema-create": sources_api.database_schema,
+    "data-warehouse-source-setup": sources_api.setup,
+    "external-data-sources-source-prefix-create": sources_api.source_prefix,
+    "external-data-sources-store-credentials-create": credentials_api.store_credentials,
+    "data-warehouse-stored-credentials-list": credentials_api.stored_credentials,
+    "external-data-sources-wizard-retrieve": sources_api.wizard,
+    "external-data-schemas-list": schemas_api.list_schemas,
+    "external-data-schemas-retrieve": schemas_api.retrieve,
+    "external-data-schemas-partial-update": schemas_api.partial_update,
+    "external-data-schemas-destroy": schemas_api.destroy,
+    "external-data-schemas-cancel-create": schemas_api.cancel,
+    "external-data-schemas-delete-data-destroy": schemas_api.delete_data,
+    "external-data-schemas-incremental-fields-create": schemas_api.incremental_fields,
+    "external-data-schemas-reload-create": schemas_api.reload,
+    "external-data-schemas-resync-create": schemas_api.resync,
+}
 
 
-SOURCES = "external_data_sources"
-SCHEMAS = "external_data_schemas"
+def _endpoints() -> tuple[Endpoint, ...]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for op in OPERATIONS:
+        if not op.composite:
+            by_path.setdefault(op.path.rstrip("/"), {})[op.method] = HANDLERS[op.tool]
+    # Collection actions before `{id}`, so that `wizard` is never read as a source id.
+    ordered = sorted(by_path.items(), key=lambda item: "{id}" in item[0])
+    return tuple(
+        Endpoint(path, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), methods)
+        for path, methods in ordered
+    )
 
-# Collection actions come before `{id}` so `wizard` is never read as a source id.
-ENDPOINTS: tuple[Endpoint, ...] = (
-    _endpoint(SOURCES, get=sources_api.list_sources, post=sources_api.create),
-    _endpoint(f"{SOURCES}/check_cdc_prerequisites", post=cdc_api.check_cdc_prerequisites),
-    _endpoint(f"{SOURCES}/connect_link", get=credentials_api.connect_link),
-    _endpoint(f"{SOURCES}/connections", get=sources_api.connections),
-    _endpoint(f"{SOURCES}/database_schema", post=sources_api.database_schema),
-    _endpoint(f"{SOURCES}/setup", post=sources_api.setup),
-    _endpoint(f"{SOURCES}/source_prefix", post=sources_api.source_prefix),
-    _endpoint(f"{SOURCES}/store_credentials", post=credentials_api.store_credentials),
-    _endpoint(f"{SOURCES}/stored_credentials", get=credentials_api.stored_credentials),
-    _endpoint(f"{SOURCES}/wizard", get=sources_api.wizard),
-    _endpoint(
-        f"{SOURCES}/{{id}}",
-        get=sources_api.retrieve,
-        patch=sources_api.partial_update,
-        delete=sources_api.destroy,
-    ),
-    _endpoint(f"{SOURCES}/{{id}}/bulk_update_schemas", patch=sources_api.bulk_update_schemas),
-    _endpoint(f"{SOURCES}/{{id}}/cdc_status", get=cdc_api.cdc_status),
-    _endpoint(
-        f"{SOURCES}/{{id}}/check_cdc_prerequisites_for_source",
-        post=cdc_api.check_cdc_prerequisites_for_source,
-    ),
-    _endpoint(f"{SOURCES}/{{id}}/create_webhook", post=webhooks_api.create_webhook),
-    _endpoint(f"{SOURCES}/{{id}}/delete_webhook", post=webhooks_api.delete_webhook),
-    _endpoint(f"{SOURCES}/{{id}}/jobs", get=sources_api.jobs),
-    _endpoint(f"{SOURCES}/{{id}}/refresh_schemas", post=sources_api.refresh_schemas),
-    _endpoint(f"{SOURCES}/{{id}}/reload", post=sources_api.reload),
-    _endpoint(f"{SOURCES}/{{id}}/revenue_analytics_config", patch=sources_api.revenue_analytics_config),
-    _endpoint(f"{SOURCES}/{{id}}/update_webhook_inputs", post=webhooks_api.update_webhook_inputs),
-    _endpoint(f"{SOURCES}/{{id}}/webhook_info", get=webhooks_api.webhook_info),
-    _endpoint(SCHEMAS, get=schemas_api.list_schemas),
-    _endpoint(
-        f"{SCHEMAS}/{{id}}",
-        get=schemas_api.retrieve,
-        patch=schemas_api.partial_update,
-        delete=schemas_api.destroy,
-    ),
-    _endpoint(f"{SCHEMAS}/{{id}}/cancel", post=schemas_api.cancel),
-    _endpoint(f"{SCHEMAS}/{{id}}/delete_data", delete=schemas_api.delete_data),
-    _endpoint(f"{SCHEMAS}/{{id}}/incremental_fields", post=schemas_api.incremental_fields),
-    _endpoint(f"{SCHEMAS}/{{id}}/reload", post=schemas_api.reload),
-    _endpoint(f"{SCHEMAS}/{{id}}/resync", post=schemas_api.resync),
-)
+
+ENDPOINTS = _endpoints()
 
 
 def resolve(path: str) -> tuple[int, Endpoint, dict[str, str]]:
