@@ -7,8 +7,10 @@ service fails the test loudly; on a developer laptop it skips with the reason.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +93,30 @@ def _my_args(dbname: str | None) -> dict:
     return args
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def postgres_db() -> Iterator[Database]:
     """A fresh, empty Postgres database, dropped afterwards."""
+    with fresh_postgres() as database:
+        yield database
+
+
+@pytest.fixture
+def mysql_db() -> Iterator[Database]:
+    """A fresh, empty MariaDB database, dropped afterwards."""
+    with fresh_mysql() as database:
+        yield database
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[Database]:
+    """A fresh, empty Postgres database, dropped afterwards (for fixtures of any scope)."""
     psycopg = pytest.importorskip("psycopg")
     name = f"wmcp_{uuid.uuid4().hex[:12]}"
     try:
@@ -117,9 +140,9 @@ def postgres_db() -> Iterator[Database]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def mysql_db() -> Iterator[Database]:
-    """A fresh, empty MariaDB database, dropped afterwards."""
+@contextmanager
+def fresh_mysql() -> Iterator[Database]:
+    """A fresh, empty MariaDB database, dropped afterwards (for fixtures of any scope)."""
     pymysql = pytest.importorskip("pymysql")
     name = f"wmcp_{uuid.uuid4().hex[:12]}"
     try:

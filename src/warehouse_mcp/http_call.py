@@ -10,8 +10,6 @@ from .operations import Args, Operation
 from .results import normalize
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import Context
-
     from .runtime import Runtime
 
 
@@ -53,15 +51,6 @@ def _query_value(value: Any) -> str:
 
 def project_of(args: Args, runtime: Runtime) -> str:
     return getattr(args, "project_id", None) or runtime.settings.project
-
-
-async def perform(op: Operation, args: Args, ctx: Context, runtime: Runtime) -> Any:
-    """Send the operation's request and return the parsed answer (raises ApiError)."""
-    if op.tool == "data-warehouse-source-connect-link" or op.tool == "data-warehouse-source-setup":
-        from .connect_flow import connect_or_setup
-
-        return await connect_or_setup(op, args, ctx, runtime)
-    return await send(op, args, runtime)
 
 
 async def send(op: Operation, args: Args, runtime: Runtime, project: str | None = None) -> dict[str, Any]:

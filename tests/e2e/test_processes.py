@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Database, free_port
 from warehouse_mcp.harness import complete_connect_page
 
 pytestmark = pytest.mark.anyio
@@ -109,15 +108,9 @@ async def _append(into: list[str], value: Any) -> None:
     into.append(await value)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_serve_api_daemon_serves_mcp_clients(postgres_db: Database, home: Path) -> None:
     postgres_db.execute("CREATE TABLE items (id int PRIMARY KEY)")
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [BIN, "serve-api", "--port", str(port), "--home", str(home)],
         stderr=subprocess.PIPE,

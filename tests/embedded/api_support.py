@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CANARY_PASSWORD, Database, postgres_db
+from tests.conftest import CANARY_PASSWORD, Database, fresh_postgres
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.store import iso, utcnow
 
@@ -136,12 +136,8 @@ def shared_pg() -> Iterator[Database]:
     Creating and dropping a database costs most of a test's time; tests that change the source
     database use the per-test `postgres_db` instead.
     """
-    generator = postgres_db.__wrapped__()  # type: ignore[attr-defined]  # the conftest fixture, module-scoped
-    database = next(generator)
-    try:
+    with fresh_postgres() as database:
         yield pg_with_tables(database)
-    finally:
-        next(generator, None)
 
 
 def pg_with_tables(db: Database) -> Database:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import time
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Database, free_port
 from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.connectors.mysql import MySQLConnector
 
@@ -106,12 +105,6 @@ def _read_rows(config: dict, request: ReadRequest) -> list[dict]:
     return [row for batch in CONNECTOR.read(config, request) for row in batch.to_pylist()]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- validate -----------------------------------------------------------------------------------------
 
 
@@ -129,7 +122,7 @@ def test_wrong_password_is_invalid_credentials_without_the_password(mysql_db: Da
 
 
 def test_unreachable_port(mysql_db: Database) -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(SourceError) as raised:
         CONNECTOR.validate({**mysql_db.config, "port": port})
     assert str(raised.value).startswith(f"Could not connect to 127.0.0.1:{port}: ")

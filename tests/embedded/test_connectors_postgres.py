@@ -6,7 +6,6 @@ import datetime as dt
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Database, free_port
 from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.connectors.postgres import PostgresConnector, cdc_status, check_cdc_prerequisites
 
@@ -109,12 +108,6 @@ def _read_rows(config: dict, request: ReadRequest) -> list[dict]:
     return [row for batch in CONNECTOR.read(config, request) for row in batch.to_pylist()]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- validate -----------------------------------------------------------------------------------------
 
 
@@ -150,7 +143,7 @@ def test_a_connection_string_alone_is_enough(postgres_db: Database) -> None:
 
 
 def test_unreachable_port(postgres_db: Database) -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(SourceError) as raised:
         CONNECTOR.validate({**postgres_db.config, "port": port})
     message = str(raised.value)
@@ -431,7 +424,7 @@ def test_self_managed_mode_needs_an_existing_slot_and_publication(everything: Da
 
 
 def test_cdc_prerequisites_report_an_unreachable_server(postgres_db: Database) -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(SourceError) as raised:
         check_cdc_prerequisites({**postgres_db.config, "port": port}, ["t"], "posthog", None, None)
     assert str(raised.value).startswith(
@@ -461,7 +454,7 @@ def replica_cluster() -> Iterator[dict]:
     data = root / "data"
     if as_postgres:
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
         "-c wal_level=replica -c fsync=off -c max_connections=10"

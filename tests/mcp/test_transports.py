@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.conftest import free_port
 from tests.fakes.recording_api import RecordingApi, Reply
 
 BIN = str(Path(sys.executable).with_name("warehouse-mcp"))
@@ -71,14 +71,8 @@ async def test_stdio_lists_every_tool_fully_described(api: RecordingApi, mode: s
     assert not result.is_error and result.structured_content["status"] == "Running"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_http(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [BIN, "--transport", "http", "--port", str(port), *args], env=env, stderr=subprocess.PIPE
     )

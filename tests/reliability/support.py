@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp import Client
 from mcp.types import CallToolResult, Tool
 
-from tests.conftest import CANARY_PASSWORD, SECURE_USER, Database, _pg_args, _unavailable
+from tests.conftest import free_port
 
 BIN = str(Path(sys.executable).with_name("warehouse-mcp"))
 VALIDATION = re.compile(r": \d+ validation errors? for ")
@@ -76,39 +74,6 @@ def sync_client(server: Any, **options: Any) -> Iterator[SyncClient]:
     ):
         tools = {tool.name: tool for tool in portal.call(client.list_tools).tools}
         yield SyncClient(portal, client, tools)
-
-
-@contextmanager
-def fresh_postgres() -> Iterator[Database]:
-    """Like the postgres_db fixture, usable from module-scoped fixtures."""
-    import psycopg
-
-    name = f"wmcp_rel_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(**_pg_args("postgres"), autocommit=True)
-    except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    config = {
-        "host": "127.0.0.1",
-        "port": 5432,
-        "database": name,
-        "user": SECURE_USER,
-        "password": CANARY_PASSWORD,
-        "schema": "public",
-    }
-    try:
-        yield Database("postgres", name, config)
-    finally:
-        with psycopg.connect(**_pg_args("postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:

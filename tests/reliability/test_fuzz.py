@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fresh_postgres
 from tests.fakes.recording_api import Recorded, RecordingApi, Reply
 from tests.reliability.schema_strategies import (
     HOSTILE_STRINGS,
@@ -26,7 +27,7 @@ from tests.reliability.schema_strategies import (
     minimal_instance,
     pool,
 )
-from tests.reliability.support import SyncClient, crash_reason, fresh_postgres, result_text, sync_client
+from tests.reliability.support import SyncClient, crash_reason, result_text, sync_client
 from warehouse_mcp.harness import harness_settings
 from warehouse_mcp.operations import OPERATIONS
 from warehouse_mcp.server import build_server
