@@ -82,3 +82,33 @@ async def test_wait_times_out_with_what_is_still_running(postgres_db: Database, 
         "slow"
     ]
     assert missing.is_error and "is not a table of source" in missing.content[0].text
+
+
+async def test_wait_right_after_a_reload_waits_for_that_sync(postgres_db: Database, tmp_path: Path) -> None:
+    postgres_db.execute("CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items VALUES (1)")
+    server = build_server(harness_settings(home=tmp_path / "home"))
+    async with Client(server) as client:
+        stored = await client.call_tool(
+            "external-data-sources-store-credentials-create",
+            {"source_type": "Postgres", "payload": postgres_db.config},
+        )
+        made = await client.call_tool(
+            "data-warehouse-source-setup",
+            {
+                "source_type": "Postgres",
+                "payload": {"credential_id": stored.structured_content["credential_id"]},
+            },
+        )
+        source_id = made.structured_content["id"]
+        first = await client.call_tool(
+            "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}
+        )
+        assert first.structured_content["done"]
+        postgres_db.execute("INSERT INTO items VALUES (2)")
+        await client.call_tool("external-data-sources-reload-create", {"id": source_id})
+        second = await client.call_tool(
+            "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}
+        )
+        jobs = await client.call_tool("external-data-sources-jobs-retrieve", {"id": source_id})
+    assert second.structured_content["done"]
+    assert [job["status"] for job in jobs.structured_content["results"]] == ["Completed", "Completed"]

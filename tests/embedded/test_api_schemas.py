@@ -90,7 +90,9 @@ def test_retrieve_embeds_the_source_summary(api: Api, source_id: str, orders: di
         "supports_column_selection": True,
         "user_access_level": "editor",
     }
-    assert body["sync_frequency"] == "6hour" and body["status"] is None
+    assert (
+        body["sync_frequency"] == "6hour" and body["status"] == "Running"
+    )  # its first sync is requested at creation
 
 
 def test_missing_schema_is_404(api: Api) -> None:

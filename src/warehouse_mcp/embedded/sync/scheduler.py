@@ -185,7 +185,13 @@ def request_run(store: Store, schema_id: str, now: datetime, *, reset_cursor: bo
         if reset_cursor:
             jobs.request_cancel(db, schema_id)
             db.execute("UPDATE schemas SET sync_cursor = NULL WHERE id = ?", (schema_id,))
-        db.execute("UPDATE schemas SET next_sync_at = ? WHERE id = ?", (iso(now), schema_id))
+        # Running from the request on, as PostHog shows a triggered sync: whoever waits for it (the
+        # data-warehouse-sync-wait tool) must not read the previous run's Completed as this one's.
+        db.execute(
+            "UPDATE schemas SET next_sync_at = ?, status = CASE WHEN should_sync = 1 THEN 'Running' ELSE status END "
+            "WHERE id = ?",
+            (iso(now), schema_id),
+        )
 
 
 def reschedule_after_run(store: Store, schema_id: str, finished: datetime) -> None:
