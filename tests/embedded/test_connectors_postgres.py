@@ -345,6 +345,29 @@ def test_a_value_that_does_not_fit_fails_the_read_clearly(postgres_db: Database)
         list(CONNECTOR.read(postgres_db.config, ReadRequest(table=table)))
 
 
+def test_decimals_and_decimal_arrays_arrive_exactly_in_any_batch_size(postgres_db: Database) -> None:
+    postgres_db.execute(
+        "CREATE TABLE money (id int PRIMARY KEY, amount numeric(38,10), history numeric(5,2)[])",
+        "INSERT INTO money VALUES (1, 1234567890123456789012345678.0123456789, '{1.50,NaN,NULL}'), "
+        "(2, 'NaN', NULL), (3, -0.0000000001, '{}'), (4, NULL, '{-999.99}')",
+    )
+    table = _table(postgres_db.config, "money")
+    batches = list(CONNECTOR.read(postgres_db.config, ReadRequest(table=table, batch_rows=1)))
+    assert [batch.num_rows for batch in batches] == [1, 1, 1, 1]
+    assert batches[0].schema.field("history").type == pa.list_(pa.decimal128(5, 2))
+    rows = sorted((row for batch in batches for row in batch.to_pylist()), key=lambda row: row["id"])
+    assert rows == [
+        {
+            "id": 1,
+            "amount": Decimal("1234567890123456789012345678.0123456789"),
+            "history": [Decimal("1.50"), None, None],
+        },
+        {"id": 2, "amount": None, "history": None},  # DECIMAL has no NaN: NULL
+        {"id": 3, "amount": Decimal("-0.0000000001"), "history": []},
+        {"id": 4, "amount": None, "history": [Decimal("-999.99")]},
+    ]
+
+
 # --- CDC ----------------------------------------------------------------------------------------------
 
 

@@ -9,21 +9,15 @@ and is then not offered as an incremental field (its text does not sort numerica
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import struct
-import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pyarrow as pa
 from psycopg import conninfo, sql
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 
 from warehouse_mcp.embedded.connectors.base import (
     ColumnInfo,
@@ -35,6 +29,7 @@ from warehouse_mcp.embedded.connectors.base import (
     pick_columns,
 )
 from warehouse_mcp.embedded.connectors.forms import connection_string_password, truthy
+from warehouse_mcp.embedded.connectors.postgres_arrow import NESTED_PREFIX, read_query
 
 logger = logging.getLogger(__name__)
 
@@ -368,16 +363,6 @@ def _table_info(
 # --- reading -------------------------------------------------------------------------------------------
 
 
-class _IntervalLoader(Loader):
-    """Binary interval → (months, days, microseconds): psycopg's timedelta would fold months into days."""
-
-    format = Format.BINARY
-
-    def load(self, data: Any) -> pa.MonthDayNano:
-        microseconds, days, months = struct.unpack("!qii", bytes(data))
-        return pa.MonthDayNano([months, days, microseconds * 1000])
-
-
 def _arrow_type(warehouse_type: str) -> pa.DataType:
     if warehouse_type.endswith("[]"):
         return pa.list_(_arrow_type(warehouse_type[:-2]))
@@ -398,41 +383,6 @@ def _arrow_type(warehouse_type: str) -> pa.DataType:
         "BLOB": pa.binary(),
         "INTERVAL": pa.month_day_nano_interval(),
     }.get(warehouse_type, pa.string())
-
-
-def _nan_to_null(value: Any) -> Any:
-    # DECIMAL has no NaN; Postgres numeric does. NULL is the closest faithful value.
-    if isinstance(value, Decimal) and value.is_nan():
-        return None
-    if isinstance(value, list):
-        return [_nan_to_null(item) for item in value]
-    return value
-
-
-def _converter(column: _PgColumn) -> Callable[[Any], Any] | None:
-    if column.warehouse_type.startswith("DECIMAL"):
-        return _nan_to_null
-    return None
-
-
-def _record_batch(
-    rows: list[tuple[Any, ...]], schema: pa.Schema, converters: list[Any], qualified: str
-) -> pa.RecordBatch:
-    arrays = []
-    for index, field in enumerate(schema):
-        values = [row[index] for row in rows]
-        convert = converters[index]
-        if convert is not None:
-            values = [convert(value) for value in values]
-        try:
-            arrays.append(pa.array(values, type=field.type))
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
-            # e.g. a multi-dimensional array in a column declared integer[]: Postgres does not enforce dimensions.
-            landing = field.metadata[b"warehouse_type"].decode()
-            raise SourceError(
-                f"Column '{field.name}' of '{qualified}' has a value that does not fit {landing}: {error}"
-            ) from None
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 # --- the connector ----------------------------------------------------------------------------------------
@@ -490,8 +440,6 @@ class PostgresConnector:
                     for c in selected
                 ]
             )
-            converters = [_converter(column) for column in selected]
-            batch_rows = max(1, int(request.batch_rows))
             logger.debug(
                 "Reading %s: %d columns, incremental field %s, after %r",
                 qualified,
@@ -499,28 +447,30 @@ class PostgresConnector:
                 request.incremental_field,
                 request.cursor,
             )
-            cursor = connection.cursor(name=f"wmcp_read_{uuid.uuid4().hex[:12]}", binary=True)
-            cursor.adapters.register_loader("interval", _IntervalLoader)
-            cursor.itersize = batch_rows
-            try:
-                cursor.execute(query, params)
-                while True:
-                    rows = cursor.fetchmany(batch_rows)
-                    if not rows:
-                        break
-                    yield _record_batch(rows, schema, converters, qualified)
-            except psycopg.Error as error:
-                raise SourceError(f"Reading '{qualified}' failed: {target.scrub(str(error))}") from None
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    cursor.close()
+            rendered = psycopg.ClientCursor(connection).mogrify(query, params)
+        yield from read_query(
+            target.params,
+            rendered,
+            schema,
+            batch_rows=max(1, int(request.batch_rows)),
+            qualified=qualified,
+            scrub=target.scrub,
+        )
 
     @staticmethod
     def _select(
         schema: str, table: str, columns: list[_PgColumn], request: ReadRequest
     ) -> tuple[sql.Composed, tuple[Any, ...]]:
+        # Arrow lists have one dimension and Postgres does not enforce an array column's: read_query checks.
+        dimensions = [
+            sql.SQL("array_ndims({}) AS {}").format(
+                sql.Identifier(column.name), sql.Identifier(NESTED_PREFIX + column.name)
+            )
+            for column in columns
+            if column.element_type is not None
+        ]
         query = sql.SQL("SELECT {} FROM {}.{}").format(
-            sql.SQL(", ").join(column.select_expression() for column in columns),
+            sql.SQL(", ").join([*(column.select_expression() for column in columns), *dimensions]),
             sql.Identifier(schema),
             sql.Identifier(table),
         )

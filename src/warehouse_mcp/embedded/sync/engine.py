@@ -1,6 +1,7 @@
 """One sync job: read a source table as Arrow batches and land it in the warehouse.
 
-Batches go to a staging table; between batches the job records its progress and honours a cancel
+The connector's read runs a few batches ahead on its own thread (read_ahead.py), so the source read
+and the warehouse writes overlap. Batches go to a staging table; between batches the job records its progress and honours a cancel
 (`jobs.cancel_requested`, set by any process) or a server stop. Only after every batch is in does it
 commit to the target table (swap, merge or insert, by sync type) and then, in the metadata store,
 the new cursor: the cursor never runs ahead of the data, so a crash at any point loses no rows (an
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync.read_ahead import read_ahead
 from warehouse_mcp.embedded.sync.warehouse import Staging, TableState, Warehouse, warehouse_table_name
 from warehouse_mcp.embedded.vault import Vault, VaultError
 from warehouse_mcp.models import JobStatus, SyncType
@@ -137,7 +139,7 @@ class SyncEngine:
             staging = self.warehouse.start_staging(plan.table_name, plan.columns, job.job_id)
             high_water = _HighWater(plan.request.incremental_field)
             check_stop()
-            batches = connector.read(config, plan.request)
+            batches = read_ahead(connector.read(config, plan.request))
             try:
                 for batch in batches:
                     staging.append(batch)

@@ -1,0 +1,74 @@
+"""Overlap a source read with the warehouse writes: a reader thread runs ahead by a few batches.
+
+The connector's iterator runs on its own thread (its connection is used by that thread only) and
+hands batches over through a bounded queue, so memory stays at `depth` batches plus the ones being
+read and written, whatever the table size. The drivers and DuckDB release the GIL while they work,
+so reading the next batch and writing this one really run at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Generator, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_DEPTH = 2
+_POLL_SECONDS = 0.1
+_JOIN_SECONDS = 5.0
+
+
+class _End:
+    pass
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def read_ahead(items: Iterable[T], depth: int = DEFAULT_DEPTH) -> Generator[T, None, None]:
+    """Yield `items` in order while a thread fetches up to `depth` more. Exceptions raised by `items`
+    are raised here; closing this generator stops the reader and closes `items`."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+            else:
+                put(_End())
+        except BaseException as error:
+            put(_Failed(error))
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
+
+    reader = threading.Thread(target=produce, name="sync-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handoff.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        # A reader blocked in the source (a slow network) finishes on its own; don't hang a cancel on it.
+        reader.join(_JOIN_SECONDS)
