@@ -90,11 +90,17 @@ def bench_startup(args: argparse.Namespace) -> int:
 # --- 2. context cost ----------------------------------------------------------------------------------
 
 
-def _tool_sizes(toolsets: tuple[str, ...] | None) -> list[tuple[str, int]]:
+BUDGET_TOKENS = {
+    "all": 8_000,
+    "discovery": 1_500,
+}  # issue 15; tests/mcp/test_context_budget.py checks them too
+
+
+def _tool_sizes(toolsets: tuple[str, ...] | None, mode: str = "all") -> list[tuple[str, int]]:
     from warehouse_mcp.server import build_server
     from warehouse_mcp.settings import TOOLSETS, Settings
 
-    settings = Settings(backend="embedded", toolsets=toolsets or TOOLSETS)
+    settings = Settings(backend="embedded", toolsets=toolsets or TOOLSETS, tool_mode=mode)  # type: ignore[arg-type]
     server = build_server(settings)
 
     async def listing() -> list[Any]:
@@ -112,16 +118,35 @@ def bench_context(args: argparse.Namespace) -> int:
     rows = [
         (f"  {name}", f"{size:,} B  ~{size // 4:,} tok") for name, size in sorted(sizes, key=lambda x: -x[1])
     ]
-    print("tools/list per tool (bytes of the tool's JSON; tokens ≈ bytes / 4):")
+    print("tools/list per tool (characters of the tool's JSON; tokens ≈ characters / 4):")
     _print(rows)
     print()
-    summary = [("all toolsets (default)", f"{len(sizes)} tools, {total:,} B  ~{total // 4:,} tok")]
+    discovery = _tool_sizes(None, "discovery")
+    discovery_total = sum(size for _, size in discovery)
+    summary = [
+        (
+            "all toolsets (default)",
+            f"{len(sizes)} tools, {total:,} B  ~{total // 4:,} tok  (budget {BUDGET_TOKENS['all']:,})",
+        ),
+        (
+            "discovery mode",
+            f"{len(discovery)} tools, {discovery_total:,} B  ~{discovery_total // 4:,} tok  "
+            f"(budget {BUDGET_TOKENS['discovery']:,})",
+        ),
+    ]
     for toolset in TOOLSETS:
         part = _tool_sizes((toolset,))
         size = sum(s for _, s in part)
         summary.append((f"toolset {toolset}", f"{len(part)} tools, {size:,} B  ~{size // 4:,} tok"))
     _print(summary)
-    return 0
+    over = [
+        mode
+        for mode, characters in (("all", total), ("discovery", discovery_total))
+        if characters / 4 > BUDGET_TOKENS[mode]
+    ]
+    for mode in over:
+        print(f"OVER BUDGET: {mode}", file=sys.stderr)
+    return 1 if over else 0
 
 
 # --- 3. call overhead ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .settings import TOOLSETS, Settings, SettingsError, is_loopback, parse_toolsets
+from .settings import TOOL_MODES, TOOLSETS, Settings, SettingsError, is_loopback, parse_toolsets
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--project-id", help="pin the project (POSTHOG_PROJECT_ID)")
     parser.add_argument("--toolsets", help=f"comma-separated subset of {','.join(TOOLSETS)}")
     parser.add_argument("--read-only", action="store_true", default=None, help="only read-only tools")
+    parser.add_argument(
+        "--tool-mode",
+        choices=TOOL_MODES,
+        help="all: one tool per operation (default); discovery: search/schema/call (WAREHOUSE_MCP_TOOL_MODE)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("WAREHOUSE_MCP_LOG_LEVEL", "WARNING"))
     return parser
 
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             project_id=args.project_id,
             toolsets=parse_toolsets(args.toolsets) if args.toolsets else None,
             read_only=args.read_only,
+            tool_mode=args.tool_mode,
         )
     except SettingsError as exc:
         print(f"warehouse-mcp: {exc}", file=sys.stderr)

@@ -47,10 +47,10 @@ class OpenObject(BaseModel):
 
 # ---- reusable fields -------------------------------------------------------------------------------
 
-SOURCE_ID = Field(description="The source's UUID (from external-data-sources-list or -retrieve).")
-SCHEMA_ID = Field(description="The schema's UUID: one table of a source (from external-data-schemas-list).")
+SOURCE_ID = Field(description="Source id (external-data-sources-list).")
+SCHEMA_ID = Field(description="Table (schema) id (external-data-schemas-list).")
 LIMIT = Field(None, ge=1, le=1000, description="Page size (default 100).")
-OFFSET = Field(None, ge=0, description="How many results to skip (for the next page, use offset + limit).")
+OFFSET = Field(None, ge=0, description="Results to skip (next page: offset + limit).")
 
 
 class SchemaChoice(BaseModel):
@@ -154,8 +154,7 @@ class UpdateSource(SourceRef):
     description: str | None = Field(None, max_length=400, description="New description.")
     job_inputs: dict[str, Any] | None = Field(
         None,
-        description="Connection settings to change, merged over the stored ones. Leave secrets out: the stored "
-        "password is kept. Changing `host` needs new credentials (use the connect link).",
+        description="Connection settings to change, merged over the stored ones; stored secrets are kept.",
     )
     direct_query_enabled: bool | None = Field(None, description="Allow direct queries against the source.")
     account_id: str | None = Field(None, description="Legacy write-only field.")
@@ -192,16 +191,13 @@ class RevenueConfig(SourceRef):
 
 
 class WebhookInputs(SourceRef):
-    inputs: dict[str, Any] = Field(
-        description="Keys of the source's webhookFields (Stripe: signing_secret). Secrets are refused unless "
-        "inline secrets are allowed: prefer the connect page."
-    )
+    inputs: dict[str, Any] = Field(description="Keys of the source's webhookFields (Stripe: signing_secret).")
 
 
 class ConfigArgs(Args):
     source_type: SourceType = Field(description="Source type whose form the config follows.")
     config: dict[str, Any] = Field(
-        description="The form's connection fields (host, port, database, user, schema, ...). Sent flat."
+        description="The form's connection fields (host, port, database, user, ...)."
     )
 
 
@@ -321,9 +317,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "page",
-        "List the project's data warehouse sources (Postgres, Stripe, ...) with status, tables and last run. "
-        "Start here to find a source id. Paged: pass offset for more. Next: -retrieve for one source, "
-        "external-data-schemas-list for its tables, -jobs-retrieve for its sync history.",
+        "List sources (Postgres, Stripe, ...) with status, tables and last run: start here for a source "
+        "id. Next: external-data-sources-retrieve or external-data-schemas-list.",
         query=("limit", "offset", "search"),
     ),
     Operation(
@@ -335,10 +330,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "sources",
         "object",
-        "Advanced: create a source with an explicit `schemas` list and inline connection fields. Prefer "
-        "data-warehouse-source-setup, which picks tables and sync types for you and takes a credential_id so no "
-        "secret passes through chat. Use this only for fine control: get table names from "
-        "external-data-sources-database-schema-create first. Returns the new source id; enabled tables start syncing.",
+        "Advanced: create a source from inline connection fields and an explicit `schemas` list (names "
+        "from external-data-sources-database-schema-create). Prefer data-warehouse-source-setup.",
         guarded=True,
     ),
     Operation(
@@ -350,8 +343,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "object",
-        "Get one source: status, latest error, settings (secrets removed) and every table (schema) with its sync "
-        "type, status and last sync. Use to check on a source after setup or a reload.",
+        "Get one source: status, latest error, settings (secrets removed) and its tables with sync type, "
+        "status and last sync.",
     ),
     Operation(
         "external-data-sources-partial-update",
@@ -362,9 +355,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "idempotent",
         "sources",
         "object",
-        "Change a source's description or connection settings (job_inputs, merged over the stored ones; stored "
-        "secrets are kept when omitted). New settings are checked against the live source. To change which tables "
-        "sync use external-data-sources-bulk-update-schemas-partial-update; to replace credentials, use the connect link.",
+        "Change a source's description or connection settings (job_inputs, merged over the stored ones "
+        "and checked against the source). New credentials: use the connect link.",
         guarded=True,
     ),
     Operation(
@@ -376,8 +368,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "destructive",
         "sources",
         "empty",
-        "Delete a source, all its tables' schedules and its synced warehouse tables. Irreversible; confirm with "
-        "the user first. To stop syncing but keep data, disable schemas instead.",
+        "Delete a source, its tables' schedules and its synced data. Irreversible: confirm with the "
+        "user. To keep the data, disable tables instead.",
     ),
     Operation(
         "external-data-sources-bulk-update-schemas-partial-update",
@@ -388,8 +380,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "idempotent",
         "sources",
         "list",
-        "Change sync settings of several tables of one source at once (enable/disable, sync type, cursor, "
-        "frequency). All-or-nothing. Returns the updated schemas. For one table, external-data-schemas-partial-update.",
+        "Change sync settings of several tables of one source at once, all or nothing. For one table: "
+        "external-data-schemas-partial-update.",
     ),
     Operation(
         "external-data-sources-cdc-status-retrieve",
@@ -400,8 +392,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "cdc",
         "object",
-        "Live CDC health of a Postgres source: whether CDC is on, replication slot and publication existence, WAL "
-        "lag in bytes, published tables. Use when CDC syncs lag or fail.",
+        "Live CDC health of a Postgres source: slot, publication, WAL lag, published tables. Use when "
+        "CDC syncs lag or fail.",
     ),
     Operation(
         "external-data-sources-check-cdc-prerequisites-for-source-create",
@@ -412,9 +404,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "cdc",
         "object",
-        "Check whether an existing Postgres source's database is ready for CDC, using its stored credentials "
-        "(Postgres 13+, wal_level=logical, primary keys, replication role, slot/publication). Returns "
-        "{valid, errors}; fix the listed errors, then set sync_type cdc on the schemas.",
+        "Check whether an existing Postgres source is ready for CDC, with its stored credentials. "
+        "Returns {valid, errors}; then set sync_type cdc on its tables.",
     ),
     Operation(
         "external-data-sources-create-webhook-create",
@@ -425,9 +416,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "webhooks",
         "object",
-        "Register a webhook at the source (Stripe) so changes arrive in real time; returns {success, webhook_url, "
-        "error, pending_inputs}. If pending_inputs lists fields, the user must supply them (connect page). "
-        "Check with external-data-sources-webhook-info-retrieve.",
+        "Register a webhook at the source (Stripe) so changes arrive in real time. If pending_inputs "
+        "lists fields, the user supplies them on the connect page.",
     ),
     Operation(
         "external-data-sources-delete-webhook-create",
@@ -438,8 +428,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "destructive",
         "webhooks",
         "object",
-        "Remove a source's webhook here and at the source. Refused while tables use webhook sync: switch them to "
-        "another sync type first (external-data-schemas-partial-update).",
+        "Remove a source's webhook here and at the source. Refused while tables use webhook sync: change "
+        "their sync type first.",
     ),
     Operation(
         "external-data-sources-jobs-retrieve",
@@ -450,9 +440,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "jobs",
         "list",
-        "Sync history of a source, newest first (at most 50): status, rows synced, error, timings per table. Use "
-        "to diagnose failing or slow syncs; filter by time or table names. To wait for running syncs, use "
-        "data-warehouse-sync-wait.",
+        "Sync history of a source, newest first (at most 50): status, rows, error, timings per table. To "
+        "wait for running syncs: data-warehouse-sync-wait.",
         query=("after", "before", "schemas"),
     ),
     Operation(
@@ -464,8 +453,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "sources",
         "object",
-        "Re-read the source's table list: adds tables created since setup (disabled), removes vanished ones. Moves "
-        "no data. Returns {added, deleted, total_tables_seen}; enable new tables with a schema update.",
+        "Re-read the source's table list: adds new tables (disabled), removes vanished ones; moves no data.",
     ),
     Operation(
         "external-data-sources-reload-create",
@@ -476,9 +464,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "sources",
         "empty",
-        "Start a sync of every enabled table of the source now, keeping cursors (incremental tables fetch only "
-        "new rows). For one table use external-data-schemas-reload-create; to start over from scratch, "
-        "external-data-schemas-resync-create. Then data-warehouse-sync-wait.",
+        "Sync every enabled table of the source now, keeping cursors. Then data-warehouse-sync-wait.",
     ),
     Operation(
         "external-data-sources-revenue-analytics-config-partial-update",
@@ -489,8 +475,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "idempotent",
         "sources",
         "object",
-        "Turn revenue analytics on/off for a (Stripe) source and choose whether invoiceless charges count. Returns "
-        "the full source.",
+        "Turn revenue analytics on or off for a (Stripe) source, and whether invoiceless charges count.",
     ),
     Operation(
         "external-data-sources-update-webhook-inputs-create",
@@ -501,8 +486,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "webhooks",
         "object",
-        "Supply the webhook fields a source still needs (webhook_info's pending inputs, e.g. Stripe's signing "
-        "secret). Carries secrets: refused unless inline secrets are allowed.",
+        "Supply the webhook fields a source still needs (webhook-info's pending inputs, e.g. Stripe's "
+        "signing secret).",
         guarded=True,
     ),
     Operation(
@@ -514,8 +499,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "webhooks",
         "object",
-        "Whether the source supports and has a webhook, its URL, which tables it feeds, and missing inputs or "
-        "events. Use before creating or deleting a webhook.",
+        "Whether the source supports and has a webhook, its URL, the tables it feeds, missing inputs or "
+        "events.",
     ),
     Operation(
         "external-data-sources-check-cdc-prerequisites-create",
@@ -526,9 +511,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "cdc",
         "object",
-        "Check a Postgres database not yet added as a source for CDC readiness from a connection config. Needs "
-        "the password, so it is refused unless inline secrets are allowed; for an existing source use "
-        "external-data-sources-check-cdc-prerequisites-for-source-create.",
+        "Check a Postgres database that is not yet a source for CDC readiness, from a connection config. "
+        "For an existing source use the -for-source-create tool.",
         flatten="config",
         guarded=True,
     ),
@@ -541,10 +525,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "credentials",
         "object",
-        "Step 1 of connecting a source: returns a one-time browser link where the user enters credentials "
-        "directly (secrets never pass through the chat). Give the link to the user (or the client opens it), wait "
-        "until they say they are done, then call data-warehouse-stored-credentials-list and "
-        "data-warehouse-source-setup with the credential_id.",
+        "Step 1 of connecting a source: a one-time link where the user enters credentials in the "
+        "browser. When they are done: data-warehouse-stored-credentials-list.",
         query=("source_type",),
     ),
     Operation(
@@ -556,7 +538,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "list",
-        "List sources that are queried in place (direct query), with id, prefix and engine.",
+        "List sources queried in place (direct query), with id, prefix and engine.",
     ),
     Operation(
         "external-data-sources-database-schema-create",
@@ -567,9 +549,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "list",
-        "List the tables a connection config can sync, with columns, primary keys and incremental fields, "
-        "without creating anything. Needs credentials in `config` (refused unless inline secrets are allowed). "
-        "For an existing source use external-data-schemas-incremental-fields-create or refresh-schemas.",
+        "List the tables a connection config can sync (columns, keys, cursor fields) without creating "
+        "anything. For an existing source: external-data-sources-refresh-schemas-create.",
         flatten="config",
         guarded=True,
     ),
@@ -582,10 +563,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "credentials",
         "object",
-        "Recommended way to add a source: validates the stored credentials, discovers every table, enables them "
-        "with sensible sync types (incremental where possible, else append, else full refresh) and starts syncing. "
-        "Pass payload={'credential_id': ...} from data-warehouse-stored-credentials-list (get one with "
-        "data-warehouse-source-connect-link). Then data-warehouse-sync-wait and external-data-sources-retrieve.",
+        "Recommended way to add a source: from a credential_id, discovers every table, picks sync types "
+        "and starts syncing. Then data-warehouse-sync-wait.",
     ),
     Operation(
         "external-data-sources-source-prefix-create",
@@ -596,8 +575,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "empty",
-        "Check that a prefix is valid and free for a source type before setup or create (needed when a source of "
-        "that type exists already). Success means usable; an error says why not.",
+        "Check that a table prefix is valid and free for a source type (needed when one of that type "
+        "exists). Success means usable.",
     ),
     Operation(
         "external-data-sources-store-credentials-create",
@@ -609,8 +588,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "credentials",
         "object",
         "Validate credentials against the live source and store them encrypted for 24 h, returning a "
-        "credential_id for setup. Takes secrets, so it is refused unless inline secrets are allowed (test "
-        "harnesses); users should use data-warehouse-source-connect-link instead.",
+        "credential_id (harnesses; users use the connect link).",
         guarded=True,
     ),
     Operation(
@@ -622,8 +600,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "credentials",
         "list",
-        "Step 2 of connecting a source: list credentials the user stored through the connect page (metadata only, "
-        "newest first, unconsumed, unexpired). Pass the first matching credential_id to data-warehouse-source-setup.",
+        "Step 2 of connecting a source: credentials the user stored through the connect page, newest "
+        "first. Pass the credential_id to data-warehouse-source-setup.",
         query=("source_type", "search"),
     ),
     Operation(
@@ -635,8 +613,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "sources",
         "object",
-        "Form definitions of source types: fields, which are secret, suggested tables, webhook fields. Always pass "
-        "source_type (e.g. 'Postgres'); the full list is about 50 KB. Use to know which fields a source needs.",
+        "Connection forms of source types: fields, which are secret, suggested tables. Always pass "
+        "source_type (all forms: ~50 KB).",
         query=("source_type",),
     ),
     Operation(
@@ -648,8 +626,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "schemas",
         "page",
-        "List the project's source tables (schemas) with sync type, frequency, status and last sync. Paged; search "
-        "by table name. Next: external-data-schemas-partial-update to change one.",
+        "List tables (schemas) of all sources with sync type, frequency, status and last sync. Next: "
+        "external-data-schemas-partial-update.",
         query=("limit", "offset", "search"),
     ),
     Operation(
@@ -672,8 +650,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "idempotent",
         "schemas",
         "object",
-        "Change how one table syncs: enable/disable, sync type, cursor field, primary key, frequency, time of day, "
-        "columns. Rescheduled at once. Use -incremental-fields-create first to see valid cursor fields.",
+        "Change how one table syncs: enabled, sync type, cursor, primary key, frequency, columns. Valid "
+        "cursors: external-data-schemas-incremental-fields-create.",
     ),
     Operation(
         "external-data-schemas-destroy",
@@ -684,8 +662,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "destructive",
         "schemas",
         "empty",
-        "Remove one table from its source so it no longer syncs. Confirm with the user. To keep the table but "
-        "drop its data, use external-data-schemas-delete-data-destroy.",
+        "Remove one table from its source so it no longer syncs. Confirm with the user; to drop only its "
+        "data, use -delete-data-destroy.",
     ),
     Operation(
         "external-data-schemas-cancel-create",
@@ -696,7 +674,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "jobs",
         "empty",
-        "Stop the table's running sync; the previously synced data stays intact. Errors if nothing is running.",
+        "Stop the table's running sync; data synced before stays intact.",
     ),
     Operation(
         "external-data-schemas-delete-data-destroy",
@@ -707,8 +685,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "destructive",
         "schemas",
         "empty",
-        "Drop the table's synced warehouse data and reset its cursor and status; the table stays configured and "
-        "the next sync reloads everything. Confirm with the user.",
+        "Drop the table's synced data and reset its cursor; it stays configured and the next sync "
+        "reloads everything. Confirm with the user.",
     ),
     Operation(
         "external-data-schemas-incremental-fields-create",
@@ -719,8 +697,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "schemas",
         "object",
-        "Ask the live source which columns can be the table's cursor (incremental/append) and primary key, and "
-        "which sync types it supports. Use before switching a table's sync type.",
+        "Ask the live source which columns can be the table's cursor and primary key, and which sync "
+        "types it supports.",
     ),
     Operation(
         "external-data-schemas-reload-create",
@@ -731,8 +709,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "schemas",
         "empty",
-        "Start a sync of this one table now, keeping its cursor. For every table of a source use "
-        "external-data-sources-reload-create; to start from scratch use -resync-create.",
+        "Sync this one table now, keeping its cursor. Then data-warehouse-sync-wait.",
     ),
     Operation(
         "external-data-schemas-resync-create",
@@ -743,8 +720,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "schemas",
         "empty",
-        "Cancel the table's running sync, reset its cursor and copy the whole table again. Use when data is "
-        "wrong or after changing the cursor; slower than -reload-create.",
+        "Reset the table's cursor and copy it again from scratch (cancels a running sync). Use when data "
+        "is wrong or the cursor changed.",
     ),
     Operation(
         "data-warehouse-sync-wait",
@@ -755,9 +732,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "read",
         "jobs",
         "object",
-        "Wait until the running syncs of a source (or one table) finish, reporting progress, then return the "
-        "finished jobs. Use after setup, reload or resync. On timeout it returns what is still running (not an "
-        "error); call again to keep waiting.",
+        "Wait for a source's (or one table's) running syncs to finish, with progress; returns the jobs. "
+        "On timeout it returns what still runs: call again.",
         composite=True,
     ),
 )

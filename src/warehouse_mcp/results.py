@@ -16,31 +16,22 @@ if TYPE_CHECKING:
     from .runtime import Runtime
     from .settings import Settings
 
-_ARRAY = {"type": "array", "items": {}}
+_NEXT = {"type": ["string", "null"]}
 OUTPUT_SCHEMAS: dict[Answer, dict[str, Any]] = {
-    "object": {"type": "object", "additionalProperties": True},
-    "list": {
-        "type": "object",
-        "properties": {"results": _ARRAY, "count": {"type": "integer"}},
-        "additionalProperties": True,
-    },
+    "object": {"type": "object"},
+    "list": {"type": "object", "properties": {"results": {"type": "array"}, "count": {"type": "integer"}}},
     "page": {
         "type": "object",
         "properties": {
             "count": {"type": "integer"},
-            "next": {"type": ["string", "null"]},
-            "previous": {"type": ["string", "null"]},
-            "results": _ARRAY,
+            "next": _NEXT,
+            "previous": _NEXT,
+            "results": {"type": "array"},
             "has_more": {"type": "boolean"},
         },
         "required": ["count", "results", "has_more"],
-        "additionalProperties": True,
     },
-    "empty": {
-        "type": "object",
-        "properties": {"ok": {"type": "boolean"}, "status_code": {"type": "integer"}},
-        "additionalProperties": True,
-    },
+    "empty": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
 }
 
 # Bulky per-column detail that list answers drop (retrieve one item for it): the first complaint

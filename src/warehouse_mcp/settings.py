@@ -14,6 +14,8 @@ TOOLSETS = ("sources", "schemas", "credentials", "cdc", "webhooks", "jobs")
 DEFAULT_HOST = "https://us.posthog.com"
 
 Backend = Literal["embedded", "posthog"]
+ToolMode = Literal["all", "discovery"]
+TOOL_MODES = ("all", "discovery")
 
 
 class SettingsError(ValueError):
@@ -41,6 +43,7 @@ class Settings:
     ephemeral: bool = False  # harness mode: a fresh data dir, removed on shutdown
     toolsets: tuple[str, ...] = TOOLSETS
     read_only: bool = False
+    tool_mode: ToolMode = "all"  # discovery: three tools (search, schema, call) instead of one per operation
     allow_inline_secrets: bool = False
     connect_host: str = "127.0.0.1"
     connect_port: int = 0  # 0 = an ephemeral port picked on first need
@@ -67,6 +70,7 @@ class Settings:
             "ephemeral": _truthy(env.get("WAREHOUSE_MCP_EPHEMERAL")),
             "toolsets": parse_toolsets(env.get("WAREHOUSE_MCP_TOOLSETS")),
             "read_only": _truthy(env.get("WAREHOUSE_MCP_READ_ONLY")),
+            "tool_mode": (env.get("WAREHOUSE_MCP_TOOL_MODE") or "all").strip().lower(),
             "allow_inline_secrets": _truthy(env.get("WAREHOUSE_MCP_ALLOW_INLINE_SECRETS")),
             "connect_host": env.get("WAREHOUSE_MCP_CONNECT_HOST") or "127.0.0.1",
             "connect_port": _int(env, "WAREHOUSE_MCP_CONNECT_PORT", 0),
@@ -107,6 +111,11 @@ class Settings:
         if unknown:
             raise SettingsError(
                 f"Unknown toolset(s) {', '.join(unknown)} in WAREHOUSE_MCP_TOOLSETS; choose from {', '.join(TOOLSETS)}."
+            )
+        if self.tool_mode not in TOOL_MODES:
+            raise SettingsError(
+                f"WAREHOUSE_MCP_TOOL_MODE must be 'all' (one tool per operation) or 'discovery' (three tools: "
+                f"search, schema, call), not {self.tool_mode!r}."
             )
         if not 0 <= self.connect_port <= 65535:
             raise SettingsError("WAREHOUSE_MCP_CONNECT_PORT must be between 0 and 65535.")

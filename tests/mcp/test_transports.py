@@ -16,13 +16,31 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import free_port
 from tests.fakes.recording_api import RecordingApi, Reply
+from warehouse_mcp.operations import BY_TOOL
 
 BIN = str(Path(sys.executable).with_name("warehouse-mcp"))
 SID = "0b6f2f3e-4c1d-4a51-9c55-2a4b7c6f0a11"
-API_TOOLS = {
-    line.split("|")[2].strip()
-    for line in (Path(__file__).parents[2].parent / "shared/spec/operations.md").read_text().splitlines()
-    if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+OPERATIONS_DOC = (Path(__file__).resolve().parents[2] / "docs/operations.md").read_text()
+
+
+def documented_tools(after: str, before: str | None = None) -> set[str]:
+    """Tool names in the first column of the tables between two headings of docs/operations.md."""
+    section = OPERATIONS_DOC.split(after, 1)[1]
+    section = section.split(before, 1)[0] if before else section
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| ")]
+    cells = [row[2] if row[1].strip().isdigit() else row[1] for row in rows]
+    names = {cell.strip() for cell in cells}
+    return {name for name in names if name not in ("tool", "#") and not name.startswith("-")}
+
+
+API_TOOLS = documented_tools("| # | tool |", "Tools beyond")
+EXTRA_TOOLS = documented_tools("Tools beyond the API's operations", "Discovery mode")
+DISCOVERY_TOOLS = documented_tools("Discovery mode", "Family used")
+DEFAULT_HINTS = {
+    "read_only_hint": False,
+    "destructive_hint": True,
+    "idempotent_hint": False,
+    "open_world_hint": True,
 }
 
 
@@ -35,8 +53,9 @@ def _env(api_url: str) -> dict[str, str]:
     }
 
 
-def test_operations_md_lists_34_tools() -> None:
+def test_operations_md_lists_34_api_operations() -> None:
     assert len(API_TOOLS) == 34
+    assert EXTRA_TOOLS and DISCOVERY_TOOLS and not (API_TOOLS & EXTRA_TOOLS)
 
 
 @pytest.fixture
@@ -54,20 +73,25 @@ async def test_stdio_lists_every_tool_fully_described(api: RecordingApi, mode: s
         api.reply(Reply(200, {"id": SID, "status": "Running"}))
         result = await client.call_tool("external-data-sources-retrieve", {"id": SID})
     names = {tool.name for tool in tools}
-    assert names == API_TOOLS | {"data-warehouse-sync-wait"}
+    assert names == API_TOOLS | EXTRA_TOOLS
     for tool in tools:
         assert tool.description and len(tool.description) > 60, tool.name
-        annotations = tool.annotations
-        assert annotations is not None
-        for hint in ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint"):
-            assert getattr(annotations, hint) is not None, (tool.name, hint)
+        op = BY_TOOL[tool.name]
+        # Hints left out take their MCP default; those that are sent must say what the catalog says.
+        hints = {
+            **DEFAULT_HINTS,
+            **(tool.annotations.model_dump(exclude_none=True) if tool.annotations else {}),
+        }
+        assert hints["read_only_hint"] == op.read_only, tool.name
+        if not op.read_only:
+            assert (hints["destructive_hint"], hints["idempotent_hint"]) == (op.destructive, op.idempotent)
         assert tool.input_schema["type"] == "object"
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert prop.get("description"), (tool.name, name)
         assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
-    enums = {tool.name: tool.input_schema.get("$defs", {}) for tool in tools}
-    assert "SyncType" in enums["external-data-schemas-partial-update"]
-    assert "SourceType" in enums["data-warehouse-source-setup"]
+    schemas = {tool.name: tool.input_schema["properties"] for tool in tools}
+    assert "incremental" in schemas["external-data-schemas-partial-update"]["sync_type"]["enum"]
+    assert "Postgres" in schemas["data-warehouse-source-setup"]["source_type"]["description"]
     assert not result.is_error and result.structured_content["status"] == "Running"
 
 
