@@ -1,17 +1,20 @@
-"""The DuckDB writer on its own: naming, staging, swap, merge, append, drift, leftovers."""
+"""The warehouse writer on its own: naming, staging, swap, merge, append, drift, leftovers, versions."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
 from warehouse_mcp.embedded.connectors.base import ColumnInfo
-from warehouse_mcp.embedded.sync.warehouse import STAGING_PREFIX, Warehouse, warehouse_table_name
+from warehouse_mcp.embedded.sync.warehouse import Warehouse, warehouse_table_name
 
 COLUMNS = [
     ColumnInfo("id", "integer", False, "INTEGER"),
@@ -68,7 +71,7 @@ def test_full_refresh_swaps_in_typed_table(warehouse: Warehouse) -> None:
     assert [r[0] for r in rows(warehouse, "t")] == [1, 2]
     replacement.replace_target()
     assert [r[0] for r in rows(warehouse, "t")] == [7]
-    assert not [n for n in _tables(warehouse) if n.startswith(STAGING_PREFIX)]
+    assert _staged_files(warehouse) == []
 
 
 def test_merge_replaces_rows_by_key_and_keeps_the_last_staged(warehouse: Warehouse) -> None:
@@ -116,16 +119,21 @@ def test_discard_leaves_target_untouched(warehouse: Warehouse) -> None:
     abandoned.discard()
     assert [r[0] for r in rows(warehouse, "t")] == [1]
     assert _tables(warehouse) == ["t"]
+    assert _staged_files(warehouse) == []
 
 
 def test_leftover_staging_is_dropped_on_open(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     wh = Warehouse(path)
     wh.start_staging("t", COLUMNS, "dead-job").append(batch([1]))
+    stray = wh.data_dir / "tables" / "t.half-written.parquet"  # a commit that died before its manifest
+    stray.write_bytes(b"PAR1")
     wh.close()
     reopened = Warehouse(path)
     try:
         assert _tables(reopened) == []
+        assert _staged_files(reopened) == []
+        assert not stray.exists()
     finally:
         reopened.close()
 
@@ -147,3 +155,94 @@ def _tables(warehouse: Warehouse) -> list[str]:
         warehouse.cursor().execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()
     )
     return [name for (name,) in result]
+
+
+def _staged_files(warehouse: Warehouse) -> list[Path]:
+    return sorted(p for p in warehouse.staging_dir.rglob("*") if p.is_file())
+
+
+def test_a_warehouse_from_before_the_parquet_layout_is_imported(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as old:
+        old.execute("CREATE TABLE postgres_t (id INTEGER, price DECIMAL(12,2))")
+        old.execute("INSERT INTO postgres_t VALUES (1, 1.50), (2, 2.50)")
+        old.execute("CREATE TABLE _wmcp_staging_deadjob (id INTEGER)")
+    wh = Warehouse(path)
+    try:
+        assert _tables(wh) == ["postgres_t"]
+        assert rows(wh, "postgres_t") == [(1, Decimal("1.50")), (2, Decimal("2.50"))]
+        assert [(c.name, c.type) for c in wh.columns("postgres_t")] == [
+            ("id", "INTEGER"),
+            ("price", "DECIMAL(12,2)"),
+        ]
+    finally:
+        wh.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb", "warehouse_data"]
+
+
+READER = """
+import sys, duckdb
+with duckdb.connect(sys.argv[1], read_only=True) as db:
+    for _ in range(2):
+        print(db.execute("SELECT count(*), min(id), max(id) FROM t").fetchone(), flush=True)
+        sys.stdin.readline()
+"""
+
+
+def test_a_reader_keeps_the_version_it_opened_while_newer_ones_are_published(tmp_path: Path) -> None:
+    """Another process reads warehouse.duckdb while the writer replaces the table: whole, old, never gone."""
+    path = tmp_path / "warehouse.duckdb"
+    wh = Warehouse(path, keep_seconds=0)
+    try:
+        first = wh.start_staging("t", COLUMNS, "a")
+        first.append(batch([1, 2, 3]))
+        first.replace_target()
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        try:
+            assert reader.stdout.readline().strip() == "(3, 1, 3)"
+            for job in range(
+                3
+            ):  # each replace supersedes the reader's version; garbage collection runs each time
+                newer = wh.start_staging("t", COLUMNS, f"b{job}")
+                newer.append(batch([10, 11]))
+                newer.replace_target()
+            with duckdb.connect(str(path), read_only=True) as fresh:  # a new reader sees the newest
+                assert fresh.execute("SELECT count(*), min(id) FROM t").fetchone() == (2, 10)
+            reader.stdin.write("\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline().strip() == "(3, 1, 3)"  # its version's files are still there
+            reader.stdin.write("\n")
+            reader.stdin.flush()
+            assert reader.wait(10) == 0
+        finally:
+            reader.kill()
+        files_before = len(list((wh.data_dir / "tables").iterdir()))
+        last = wh.start_staging("t", COLUMNS, "c")
+        last.append(batch([20]))
+        last.replace_target()
+        # With the reader gone its version (and the unread ones between) are deleted: one file remains.
+        assert files_before > 1
+        assert len(list((wh.data_dir / "tables").iterdir())) == 1
+    finally:
+        wh.close()
+
+
+def test_delete_rows_and_empty_tables(warehouse: Warehouse) -> None:
+    staging = warehouse.start_staging("t", COLUMNS, "a")
+    staging.append(batch([1, 2, 3]))
+    staging.replace_target()
+    state = warehouse.delete_rows("t", "id", [2, 99])
+    assert state is not None and state.row_count == 2
+    assert [r[0] for r in rows(warehouse, "t")] == [1, 3]
+    assert warehouse.delete_rows("missing", "id", [1]) is None
+
+    empty = warehouse.start_staging("e", COLUMNS, "b")
+    assert empty.replace_target().row_count == 0
+    assert rows(warehouse, "e") == []
+    assert [c.name for c in warehouse.columns("e")] == ["id", "price", "seen_at", "doc"]

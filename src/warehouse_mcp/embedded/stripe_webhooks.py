@@ -11,7 +11,7 @@ cancelled one and stays, as Stripe still lists it). Applied event ids are kept (
 an exact replay is acknowledged without writing, and an event older than one already applied to
 the same object does not overwrite it (Stripe does not deliver in order).
 
-Only the process that holds the warehouse lock may write DuckDB; any other answers 503, which
+Only the process that holds the warehouse lock may write the warehouse; any other answers 503, which
 Stripe retries later.
 """
 
@@ -197,7 +197,7 @@ class StripeWebhookReceiver:
             raise WarehouseUnavailable(
                 "Another warehouse-mcp process writes the warehouse; Stripe will deliver this event again."
             ) from exc
-        except duckdb.Error as exc:  # e.g. a write conflict with a sync committing the same table
+        except (duckdb.Error, OSError) as exc:  # e.g. a full disk
             logger.warning("Stripe event %s could not be written now: %s", event_id, exc)
             raise WarehouseUnavailable(
                 "The warehouse is busy; Stripe will deliver this event again."
@@ -301,12 +301,7 @@ def _upsert(
 
 
 def _delete(warehouse: Warehouse, name: str, object_id: str) -> TableState | None:
-    from warehouse_mcp.embedded.sync.warehouse import quote
-
-    if not warehouse.table_exists(name):
-        return None
-    warehouse.cursor().execute(f"DELETE FROM {quote(name)} WHERE id = ?", [object_id])
-    return warehouse.describe(name)
+    return warehouse.delete_rows(name, "id", [object_id])
 
 
 def routes(backend: EmbeddedBackend) -> list[Route]:

@@ -2,8 +2,8 @@
 
 Scheduling lives in SQLite (`schemas.next_sync_at`), so any process sharing the data directory can
 ask for a sync by writing the row. Exactly one process runs them: the holder of an exclusive
-`flock` on `<home>/warehouse.lock`, which is also the only process that opens the DuckDB warehouse
-(DuckDB allows one writing process). The others retry the lock now and then and take over when the
+`flock` on `<home>/warehouse.lock`, which is also the only process that writes the warehouse (readers,
+in any process, open its published versions without it). The others retry the lock now and then and take over when the
 holder exits; the kernel drops the lock of a process that dies, even by `kill -9`, and the new holder
 fails the jobs the dead one left Running and reschedules them.
 """

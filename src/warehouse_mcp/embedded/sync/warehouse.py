@@ -1,33 +1,65 @@
-"""The local DuckDB warehouse (`<home>/warehouse.duckdb`) that synced tables land in.
+"""The local warehouse that synced tables land in, readable by other processes at every moment.
 
-Every sync writes its batches into a private staging table first and only touches the target table in
-one final transaction: a full refresh swaps the staging table in, an incremental sync merges it on the
-primary key, an append sync inserts it. A sync that fails, is cancelled, or dies with its process
-therefore never leaves a half-written target; leftover staging tables are dropped when the warehouse
-is next opened.
+Every sync streams its batches into private Parquet parts (`warehouse_data/staging/<job>/`) and only
+touches the target table in one final commit: a full refresh publishes the parts as the table, an
+incremental sync merges them on the primary key into a new file, an append sync adds them to the
+table's files. A commit is one new catalog version (catalog.py): readers see the old table or the new
+one, never half a table or a mix of two syncs. A sync that fails, is cancelled, or dies with its process
+therefore never leaves a half-written target; leftover parts and unreferenced files are deleted when the
+warehouse is next opened.
 
-DuckDB lets one process write a database file, so only the holder of the warehouse lock
-(scheduler.py) opens it, through one connection; each thread works on its own cursor of it.
+Only the holder of the warehouse lock (scheduler.py) opens a Warehouse; commits within it are serialized.
+Readers open `<home>/warehouse.duckdb` read-only (query.py does so for the query tool).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+from warehouse_mcp.embedded.sync.catalog import (
+    CATALOG_DIR,
+    TABLES_DIR,
+    Catalog,
+    Manifest,
+    TableEntry,
+    WarehouseColumn,
+    fsync_file,
+    latest_readable,
+    literal,
+    quote,
+    table_select,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from warehouse_mcp.embedded.connectors.base import ColumnInfo
 
+__all__ = [
+    "WAREHOUSE_FILE",
+    "Staging",
+    "TableState",
+    "Warehouse",
+    "WarehouseColumn",
+    "data_dir_for",
+    "quote",
+    "warehouse_table_name",
+]
+
 WAREHOUSE_FILE = "warehouse.duckdb"
-STAGING_PREFIX = "_wmcp_staging_"
+STAGING_DIR = "staging"
+PARQUET = "(FORMAT parquet, COMPRESSION zstd)"
+# An append adds files; past this many the table is rewritten as one file, so reads stay fast.
+MAX_FILES_PER_TABLE = 64
 
 
 def warehouse_table_name(prefix: str | None, source_type: str, schema_name: str) -> str:
@@ -36,14 +68,9 @@ def warehouse_table_name(prefix: str | None, source_type: str, schema_name: str)
     return re.sub(r"[^a-z0-9_]", "_", raw.lower())
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class WarehouseColumn:
-    name: str
-    type: str  # as DuckDB reports it, e.g. "TIMESTAMP WITH TIME ZONE", "DECIMAL(12,2)"
+def data_dir_for(path: Path) -> Path:
+    """Where the warehouse at `path` (`warehouse.duckdb`) keeps its files: `warehouse_data/` beside it."""
+    return path.with_name(f"{path.stem}_data")
 
 
 @dataclass(frozen=True)
@@ -56,178 +83,310 @@ class TableState:
 
 
 class Warehouse:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep_seconds: float | None = None) -> None:
         self.path = path
-        self._connection = duckdb.connect(str(path))
-        # Timestamps with time zone come back (and cast to dates) in UTC, whatever the host's zone.
-        self._connection.execute("SET GLOBAL TimeZone = 'UTC'")
-        self._drop_leftover_staging()
+        self.data_dir = data_dir_for(path)
+        self.staging_dir = self.data_dir / STAGING_DIR
+        shutil.rmtree(self.staging_dir, ignore_errors=True)  # parts of syncs that died with their process
+        self.staging_dir.mkdir(parents=True)
+        self._db = duckdb.connect()
+        # Timestamps with time zone are written (and cast to dates) in UTC, whatever the host's zone.
+        self._db.execute("SET TimeZone = 'UTC'")
+        self._commits = threading.Lock()
+        options = {} if keep_seconds is None else {"keep_seconds": keep_seconds}
+        legacy = _set_legacy_aside(path, self.data_dir)
+        self._catalog = Catalog(self.data_dir, path, **options)
+        if legacy.exists():
+            self._import_legacy(legacy)
 
     def close(self) -> None:
-        self._connection.close()
+        self._db.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection for the calling thread (DuckDB connections are not shared between threads)."""
-        return self._connection.cursor()
+        """A read-only connection to the current version (what a reader opening warehouse.duckdb sees)."""
+        readable = latest_readable(self.data_dir)
+        assert readable is not None  # the Catalog publishes a version when it opens
+        connection = duckdb.connect()
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute(f"ATTACH {literal(str(readable[1]))} AS warehouse (READ_ONLY)")
+        connection.execute("USE warehouse")
+        return connection
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._catalog.current
 
     def start_staging(self, target: str, columns: Sequence[ColumnInfo], job_id: str) -> Staging:
-        """An empty staging table for one sync of `target`, typed by the columns' `warehouse_type`."""
+        """An empty staging area for one sync of `target`, typed by the columns' `warehouse_type`."""
         if not columns:
             raise ValueError(f"Cannot stage '{target}' without columns")
-        name = STAGING_PREFIX + re.sub(r"[^a-z0-9]", "", job_id.lower())
-        cursor = self.cursor()
-        definition = ", ".join(f"{quote(column.name)} {column.warehouse_type}" for column in columns)
-        cursor.execute(f"DROP TABLE IF EXISTS {quote(name)}")
-        cursor.execute(f"CREATE TABLE {quote(name)} ({definition})")
-        return Staging(cursor, name, target, list(columns))
+        name = re.sub(r"[^a-z0-9]", "", job_id.lower()) or uuid.uuid4().hex
+        directory = self.staging_dir / name
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        declared = {column.name: column.warehouse_type for column in columns}
+        return Staging(self, directory, target, declared, self._duckdb_types(declared))
 
     def table_exists(self, name: str) -> bool:
-        return _table_exists(self.cursor(), name)
+        return name in self.manifest.tables
 
     def drop_table(self, name: str) -> bool:
         """Drop `name` if it exists; True when it did."""
-        existed = self.table_exists(name)
-        self.cursor().execute(f"DROP TABLE IF EXISTS {quote(name)}")
-        return existed
+        with self._commits:
+            tables = dict(self.manifest.tables)
+            if tables.pop(name, None) is None:
+                return False
+            self._catalog.publish(tables)
+            return True
+
+    def delete_rows(self, name: str, column: str, values: Iterable[Any]) -> TableState | None:
+        """Delete the rows whose `column` is one of `values`; None when the table does not exist."""
+        wanted = list(values)
+        with self._commits:
+            entry = self.manifest.tables.get(name)
+            if entry is None:
+                return None
+            source = f"({table_select(self.data_dir, entry)})"
+            placeholders = ", ".join("?" for _ in wanted)
+            condition = f"{quote(column)} IN ({placeholders})" if wanted else "false"
+            cursor = self._db.cursor()
+            found = cursor.execute(f"SELECT count(*) FROM {source} WHERE {condition}", wanted).fetchone()
+            if found and found[0]:
+                file = self._new_file(name)
+                written = cursor.execute(
+                    f"COPY (SELECT * FROM {source} WHERE NOT ({condition})) TO {literal(str(file))} {PARQUET}",
+                    wanted,
+                ).fetchone()
+                entry = self._publish_table(name, [file], entry.columns, _count(written))
+        return _state(name, entry)
 
     def row_count(self, name: str) -> int:
-        row = self.cursor().execute(f"SELECT count(*) FROM {quote(name)}").fetchone()
-        return int(row[0]) if row else 0
+        entry = self.manifest.tables.get(name)
+        return entry.rows if entry else 0
 
     def columns(self, name: str) -> list[WarehouseColumn]:
-        return _columns(self.cursor(), name)
+        entry = self.manifest.tables.get(name)
+        return list(entry.columns) if entry else []
 
     def describe(self, name: str) -> TableState | None:
-        if not self.table_exists(name):
-            return None
-        return TableState(name, self.row_count(name), self.columns(name))
+        entry = self.manifest.tables.get(name)
+        return None if entry is None else _state(name, entry)
 
-    def _drop_leftover_staging(self) -> None:
-        cursor = self.cursor()
-        leftovers = cursor.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND starts_with(table_name, ?)",
-            [STAGING_PREFIX],
-        ).fetchall()
-        for (name,) in leftovers:
-            cursor.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+    # Used by Staging, with the commit lock held.
+
+    def _new_file(self, table: str) -> Path:
+        return (
+            self.data_dir
+            / TABLES_DIR
+            / f"{re.sub(r'[^a-z0-9_]', '_', table.lower())}.{uuid.uuid4().hex}.parquet"
+        )
+
+    def _publish_table(
+        self, name: str, files: Sequence[Path], columns: Sequence[WarehouseColumn], rows: int
+    ) -> TableEntry:
+        for file in files:
+            fsync_file(file)
+        entry = TableEntry(tuple(f"{TABLES_DIR}/{file.name}" for file in files), tuple(columns), rows)
+        self._catalog.publish({**self.manifest.tables, name: entry})
+        return entry
+
+    def _duckdb_types(self, declared: dict[str, str]) -> list[WarehouseColumn]:
+        projection = ", ".join(f"CAST(NULL AS {t}) AS {quote(n)}" for n, t in declared.items())
+        described = self._db.cursor().execute(f"DESCRIBE SELECT {projection}").fetchall()
+        return [WarehouseColumn(row[0], row[1]) for row in described]
+
+    def _import_legacy(self, path: Path) -> None:
+        """Carry the tables of a warehouse.duckdb written before the Parquet layout over into it."""
+        with self._commits, duckdb.connect(str(path), read_only=True) as old:
+            old.execute("SET TimeZone = 'UTC'")
+            tables = dict(self.manifest.tables)
+            names = old.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' AND NOT starts_with(table_name, '_wmcp_staging_')"
+            ).fetchall()
+            for (name,) in names:
+                file = self._new_file(name)
+                written = old.execute(f"COPY {quote(name)} TO {literal(str(file))} {PARQUET}").fetchone()
+                fsync_file(file)
+                columns = old.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                    [name],
+                ).fetchall()
+                tables[name] = TableEntry(
+                    (f"{TABLES_DIR}/{file.name}",),
+                    tuple(WarehouseColumn(n, t) for n, t in columns),
+                    _count(written),
+                )
+        self._catalog.publish(tables)
+        path.unlink()
+        path.with_name(f"{path.name}.wal").unlink(missing_ok=True)
 
 
 class Staging:
     """The batches of one sync, held aside until `replace_target` / `merge_into_target` / `append_to_target`."""
 
     def __init__(
-        self, cursor: duckdb.DuckDBPyConnection, name: str, target: str, columns: list[ColumnInfo]
+        self,
+        warehouse: Warehouse,
+        directory: Path,
+        target: str,
+        declared: dict[str, str],
+        columns: list[WarehouseColumn],
     ) -> None:
-        self.name = name
+        self.name = directory.name
         self.target = target
-        self._cursor = cursor
-        self._types = {column.name: column.warehouse_type for column in columns}
-        self._view = f"{name}_batch"
         self.rows = 0
+        self._warehouse = warehouse
+        self._directory = directory
+        self._declared = declared
+        self._columns = columns
+        self._cursor = warehouse._db.cursor()
+        self._parts: list[Path] = []
+        self._view = f"_wmcp_batch_{self.name}"
 
     def append(self, batch: pa.RecordBatch | pa.Table) -> int:
-        """Insert one batch, cast to the declared types; columns the batch lacks land as NULL."""
+        """Write one batch as a Parquet part, cast to the declared types; columns it lacks land as NULL."""
         if batch.num_rows == 0:
             return 0
-        selected = [name for name in batch.schema.names if name in self._types]
-        if not selected:
+        present = set(batch.schema.names)
+        if not present & self._declared.keys():
             raise ValueError(f"The batch for '{self.target}' has none of the expected columns")
-        projection = ", ".join(f"CAST({quote(n)} AS {self._types[n]}) AS {quote(n)}" for n in selected)
+        projection = ", ".join(
+            f"CAST({quote(n) if n in present else 'NULL'} AS {t}) AS {quote(n)}"
+            for n, t in self._declared.items()
+        )
+        part = self._directory / f"{len(self._parts):06d}.parquet"
         self._cursor.register(self._view, batch)
         try:
             self._cursor.execute(
-                f"INSERT INTO {quote(self.name)} BY NAME SELECT {projection} FROM {quote(self._view)}"
+                f"COPY (SELECT {projection} FROM {quote(self._view)}) TO {literal(str(part))} {PARQUET}"
             )
         finally:
             self._cursor.unregister(self._view)
+        self._parts.append(part)
         self.rows += batch.num_rows
         return batch.num_rows
 
     def replace_target(self) -> TableState:
-        """Swap the staging table in as the target: readers see the old table or the new one, never a mix."""
-        with self._transaction():
-            self._cursor.execute(f"DROP TABLE IF EXISTS {quote(self.target)}")
-            self._cursor.execute(f"ALTER TABLE {quote(self.name)} RENAME TO {quote(self.target)}")
-        return self._target_state()
+        """Publish the staged rows as the target: readers see the old table or the new one, never a mix."""
+        with self._warehouse._commits:
+            return self._replace()
 
     def merge_into_target(self, primary_keys: Sequence[str]) -> TableState:
         """Upsert on `primary_keys`: target rows with a staged key are replaced by the newest staged row."""
         if not primary_keys:
             return self.append_to_target()
-        missing = [key for key in primary_keys if key not in self._types]
+        missing = [key for key in primary_keys if key not in self._declared]
         if missing:
             raise ValueError(
                 f"Primary key columns {missing} are not among the synced columns of '{self.target}'"
             )
-        if not self._target_exists():
-            return self.replace_target()
-        target, staging = quote(self.target), quote(self.name)
-        matches = " AND ".join(
-            f"{target}.{quote(k)} IS NOT DISTINCT FROM {staging}.{quote(k)}" for k in primary_keys
-        )
-        keys = ", ".join(quote(k) for k in primary_keys)
-        with self._transaction():
-            self._add_new_columns()
-            self._cursor.execute(f"DELETE FROM {target} USING {staging} WHERE {matches}")
-            # A row may have changed twice during one read: keep the last one staged.
-            self._cursor.execute(
-                f"INSERT INTO {target} BY NAME SELECT * FROM {staging} "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) = 1"
+        warehouse = self._warehouse
+        with warehouse._commits:
+            entry = warehouse.manifest.tables.get(self.target)
+            if entry is None:
+                return self._replace()
+            if not self._parts:
+                return self._finish(entry)
+            columns = self._combined_columns(entry)
+            old = f"({table_select(warehouse.data_dir, entry)}) AS old"
+            staged = self._staged_source(with_order=True)
+            matches = " AND ".join(
+                f"old.{quote(k)} IS NOT DISTINCT FROM new.{quote(k)}" for k in primary_keys
             )
-            self._cursor.execute(f"DROP TABLE {staging}")
-        return self._target_state()
+            keys = ", ".join(quote(k) for k in primary_keys)
+            kept = f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old} ANTI JOIN {staged} AS new ON {matches}"
+            # A row may have changed twice during one read: keep the last one staged.
+            newest = (
+                f"SELECT {_projection(columns, self._columns, 'new')} FROM {staged} AS new "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC, file_row_number DESC) = 1"
+            )
+            file = warehouse._new_file(self.target)
+            written = self._cursor.execute(
+                f"COPY ({kept} UNION ALL {newest}) TO {literal(str(file))} {PARQUET}"
+            ).fetchone()
+            published = warehouse._publish_table(self.target, [file], columns, _count(written))
+            return self._finish(published)
 
     def append_to_target(self) -> TableState:
-        if not self._target_exists():
-            return self.replace_target()
-        with self._transaction():
-            self._add_new_columns()
-            self._cursor.execute(f"INSERT INTO {quote(self.target)} BY NAME SELECT * FROM {quote(self.name)}")
-            self._cursor.execute(f"DROP TABLE {quote(self.name)}")
-        return self._target_state()
+        warehouse = self._warehouse
+        with warehouse._commits:
+            entry = warehouse.manifest.tables.get(self.target)
+            if entry is None:
+                return self._replace()
+            columns = self._combined_columns(entry)
+            files = [warehouse.data_dir / name for name in entry.files] + self._move_parts()
+            rows = entry.rows + self.rows
+            if len(files) > MAX_FILES_PER_TABLE:
+                merged = TableEntry(tuple(f"{TABLES_DIR}/{f.name}" for f in files), tuple(columns), rows)
+                file = warehouse._new_file(self.target)
+                self._cursor.execute(
+                    f"COPY ({table_select(warehouse.data_dir, merged)}) TO {literal(str(file))} {PARQUET}"
+                )
+                files = [file]
+            published = warehouse._publish_table(self.target, files, columns, rows)
+            return self._finish(published)
 
     def discard(self) -> None:
-        self._cursor.execute(f"DROP TABLE IF EXISTS {quote(self.name)}")
+        shutil.rmtree(self._directory, ignore_errors=True)
 
-    def _target_exists(self) -> bool:
-        return _table_exists(self._cursor, self.target)
+    def _replace(self) -> TableState:
+        files = self._move_parts()
+        if not files:  # an empty table still has its columns
+            file = self._warehouse._new_file(self.target)
+            projection = ", ".join(f"CAST(NULL AS {c.type}) AS {quote(c.name)}" for c in self._columns)
+            self._cursor.execute(f"COPY (SELECT {projection} LIMIT 0) TO {literal(str(file))} {PARQUET}")
+            files = [file]
+        published = self._warehouse._publish_table(self.target, files, self._columns, self.rows)
+        return self._finish(published)
 
-    def _add_new_columns(self) -> None:
-        """Schema drift: a column the source gained (or that was newly enabled) is added to the target."""
-        existing = {column.name for column in _columns(self._cursor, self.target)}
-        for name, warehouse_type in self._types.items():
-            if name not in existing:
-                self._cursor.execute(
-                    f"ALTER TABLE {quote(self.target)} ADD COLUMN {quote(name)} {warehouse_type}"
-                )
+    def _finish(self, entry: TableEntry) -> TableState:
+        self.discard()
+        return _state(self.target, entry)
 
-    def _target_state(self) -> TableState:
-        row = self._cursor.execute(f"SELECT count(*) FROM {quote(self.target)}").fetchone()
-        return TableState(self.target, int(row[0]) if row else 0, _columns(self._cursor, self.target))
+    def _move_parts(self) -> list[Path]:
+        moved = []
+        for part in self._parts:
+            file = self._warehouse._new_file(self.target)
+            part.rename(file)
+            moved.append(file)
+        self._parts = []
+        return moved
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._cursor.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self._cursor.execute("ROLLBACK")
-            raise
-        self._cursor.execute("COMMIT")
+    def _staged_source(self, *, with_order: bool = False) -> str:
+        files = ", ".join(literal(str(part)) for part in self._parts)
+        order = ", filename = true, file_row_number = true" if with_order else ""
+        return f"read_parquet([{files}]{order})"
 
-
-def _table_exists(cursor: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = cursor.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
-        [name],
-    ).fetchone()
-    return bool(row and row[0])
+    def _combined_columns(self, entry: TableEntry) -> list[WarehouseColumn]:
+        """Schema drift: the target keeps its columns and types and gains the columns it lacks."""
+        existing = {column.name for column in entry.columns}
+        return [*entry.columns, *(c for c in self._columns if c.name not in existing)]
 
 
-def _columns(cursor: duckdb.DuckDBPyConnection, table: str) -> list[WarehouseColumn]:
-    rows = cursor.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return [WarehouseColumn(name, data_type) for name, data_type in rows]
+def _projection(columns: Sequence[WarehouseColumn], available: Sequence[WarehouseColumn], alias: str) -> str:
+    present = {column.name for column in available}
+    return ", ".join(
+        f"CAST({f'{alias}.{quote(c.name)}' if c.name in present else 'NULL'} AS {c.type}) AS {quote(c.name)}"
+        for c in columns
+    )
+
+
+def _state(name: str, entry: TableEntry) -> TableState:
+    return TableState(name, entry.rows, list(entry.columns))
+
+
+def _count(row: tuple[Any, ...] | None) -> int:
+    return int(row[0]) if row else 0
+
+
+def _set_legacy_aside(path: Path, data_dir: Path) -> Path:
+    """Where a warehouse.duckdb from before the Parquet layout (a real database) waits to be imported."""
+    legacy = path.with_name(f"{path.name}.before-parquet")
+    if path.exists() and not (data_dir / CATALOG_DIR).exists():
+        path.rename(legacy)
+        wal = path.with_name(f"{path.name}.wal")
+        if wal.exists():
+            wal.rename(legacy.with_name(f"{legacy.name}.wal"))
+    return legacy
