@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import time
 from decimal import Decimal
 
@@ -308,6 +309,43 @@ def test_time_outside_a_day_fails_the_read_clearly(mysql_db: Database) -> None:
     table = _table(mysql_db.config, "spans")
     with pytest.raises(SourceError, match=r"Column 'took' of '.*spans' holds the duration"):
         list(CONNECTOR.read(mysql_db.config, ReadRequest(table=table)))
+
+
+def test_zero_dates_geometry_and_fine_decimals_arrive_exactly(mysql_db: Database) -> None:
+    mysql_db.execute(
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE odd (id int PRIMARY KEY, day date, at datetime(6), shape point, "
+        "fine decimal(30,20), wide decimal(38,0))",
+        "INSERT INTO odd VALUES "
+        "(1, '0000-00-00', '2024-00-05 01:02:03', POINT(1, 2), 1234567890.12345678901234567890, "
+        "99999999999999999999999999999999999999), (2, '2024-02-29', '2024-02-29 23:59:59.999999', NULL, "
+        "-0.00000000000000000001, -1)",
+    )
+    table = _table(mysql_db.config, "odd")
+    rows = sorted(_read_rows(mysql_db.config, ReadRequest(table=table)), key=lambda row: row["id"])
+    point = b"\x00\x00\x00\x00\x01\x01\x00\x00\x00" + struct.pack("<dd", 1.0, 2.0)  # SRID 0 + WKB
+    assert rows[0]["day"] is None and rows[0]["at"] is None  # zero dates have no date: NULL
+    assert rows[0]["shape"] == point  # MySQL's own geometry bytes, as PyMySQL reads them
+    assert rows[0]["fine"] == Decimal("1234567890.12345678901234567890")
+    assert rows[0]["wide"] == Decimal("99999999999999999999999999999999999999")
+    assert rows[1] == {
+        "id": 2,
+        "day": dt.date(2024, 2, 29),
+        "at": dt.datetime(2024, 2, 29, 23, 59, 59, 999999),
+        "shape": None,
+        "fine": Decimal("-0.00000000000000000001"),
+        "wide": Decimal(-1),
+    }
+
+
+def test_tls_reads_return_the_same_rows(everything: Database) -> None:
+    if dict(everything.fetch("SHOW VARIABLES LIKE 'have_ssl'")).get("have_ssl") != "YES":
+        pytest.skip("the local MariaDB has no TLS")
+    tls = {**everything.config, "using_ssl": "true"}
+    table = _table(tls, "everything")
+    assert _read_rows(tls, ReadRequest(table=table)) == _read_rows(
+        everything.config, ReadRequest(table=table)
+    )
 
 
 def test_read_rejects_unknown_columns(everything: Database) -> None:

@@ -1,4 +1,5 @@
-"""The MySQL / MariaDB connector (PyMySQL): check credentials, list tables, stream a table as Arrow batches.
+"""The MySQL / MariaDB connector: check credentials, list tables (PyMySQL), stream a table as Arrow batches
+(connectorx, Arrow-native, on plain connections; PyMySQL on TLS ones, which connectorx cannot open).
 
 Types land in DuckDB without loss (see `_warehouse_type`). Choices worth knowing:
 - `tinyint(1)` lands as TINYINT, not BOOLEAN: MySQL's BOOLEAN is only an alias and the column can hold
@@ -36,6 +37,7 @@ from warehouse_mcp.embedded.connectors.base import (
     pick_columns,
 )
 from warehouse_mcp.embedded.connectors.forms import truthy
+from warehouse_mcp.embedded.connectors.mysql_arrow import INVALID_PREFIX, read_query
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ _SPATIAL_TYPES = {
     "multipolygon",
     "geometrycollection",
 }
+
+
+_IN_A_DAY = "{0} >= '00:00:00' AND {0} < '24:00:00'"
 
 
 def _quote(identifier: str) -> str:
@@ -200,6 +205,31 @@ class _MyColumn:
             "time": "TIME",
             "json": "JSON",
         }.get(kind, "VARCHAR")
+
+    def select_expression(self) -> str:
+        """The column as connectorx must read it to land exactly (it aborts on what it cannot represent)."""
+        column = _quote(self.name)
+        kind = self.data_type
+        if kind in ("decimal", "numeric", "json"):
+            expression = f"CAST({column} AS CHAR)"  # exact text; connectorx decimals hold 28 digits
+        elif kind == "bit":
+            expression = f"CAST({column} AS UNSIGNED)"
+        elif kind in ("date", "datetime", "timestamp"):
+            expression = f"IF(MONTH({column}) = 0 OR DAYOFMONTH({column}) = 0, NULL, {column})"  # zero dates
+        elif kind == "time":
+            expression = f"IF({_IN_A_DAY.format(column)}, {column}, NULL)"
+        elif kind in _SPATIAL_TYPES:
+            expression = f"CAST({column} AS BINARY)"
+        else:
+            return column
+        return f"{expression} AS {column}"
+
+    def invalid_value_expression(self) -> str | None:
+        """A column holding the text of a value that cannot land (a TIME outside one day), else NULL."""
+        if self.data_type != "time":
+            return None
+        column = _quote(self.name)
+        return f"IF({_IN_A_DAY.format(column)}, NULL, CAST({column} AS CHAR)) AS {_quote(INVALID_PREFIX + self.name)}"
 
     @property
     def incremental_type(self) -> IncrementalFieldType | None:
@@ -437,17 +467,11 @@ class MySQLConnector:
             with connection.cursor() as cursor:
                 columns = _columns(cursor, target.schema, table).get(table)
             selected = pick_columns(columns, request, qualified, target.user)
-            query = f"SELECT {', '.join(_quote(c.name) for c in selected)} FROM {_quote(target.schema)}.{_quote(table)}"
-            params: tuple[Any, ...] = ()
-            if request.incremental_field:
-                field = _quote(request.incremental_field)
-                if request.cursor is not None:
-                    query += f" WHERE {field} > %s"
-                    cursor_column = next(
-                        c for c in selected + list(columns or []) if c.name == request.incremental_field
-                    )
-                    params = (_cursor_value(cursor_column, request.cursor),)
-                query += f" ORDER BY {field}"
+            # connectorx (Arrow-native, no Python per row) has no TLS for MySQL: TLS reads stay on PyMySQL.
+            arrow_native = not target.use_ssl
+            query, params = _select(
+                target.schema, table, selected, list(columns or []), request, arrow_native
+            )
             schema = pa.schema(
                 [
                     pa.field(
@@ -456,15 +480,35 @@ class MySQLConnector:
                     for c in selected
                 ]
             )
-            converters = [_converter(column, qualified) for column in selected]
             batch_rows = max(1, int(request.batch_rows))
             logger.debug(
-                "Reading %s: %d columns, incremental field %s, after %r",
+                "Reading %s: %d columns, incremental field %s, after %r, %s",
                 qualified,
                 len(selected),
                 request.incremental_field,
                 request.cursor,
+                "connectorx" if arrow_native else "PyMySQL",
             )
+            if arrow_native:
+                with connection.cursor() as cursor:
+                    rendered = cursor.mogrify(query, params)
+                connection.close()
+                finished = True
+                yield from read_query(
+                    host=target.host,
+                    port=target.port,
+                    user=target.user,
+                    password=target.password,
+                    database=target.database or target.schema,
+                    query=rendered,
+                    schema=schema,
+                    batch_rows=batch_rows,
+                    qualified=qualified,
+                    scrub=target.scrub,
+                    invalid=lambda name, value: _outside_a_day(name, value, qualified),
+                )
+                return
+            converters = [_converter(column, qualified) for column in selected]
             stream = connection.cursor(pymysql.cursors.SSCursor)
             stream.execute(query, params)
             while True:
@@ -473,16 +517,49 @@ class MySQLConnector:
                     break
                 yield _record_batch(rows, schema, converters, qualified)
             stream.close()
+            connection.close()
             finished = True
         except pymysql.err.MySQLError as error:
             raise SourceError(
                 f"Reading '{qualified}' failed: {target.scrub(_error_parts(error)[1])}"
             ) from None
         finally:
-            if finished:
-                connection.close()
-            else:
+            if not finished:
                 _abandon(connection, stream)
+
+
+def _select(
+    schema: str,
+    table: str,
+    selected: list[_MyColumn],
+    columns: list[_MyColumn],
+    request: ReadRequest,
+    arrow_native: bool,
+) -> tuple[str, tuple[Any, ...]]:
+    if arrow_native:
+        expressions = [c.select_expression() for c in selected]
+        expressions += [check for c in selected if (check := c.invalid_value_expression()) is not None]
+    else:
+        expressions = [_quote(c.name) for c in selected]
+    query = f"SELECT {', '.join(expressions)} FROM {_quote(schema)}.{_quote(table)}"
+    params: tuple[Any, ...] = ()
+    if request.incremental_field:
+        field = _quote(request.incremental_field)
+        if request.cursor is not None:
+            # The table's column, not a select alias (WHERE cannot see aliases; ORDER BY would prefer them).
+            qualified_field = f"{_quote(schema)}.{_quote(table)}.{field}"
+            query += f" WHERE {qualified_field} > %s"
+            cursor_column = next(c for c in selected + columns if c.name == request.incremental_field)
+            params = (_cursor_value(cursor_column, request.cursor),)
+        query += f" ORDER BY {_quote(schema)}.{_quote(table)}.{field}"
+    return query, params
+
+
+def _outside_a_day(name: str, value: str, qualified: str) -> SourceError:
+    return SourceError(
+        f"Column '{name}' of '{qualified}' holds the duration {value}, outside the 00:00:00–23:59:59 a TIME "
+        "can store. Exclude the column from the sync (enabled_columns) or convert it at the source."
+    )
 
 
 def _abandon(connection: Any, stream: Any) -> None:
