@@ -424,7 +424,10 @@ class PostgresConnector:
             ) from None
         return sorted(infos, key=lambda info: info.name)
 
-    def read(self, config: Mapping[str, Any], request: ReadRequest) -> Generator[pa.RecordBatch, None, None]:
+    def read(
+        self, config: Mapping[str, Any], request: ReadRequest, *, snapshot: str | None = None
+    ) -> Generator[pa.RecordBatch, None, None]:
+        """The table as Arrow batches; with `snapshot` (an exported snapshot id) as of that snapshot (CDC)."""
         target = _target(config)
         table = request.table.name
         qualified = f"{target.schema}.{table}"
@@ -455,6 +458,7 @@ class PostgresConnector:
             batch_rows=max(1, int(request.batch_rows)),
             qualified=qualified,
             scrub=target.scrub,
+            snapshot=snapshot,
         )
 
     @staticmethod

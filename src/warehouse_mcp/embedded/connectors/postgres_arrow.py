@@ -32,12 +32,14 @@ def read_query(
     batch_rows: int,
     qualified: str,
     scrub: Any,
+    snapshot: str | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Batches of at most `batch_rows` rows of `query` (already rendered, parameters inlined), typed as
     `schema`. `params` are libpq connection parameters; `scrub` removes secrets from error text.
 
     Columns named NESTED_PREFIX + name carry `array_ndims` of array column `name`: a value with more
-    than one dimension fails the read (Arrow's list would silently flatten it).
+    than one dimension fails the read (Arrow's list would silently flatten it). With `snapshot` (an
+    exported snapshot id, CDC) the query reads as of that snapshot.
     """
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc
@@ -45,7 +47,7 @@ def read_query(
     settings = dict(params)
     settings["options"] = f"{settings.get('options', '')} {_SESSION_OPTIONS}".strip()
     try:
-        connection = adbc.connect(conninfo.make_conninfo(**settings), autocommit=True)
+        connection = adbc.connect(conninfo.make_conninfo(**settings), autocommit=snapshot is None)
     except adbc_driver_manager.Error as error:
         raise SourceError(
             f"Could not open a read connection for '{qualified}': {scrub(str(error))}"
@@ -55,6 +57,9 @@ def read_query(
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_SIZE_HINT_BYTES)}
         )
+        if snapshot is not None:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT {_literal(snapshot)}")
         cursor.execute(query)
         reader = cursor.fetch_record_batch()
         for batch in reader:
@@ -83,6 +88,10 @@ def _drop_dimension_checks(batch: pa.RecordBatch, schema: pa.Schema, qualified: 
                 f"an array of {most} dimensions"
             )
     return batch.select(list(range(len(schema))))
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _reason(error: Exception) -> str:

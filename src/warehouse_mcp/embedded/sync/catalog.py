@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -71,11 +72,14 @@ class TableEntry:
 class Manifest:
     version: int
     tables: Mapping[str, TableEntry] = field(default_factory=dict)
+    # What a sync must commit together with its data, e.g. how far each CDC table is applied.
+    state: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": self.version,
+                "state": self.state,
                 "tables": {
                     name: {
                         "files": list(entry.files),
@@ -99,7 +103,7 @@ class Manifest:
             )
             for name, entry in data["tables"].items()
         }
-        return Manifest(int(data["version"]), tables)
+        return Manifest(int(data["version"]), tables, data.get("state") or {})
 
 
 def table_select(data_dir: Path, entry: TableEntry) -> str:
@@ -167,9 +171,13 @@ class Catalog:
         self._link(self.current.version)
         self.collect_garbage()
 
-    def publish(self, tables: Mapping[str, TableEntry]) -> Manifest:
-        """Commit the next version (its data files must be written and fsynced) and show it to readers."""
-        manifest = Manifest(self.current.version + 1, dict(tables))
+    def publish(self, tables: Mapping[str, TableEntry], state: Mapping[str, Any] | None = None) -> Manifest:
+        """Commit the next version (its data files must be written and fsynced) and show it to readers.
+
+        `state` replaces the version's state; by default it carries over.
+        """
+        state = self.current.state if state is None else state
+        manifest = Manifest(self.current.version + 1, dict(tables), dict(state))
         _write_atomically(self.catalog_dir / f"{manifest.version}.json", manifest.to_json())
         self.current = manifest  # committed: a failure below is repaired when the warehouse next opens
         self._write_reader_catalog(manifest)

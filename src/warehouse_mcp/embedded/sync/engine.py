@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
-from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync import cdc, jobs
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
 from warehouse_mcp.embedded.sync.warehouse import Staging, TableState, Warehouse, warehouse_table_name
 from warehouse_mcp.embedded.vault import Vault, VaultError
@@ -44,11 +44,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Sync types the scheduler runs; webhook rows arrive pushed (stripe_webhooks.py), CDC is not polled.
+# Sync types the scheduler runs by reading tables; webhook rows arrive pushed (stripe_webhooks.py).
 POLLED_SYNC_TYPES = (SyncType.full_refresh, SyncType.incremental, SyncType.append, SyncType.xmin)
 # Webhook tables also run, but only when asked (first load after setup, reload, resync): the source
 # pushes changes afterwards, and a full read is how the rows that existed before the webhook arrive.
-RUNNABLE_SYNC_TYPES = (*POLLED_SYNC_TYPES, SyncType.webhook)
+# CDC tables run on their schedule too, one run per source for all its CDC tables (sync/cdc.py).
+RUNNABLE_SYNC_TYPES = (*POLLED_SYNC_TYPES, SyncType.webhook, SyncType.cdc)
 DEFAULT_BATCH_ROWS = 50_000
 
 
@@ -106,8 +107,15 @@ class SyncEngine:
         *,
         stop: threading.Event | None = None,
         progress: ProgressCallback | None = None,
+        cdc_siblings: list[jobs.ClaimedJob] | None = None,
     ) -> JobProgress:
-        """Run a claimed job to its end and record it; never raises for a failed sync."""
+        """Run a claimed job to its end and record it; never raises for a failed sync.
+
+        A CDC job runs with the jobs of its source's other CDC tables (`cdc_siblings`): one run serves them all.
+        """
+        target = jobs.load_target(self.store, job.schema_id)
+        if target is not None and target.sync_type == SyncType.cdc and not target.deleted:
+            return self._run_cdc(target, [job, *(cdc_siblings or [])], stop, progress)
         started = time.monotonic()
         rows = 0
         secrets: list[str] = []
@@ -190,6 +198,99 @@ class SyncEngine:
             logger.error("Sync job %s failed unexpectedly:\n%s", job.job_id, _scrub(_traceback(exc), secrets))
             jobs.record_failure(self.store, job, rows_synced=rows, error=error, finished_at=self.clock.now())
             return report(JobStatus.Failed, error)
+
+    def _run_cdc(
+        self,
+        target: jobs.SyncTarget,
+        group: list[jobs.ClaimedJob],
+        stop: threading.Event | None,
+        progress: ProgressCallback | None,
+    ) -> JobProgress:
+        by_schema = {job.schema_id: job for job in group}
+        rows = dict.fromkeys(by_schema, 0)
+        secrets: list[str] = []
+
+        def report(job: jobs.ClaimedJob, status: str, error: str | None = None) -> JobProgress:
+            state = JobProgress(job.job_id, job.schema_id, status, rows[job.schema_id], error)
+            if progress is not None:
+                try:
+                    progress(state)
+                except Exception:
+                    logger.exception("A sync progress listener failed (the sync goes on)")
+            return state
+
+        def check_stop() -> None:
+            if stop is not None and stop.is_set():
+                raise _Interrupted
+            if any(jobs.cancel_requested(self.store, job.job_id) for job in group):
+                raise _Cancelled
+
+        def on_progress(schema_id: str, count: int) -> None:
+            job = by_schema.get(schema_id)
+            if job is not None:
+                rows[schema_id] = count
+                jobs.record_progress(self.store, job.job_id, count)
+                report(job, JobStatus.Running)
+
+        finished = self.clock.now
+        try:
+            secrets = forms.secret_values(
+                target.source_type,
+                forms.merge_secrets(target.job_inputs, self.vault.decrypt(target.job_inputs_secret)),
+            )
+            run = cdc.CdcRun(
+                self.store,
+                self.vault,
+                self.warehouse,
+                self.clock,
+                batch_changes=self.batch_rows,
+                check_stop=check_stop,
+                progress=on_progress,
+            )
+            outcomes = run.run(target.source_id)
+        except _Cancelled:
+            for job in group:
+                jobs.record_cancelled(
+                    self.store, job, rows_synced=rows[job.schema_id], finished_at=finished()
+                )
+            return report(group[0], JobStatus.Cancelled, jobs.CANCELLED_ERROR)
+        except _Interrupted:
+            for job in group:
+                jobs.record_interrupted(
+                    self.store, job, rows_synced=rows[job.schema_id], finished_at=finished()
+                )
+            return report(group[0], JobStatus.Failed, jobs.INTERRUPTED_ERROR)
+        except Exception as exc:
+            error = _scrub(f"Sync failed: {type(exc).__name__}: {exc}", secrets)
+            logger.error(
+                "CDC run of %s failed unexpectedly:\n%s", target.source_id, _scrub(_traceback(exc), secrets)
+            )
+            outcomes = {job.schema_id: cdc.TableOutcome(error=error) for job in group}
+        answers = []
+        for job in group:
+            outcome = outcomes.get(job.schema_id) or cdc.TableOutcome(
+                error="The table no longer syncs with CDC."
+            )
+            rows[job.schema_id] = outcome.rows
+            if outcome.error is None and outcome.state is not None:
+                jobs.record_success(
+                    self.store,
+                    job,
+                    rows_synced=outcome.rows,
+                    finished_at=finished(),
+                    cursor_before=outcome.cursor_before,
+                    cursor_after=outcome.cursor_after or outcome.cursor_before,
+                    table=outcome.state,
+                    table_id=outcome.table_id or str(uuid.uuid4()),
+                )
+                answers.append(report(job, JobStatus.Completed))
+            else:
+                error = outcome.error or "The CDC table has not been loaded yet."
+                jobs.record_failure(
+                    self.store, job, rows_synced=outcome.rows, error=error, finished_at=finished()
+                )
+                answers.append(report(job, JobStatus.Failed, error))
+        return answers[0]
 
 
 def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> _Plan:

@@ -49,6 +49,7 @@ class SyncTarget:
     job_inputs: dict[str, Any]
     job_inputs_secret: bytes | None
     deleted: bool
+    cdc_table_mode: str = "consolidated"
 
     @property
     def sync_cursor(self) -> Any:
@@ -78,10 +79,51 @@ def claim(store: Store, schema_id: str, now: datetime) -> ClaimedJob | None:
     return ClaimedJob(job_id, schema_id, schema["status"])
 
 
+def claim_cdc_siblings(store: Store, job: ClaimedJob, now: datetime) -> list[ClaimedJob]:
+    """Jobs for the other enabled CDC tables of a CDC job's source: one run serves them all (they share a slot)."""
+    rows = store.query(
+        "SELECT s.id FROM schemas s JOIN schemas leader ON leader.source_id = s.source_id "
+        "WHERE leader.id = ? AND leader.sync_type = 'cdc' AND s.id != leader.id AND s.deleted = 0 "
+        "AND s.should_sync = 1 AND s.sync_type = 'cdc' ORDER BY s.name",
+        (job.schema_id,),
+    )
+    claimed = (claim(store, row["id"], now) for row in rows)
+    return [sibling for sibling in claimed if sibling is not None]
+
+
+def cdc_schema_ids(store: Store, source_id: str) -> list[str]:
+    """The source's CDC tables that sync (the ones its publication holds)."""
+    rows = store.query(
+        "SELECT id FROM schemas WHERE source_id = ? AND deleted = 0 AND should_sync = 1 AND sync_type = 'cdc' "
+        "ORDER BY name",
+        (source_id,),
+    )
+    return [row["id"] for row in rows]
+
+
+def forget_paused_cdc_snapshots(store: Store, source_id: str) -> None:
+    """CDC tables that stopped syncing miss changes from now on: they take a new snapshot when enabled again."""
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE schemas SET sync_cursor = NULL WHERE source_id = ? AND sync_type = 'cdc' "
+            "AND (should_sync = 0 OR deleted = 1)",
+            (source_id,),
+        )
+
+
+def save_cursor(store: Store, schema_id: str, before: str | None, after: str) -> bool:
+    """Compare-and-set the schema's cursor; False when it changed meanwhile (a resync)."""
+    with store.transaction() as db:
+        cursor = db.execute(
+            "UPDATE schemas SET sync_cursor = ? WHERE id = ? AND sync_cursor IS ?", (after, schema_id, before)
+        )
+        return cursor.rowcount > 0
+
+
 def load_target(store: Store, schema_id: str) -> SyncTarget | None:
     row = store.query_one(
         "SELECT s.id, s.name, s.source_id, s.sync_type, s.incremental_field, s.primary_key_columns, "
-        "s.enabled_columns, s.sync_cursor, s.table_id, s.table_name, s.deleted AS schema_deleted, "
+        "s.enabled_columns, s.sync_cursor, s.table_id, s.table_name, s.deleted AS schema_deleted, s.cdc_table_mode, "
         "src.source_type, src.prefix, src.job_inputs, src.job_inputs_secret, src.deleted AS source_deleted "
         "FROM schemas s JOIN sources src ON src.id = s.source_id WHERE s.id = ?",
         (schema_id,),
@@ -104,6 +146,7 @@ def load_target(store: Store, schema_id: str) -> SyncTarget | None:
         job_inputs=json.loads(row["job_inputs"] or "{}"),
         job_inputs_secret=row["job_inputs_secret"],
         deleted=bool(row["schema_deleted"] or row["source_deleted"]),
+        cdc_table_mode=row["cdc_table_mode"] or "consolidated",
     )
 
 

@@ -435,24 +435,31 @@ class Scheduler:
             job = jobs.claim(self.store, schema_id, now)
             if job is None:
                 continue
+            # A CDC table's run serves every CDC table of its source (they share one replication slot).
+            group = [job, *jobs.claim_cdc_siblings(self.store, job, now)]
             with self._state:
-                self._in_flight[schema_id] = executor.submit(self._run, job)
+                future = executor.submit(self._run, group)
+                for member in group:
+                    self._in_flight[member.schema_id] = future
             free -= 1
 
-    def _run(self, job: jobs.ClaimedJob) -> JobProgress:
+    def _run(self, group: list[jobs.ClaimedJob]) -> JobProgress:
         engine = self._engine
         assert engine is not None
+        job = group[0]
         try:
-            outcome = engine.run(job, stop=self._stopping, progress=self._notify)
+            outcome = engine.run(job, stop=self._stopping, progress=self._notify, cdc_siblings=group[1:])
             if outcome.error != jobs.INTERRUPTED_ERROR:
-                reschedule_after_run(self.store, job.schema_id, self.clock.now())
+                for member in group:
+                    reschedule_after_run(self.store, member.schema_id, self.clock.now())
             return outcome
         except Exception:
             logger.exception("Sync job %s could not be recorded; it is failed at the next start", job.job_id)
             raise
         finally:
             with self._state:
-                self._in_flight.pop(job.schema_id, None)
+                for member in group:
+                    self._in_flight.pop(member.schema_id, None)
             self._wake.set()
 
     def _notify(self, progress: JobProgress) -> None:

@@ -57,6 +57,13 @@ __all__ = [
 
 WAREHOUSE_FILE = "warehouse.duckdb"
 STAGING_DIR = "staging"
+CDC_POSITIONS = "cdc_positions"  # the manifest state's key
+# Staged columns of an `apply` write (CDC): a row that only names a key to delete, the columns a row
+# keeps from the target row (values the source did not resend), and that target row's key per key column.
+DELETED_COLUMN = "_wmcp_deleted"
+KEEP_COLUMN = "_wmcp_keep"
+PRIOR_KEY_PREFIX = "_wmcp_prior_"
+_META_PREFIXES = (DELETED_COLUMN, KEEP_COLUMN, PRIOR_KEY_PREFIX)
 PARQUET = "(FORMAT parquet, COMPRESSION zstd)"
 # An append adds files; past this many the table is rewritten as one file, so reads stay fast.
 MAX_FILES_PER_TABLE = 64
@@ -80,6 +87,32 @@ class TableState:
     name: str
     row_count: int
     columns: list[WarehouseColumn]
+
+
+@dataclass(frozen=True)
+class CdcPosition:
+    """How far a CDC table is applied: every source transaction committed before `lsn` is in it."""
+
+    lsn: int
+    token: str  # which snapshot the table was loaded from (the schema's cursor names the same one)
+    mode: str  # the cdc_table_mode it was loaded in
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """One table's part of `Warehouse.commit_changes`.
+
+    `how`: "replace" publishes the staged rows as the table; "append" adds them; "apply" (CDC, on
+    `primary_keys`) fills the `keep_columns` that staged rows list in KEEP_COLUMN from the target row with
+    their prior key, empties the target if `truncate`, removes every staged key from the target, then adds
+    the staged rows not marked DELETED_COLUMN.
+    """
+
+    staging: Staging
+    how: str
+    primary_keys: Sequence[str] = ()
+    truncate: bool = False
+    keep_columns: Sequence[str] = ()
 
 
 class Warehouse:
@@ -159,6 +192,32 @@ class Warehouse:
                 ).fetchone()
                 entry = self._publish_table(name, [file], entry.columns, _count(written))
         return _state(name, entry)
+
+    def cdc_positions(self, schema_ids: Sequence[str]) -> dict[str, CdcPosition]:
+        stored = self.manifest.state.get(CDC_POSITIONS, {})
+        return {s: CdcPosition(**stored[s]) for s in schema_ids if s in stored}
+
+    def commit_changes(
+        self, writes: Sequence[TableWrite], positions: dict[str, CdcPosition]
+    ) -> dict[str, TableState]:
+        """Every write and the new CDC positions in one version: all of it is published, or none."""
+        with self._commits:
+            tables = dict(self.manifest.tables)
+            for write in writes:
+                before = tables.get(write.staging.target)
+                after = write.staging._written_entry(write, before)
+                for name in set(after.files) - set(before.files if before else ()):
+                    fsync_file(self.data_dir / name)
+                tables[write.staging.target] = after
+            state = dict(self.manifest.state)
+            stored = dict(state.get(CDC_POSITIONS, {}))
+            for schema_id, position in positions.items():
+                stored[schema_id] = {"lsn": position.lsn, "token": position.token, "mode": position.mode}
+            state[CDC_POSITIONS] = stored
+            self._catalog.publish(tables, state)
+        for write in writes:
+            write.staging.discard()
+        return {w.staging.target: _state(w.staging.target, tables[w.staging.target]) for w in writes}
 
     def row_count(self, name: str) -> int:
         entry = self.manifest.tables.get(name)
@@ -331,6 +390,73 @@ class Staging:
     def discard(self) -> None:
         shutil.rmtree(self._directory, ignore_errors=True)
 
+    def _written_entry(self, write: TableWrite, entry: TableEntry | None) -> TableEntry:
+        """The target's entry after `write` (its new files written and fsynced, not yet published)."""
+        warehouse = self._warehouse
+        data = [c for c in self._columns if not c.name.startswith(_META_PREFIXES)]
+        if write.how == "replace" or (entry is None and write.how == "append"):
+            files = self._move_parts() or [self._empty_file(data)]
+            return TableEntry(_relative(files), tuple(data), self.rows)
+        if write.how == "append":
+            assert entry is not None
+            files = [warehouse.data_dir / name for name in entry.files] + self._move_parts()
+            combined = self._combined_columns(entry)
+            merged = TableEntry(_relative(files), tuple(combined), entry.rows + self.rows)
+            if len(files) <= MAX_FILES_PER_TABLE:
+                return _fsynced(merged, warehouse.data_dir)
+            file = warehouse._new_file(self.target)
+            self._cursor.execute(
+                f"COPY ({table_select(warehouse.data_dir, merged)}) TO {literal(str(file))} {PARQUET}"
+            )
+            return TableEntry(_relative([file]), tuple(combined), merged.rows)
+        return self._applied_entry(write, entry, data)
+
+    def _applied_entry(self, write: TableWrite, entry: TableEntry | None, data: list[WarehouseColumn]) -> TableEntry:
+        warehouse = self._warehouse
+        columns = self._combined_columns(entry) if entry is not None else data
+        columns = [c for c in columns if not c.name.startswith(_META_PREFIXES)]
+        staged = f"({self._staged_source()}) AS new" if self._parts else None
+        old = f"({table_select(warehouse.data_dir, entry)}) AS old" if entry is not None else None
+        parts = []
+        if old is not None and not write.truncate:
+            if staged is None:
+                parts.append(f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old}")  # type: ignore[union-attr]
+            else:
+                matches = " AND ".join(f"old.{quote(k)} = new.{quote(k)}" for k in write.primary_keys)
+                parts.append(
+                    f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old} "  # type: ignore[union-attr]
+                    f"ANTI JOIN ({self._staged_source()}) AS new ON {matches}"
+                )
+        if staged is not None:
+            values = _projection(columns, data, "new")
+            join = ""
+            if write.keep_columns and old is not None:
+                kept = set(write.keep_columns)
+                values = ", ".join(
+                    f"CAST(CASE WHEN list_contains(new.{KEEP_COLUMN}, {literal(c.name)}) THEN old.{quote(c.name)} "
+                    f"ELSE new.{quote(c.name)} END AS {c.type}) AS {quote(c.name)}"
+                    if c.name in kept
+                    else _projection([c], data, "new")
+                    for c in columns
+                )
+                prior = " AND ".join(
+                    f"old.{quote(k)} IS NOT DISTINCT FROM new.{quote(PRIOR_KEY_PREFIX + k)}"
+                    for k in write.primary_keys
+                )
+                join = f" LEFT JOIN {old} ON {prior}"
+            parts.append(f"SELECT {values} FROM {staged}{join} WHERE NOT new.{DELETED_COLUMN}")
+        file = warehouse._new_file(self.target)
+        query = " UNION ALL ".join(parts) if parts else f"SELECT {_projection(columns, [], 'new')} LIMIT 0"
+        written = self._cursor.execute(f"COPY ({query}) TO {literal(str(file))} {PARQUET}").fetchone()
+        self._parts = []
+        return TableEntry(_relative([file]), tuple(columns), _count(written))
+
+    def _empty_file(self, columns: Sequence[WarehouseColumn]) -> Path:
+        file = self._warehouse._new_file(self.target)
+        projection = ", ".join(f"CAST(NULL AS {c.type}) AS {quote(c.name)}" for c in columns)
+        self._cursor.execute(f"COPY (SELECT {projection} LIMIT 0) TO {literal(str(file))} {PARQUET}")
+        return file
+
     def _replace(self) -> TableState:
         files = self._move_parts()
         if not files:  # an empty table still has its columns
@@ -371,6 +497,10 @@ def _projection(columns: Sequence[WarehouseColumn], available: Sequence[Warehous
         f"CAST({f'{alias}.{quote(c.name)}' if c.name in present else 'NULL'} AS {c.type}) AS {quote(c.name)}"
         for c in columns
     )
+
+
+def _relative(files: Sequence[Path]) -> tuple[str, ...]:
+    return tuple(f"{TABLES_DIR}/{file.name}" for file in files)
 
 
 def _state(name: str, entry: TableEntry) -> TableState:

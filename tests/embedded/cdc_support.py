@@ -1,0 +1,107 @@
+"""Helpers for the CDC tests: CDC sources and schemas, one-shot runs, and slot clean-up.
+
+Replication slots are shared by everything on the server (max_replication_slots) and an orphan slot keeps
+WAL for the whole machine, so `drop_slots` removes every slot and publication of a test database; the
+`cdc_db` fixture calls it before the database is dropped, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from tests.conftest import Database, fresh_postgres
+from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
+from warehouse_mcp.embedded.sync.scheduler import Clock
+from warehouse_mcp.embedded.sync.warehouse import Warehouse
+from warehouse_mcp.embedded.vault import Vault
+
+from .sync_support import add_schema, add_source
+
+
+def admin(database: str) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", user="postgres", dbname=database, autocommit=True)
+
+
+def slots_of(database: str) -> list[str]:
+    with admin("postgres") as connection:
+        rows = connection.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s ORDER BY slot_name", (database,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def drop_slots(database: str) -> None:
+    with admin("postgres") as connection:
+        for (pid,) in connection.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE database = %s AND active_pid IS NOT NULL",
+            (database,),
+        ).fetchall():
+            connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        connection.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = %s AND NOT temporary",
+            (database,),
+        )
+
+
+@contextmanager
+def cdc_database() -> Iterator[Database]:
+    with fresh_postgres() as database:
+        try:
+            yield database
+        finally:
+            drop_slots(database.name)
+
+
+def cdc_config(database: Database, **settings: Any) -> dict[str, Any]:
+    return {
+        **database.config,
+        "cdc_enabled": True,
+        "cdc_management_mode": "posthog",
+        "cdc_auto_drop_slot": True,
+        "cdc_lag_warning_threshold_mb": 1024,
+        "cdc_lag_critical_threshold_mb": 10240,
+        **settings,
+    }
+
+
+def add_cdc_source(store: Store, vault: Vault, database: Database, **settings: Any) -> str:
+    return add_source(store, vault, "Postgres", cdc_config(database, **settings))
+
+
+def add_cdc_schema(store: Store, source_id: str, name: str, mode: str = "consolidated") -> str:
+    schema_id = add_schema(store, source_id, name, sync_type="cdc", frequency="1min")
+    with store.transaction() as db:
+        db.execute("UPDATE schemas SET cdc_table_mode = ? WHERE id = ?", (mode, schema_id))
+    return schema_id
+
+
+def run_cdc(
+    store: Store, vault: Vault, warehouse: Warehouse, schema_id: str, *, batch_rows: int = 1000
+) -> list[JobProgress]:
+    """One CDC run of the schema's source, as the scheduler starts it; the outcome of every table's job."""
+    clock = Clock()
+    job = jobs.claim(store, schema_id, clock.now())
+    assert job is not None, "a job of this schema is already running"
+    siblings = jobs.claim_cdc_siblings(store, job, clock.now())
+    seen: dict[str, JobProgress] = {}
+    SyncEngine(store, vault, warehouse, clock, batch_rows=batch_rows).run(
+        job, cdc_siblings=siblings, progress=lambda p: seen.__setitem__(p.job_id, p)
+    )
+    return [seen[member.job_id] for member in [job, *siblings]]
+
+
+def rows(warehouse: Warehouse, table: str, columns: str = "*", order: str = "1") -> list[tuple]:
+    return warehouse.cursor().execute(f'SELECT {columns} FROM "{table}" ORDER BY {order}').fetchall()
+
+
+def cursor_of(store: Store, schema_id: str) -> Any:
+    row = store.query_one("SELECT sync_cursor FROM schemas WHERE id = ?", (schema_id,))
+    return json.loads(row["sync_cursor"]) if row and row["sync_cursor"] else None

@@ -1,0 +1,179 @@
+"""CDC against the real Postgres: snapshot then stream, in every table mode, compared with the source row for row."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Database
+from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.sync.warehouse import Warehouse
+from warehouse_mcp.embedded.vault import Vault
+
+from .cdc_support import add_cdc_schema, add_cdc_source, cdc_database, cursor_of, rows, run_cdc, slots_of
+from .sync_support import job_rows, schema_row
+
+COLUMNS = "id, name, price, tags, doc, seen_at"
+
+
+@pytest.fixture
+def store(home: Path) -> Store:
+    return Store(home)
+
+
+@pytest.fixture
+def vault(home: Path) -> Vault:
+    return Vault(home)
+
+
+@pytest.fixture
+def warehouse(home: Path) -> Iterator[Warehouse]:
+    warehouse = Warehouse(home / "warehouse.duckdb")
+    yield warehouse
+    warehouse.close()
+
+
+@pytest.fixture
+def db() -> Iterator[Database]:
+    with cdc_database() as database:
+        database.execute(
+            "CREATE TABLE items (id integer PRIMARY KEY, name text, price numeric(10,2), tags int[], doc jsonb, "
+            "seen_at timestamptz)",
+            "INSERT INTO items SELECT g, 'n' || g, g * 1.5, ARRAY[g, g + 1], jsonb_build_object('g', g), "
+            "'2024-01-01 00:00:00+00'::timestamptz + g * interval '1 hour' FROM generate_series(1, 20) g",
+        )
+        yield database
+
+
+def source_rows(db: Database) -> list[tuple]:
+    return db.fetch(f"SELECT {COLUMNS} FROM items ORDER BY id")
+
+
+def comparable(values: list[tuple]) -> list[tuple]:
+    """Rows from either side as plain values: JSON parsed, numbers as they are."""
+    out = []
+    for row in values:
+        out.append(tuple(json.loads(v) if isinstance(v, str) and v.startswith("{") else v for v in row))
+    return out
+
+
+def change_the_source(db: Database) -> None:
+    db.execute(
+        "INSERT INTO items VALUES (100, 'new', 9.99, '{7}', '{\"k\": [1, 2]}', '2025-05-05 05:05:05+02')",
+        "UPDATE items SET name = 'renamed', price = price + 1 WHERE id <= 3",
+        "DELETE FROM items WHERE id IN (4, 5)",
+        "UPDATE items SET id = 200 WHERE id = 6",  # primary-key change
+        "BEGIN; INSERT INTO items VALUES (101, 'in tx', NULL, NULL, NULL, NULL); "
+        "UPDATE items SET name = 'twice' WHERE id = 101; DELETE FROM items WHERE id = 7; COMMIT",
+    )
+
+
+@pytest.mark.parametrize("mode", ["consolidated", "cdc_only", "both"])
+def test_snapshot_then_stream_matches_the_source_in_every_mode(
+    mode: str, db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items", mode)
+
+    [first] = run_cdc(store, vault, warehouse, schema_id)
+    assert (first.status, first.rows_synced, first.error) == ("Completed", 20, None)
+    assert slots_of(db.name) == [f"posthog_{source_id.replace('-', '')[:12]}"]
+    consolidated = "postgres_items" if mode != "cdc_only" else None
+    changelog = "postgres_items_cdc" if mode != "consolidated" else None
+    if consolidated:
+        assert comparable(rows(warehouse, consolidated, COLUMNS)) == comparable(source_rows(db))
+    else:
+        assert not warehouse.table_exists("postgres_items")
+    if changelog:
+        ops = warehouse.cursor().execute(f"SELECT _cdc_op, count(*) FROM {changelog} GROUP BY 1").fetchall()
+        assert ops == [("snapshot", 20)]
+
+    change_the_source(db)
+    [second] = run_cdc(store, vault, warehouse, schema_id)
+    # 1 insert + 3 updates + 2 deletes + 1 key change + (insert, update, delete)
+    assert (second.status, second.rows_synced, second.error) == ("Completed", 10, None)
+    if consolidated:
+        assert comparable(rows(warehouse, consolidated, COLUMNS)) == comparable(source_rows(db))
+        assert schema_row(store, schema_id)["table_row_count"] == len(source_rows(db))
+    if changelog:
+        changes = (
+            warehouse.cursor()
+            .execute(
+                f"SELECT _cdc_op, id, name, _cdc_before FROM {changelog} WHERE _cdc_op != 'snapshot' "
+                "ORDER BY _cdc_lsn, _cdc_seq"
+            )
+            .fetchall()
+        )
+        assert [(op, id_) for op, id_, _, _ in changes] == [
+            ("insert", 100),
+            ("update", 1),
+            ("update", 2),
+            ("update", 3),
+            ("delete", 4),
+            ("delete", 5),
+            ("update", 200),
+            ("insert", 101),
+            ("update", 101),
+            ("delete", 7),
+        ]
+        # The key change carries the old key; deletes carry the key they removed.
+        assert json.loads(changes[6][3]) == {"id": "6"}
+        assert json.loads(changes[4][3]) == {"id": "4"}
+        assert changes[1][3] is None
+        lsns = warehouse.cursor().execute(f"SELECT DISTINCT _cdc_lsn FROM {changelog}").fetchall()
+        assert len(lsns) == 1 + 5  # the snapshot point and one per source transaction
+
+    [third] = run_cdc(store, vault, warehouse, schema_id)
+    assert (third.status, third.rows_synced) == ("Completed", 0)
+    if consolidated:
+        assert comparable(rows(warehouse, consolidated, COLUMNS)) == comparable(source_rows(db))
+    if changelog:
+        assert warehouse.row_count(changelog) == 20 + 10
+
+    db.execute("TRUNCATE items", "INSERT INTO items (id, name) VALUES (1, 'after truncate')")
+    [fourth] = run_cdc(store, vault, warehouse, schema_id)
+    assert (fourth.status, fourth.rows_synced) == ("Completed", 2)
+    if consolidated:
+        assert rows(warehouse, consolidated, "id, name") == [(1, "after truncate")]
+    if changelog:
+        last = (
+            warehouse.cursor()
+            .execute(f"SELECT _cdc_op, id FROM {changelog} ORDER BY _cdc_lsn DESC, _cdc_seq DESC LIMIT 2")
+            .fetchall()
+        )
+        assert last == [("insert", 1), ("truncate", None)]
+    assert [job["rows_synced"] for job in job_rows(store, schema_id)] == [20, 10, 0, 2]
+
+
+def test_a_page_per_batch_of_changes_gives_the_same_table(
+    db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items", "both")
+    run_cdc(store, vault, warehouse, schema_id)
+    for round_ in range(5):
+        change_the_source(db)
+        db.execute(
+            f"UPDATE items SET id = id + {1000 * (round_ + 1)} WHERE id IN (100, 101, 200)",
+            f"UPDATE items SET name = 'round {round_}' WHERE id % 3 = 0",
+        )
+    [outcome] = run_cdc(store, vault, warehouse, schema_id, batch_rows=3)
+    assert outcome.status == "Completed", outcome.error
+    assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))
+
+
+def test_resync_takes_a_new_snapshot(db: Database, store: Store, vault: Vault, warehouse: Warehouse) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items")
+    run_cdc(store, vault, warehouse, schema_id)
+    token = cursor_of(store, schema_id)["cdc_snapshot"]
+    db.execute("DELETE FROM items WHERE id > 10")
+    with store.transaction() as sqlite:
+        sqlite.execute("UPDATE schemas SET sync_cursor = NULL WHERE id = ?", (schema_id,))
+    [outcome] = run_cdc(store, vault, warehouse, schema_id)
+    assert (outcome.status, outcome.rows_synced) == ("Completed", 10)
+    assert cursor_of(store, schema_id)["cdc_snapshot"] != token
+    assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))
