@@ -403,7 +403,7 @@ class Staging:
             combined = self._combined_columns(entry)
             merged = TableEntry(_relative(files), tuple(combined), entry.rows + self.rows)
             if len(files) <= MAX_FILES_PER_TABLE:
-                return _fsynced(merged, warehouse.data_dir)
+                return merged
             file = warehouse._new_file(self.target)
             self._cursor.execute(
                 f"COPY ({table_select(warehouse.data_dir, merged)}) TO {literal(str(file))} {PARQUET}"
@@ -411,21 +411,23 @@ class Staging:
             return TableEntry(_relative([file]), tuple(combined), merged.rows)
         return self._applied_entry(write, entry, data)
 
-    def _applied_entry(self, write: TableWrite, entry: TableEntry | None, data: list[WarehouseColumn]) -> TableEntry:
+    def _applied_entry(
+        self, write: TableWrite, entry: TableEntry | None, data: list[WarehouseColumn]
+    ) -> TableEntry:
         warehouse = self._warehouse
         columns = self._combined_columns(entry) if entry is not None else data
         columns = [c for c in columns if not c.name.startswith(_META_PREFIXES)]
-        staged = f"({self._staged_source()}) AS new" if self._parts else None
+        staged = f"{self._staged_source()} AS new" if self._parts else None
         old = f"({table_select(warehouse.data_dir, entry)}) AS old" if entry is not None else None
         parts = []
-        if old is not None and not write.truncate:
+        if entry is not None and old is not None and not write.truncate:
             if staged is None:
-                parts.append(f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old}")  # type: ignore[union-attr]
+                parts.append(f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old}")
             else:
                 matches = " AND ".join(f"old.{quote(k)} = new.{quote(k)}" for k in write.primary_keys)
                 parts.append(
-                    f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old} "  # type: ignore[union-attr]
-                    f"ANTI JOIN ({self._staged_source()}) AS new ON {matches}"
+                    f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old} "
+                    f"ANTI JOIN {staged} ON {matches}"
                 )
         if staged is not None:
             values = _projection(columns, data, "new")
