@@ -183,7 +183,7 @@ async def _timed_calls(call: Callable[[], Awaitable[Any]], count: int) -> tuple[
 
 
 def bench_calls(args: argparse.Namespace) -> int:
-    from bench import scratch_database  # type: ignore[import-not-found]
+    from bench_sync import scratch_database
     from warehouse_mcp.harness import complete_connect_page, harness_settings
     from warehouse_mcp.server import build_server
 
@@ -287,7 +287,7 @@ def bench_calls(args: argparse.Namespace) -> int:
 
 
 def bench_sessions(args: argparse.Namespace) -> int:
-    from bench import scratch_database
+    from bench_sync import scratch_database
     from warehouse_mcp.harness import harness_settings
     from warehouse_mcp.server import build_server
 
