@@ -135,6 +135,9 @@ async def test_error_messages_reach_the_model(postgres_db: Database, tmp_path: P
             {"id": schemas["users"], "enabled_columns": ["email", "ghost"]},
             "Unknown columns in enabled_columns",
         )
+        # Setup asked for a sync that no scheduler started: the first cancel settles it, the next has nothing.
+        settled = await ok(client, "external-data-schemas-cancel-create", {"id": schemas["users"]})
+        assert settled == {"detail": "No sync was running. The sync status has been updated."}
         await expect(
             "external-data-schemas-cancel-create", {"id": schemas["users"]}, "No running sync to cancel."
         )

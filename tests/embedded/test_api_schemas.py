@@ -14,9 +14,9 @@ from tests.embedded.api_support import (
     add_job,
     api,
     assert_drf,
-    assert_message,
     backend,
     land_table,
+    message,
     orders_schema,
     pg_with_tables,
     set_schema,
@@ -88,6 +88,7 @@ def test_retrieve_embeds_the_source_summary(api: Api, source_id: str, orders: di
         "id": source_id,
         "source_type": "Postgres",
         "supports_column_selection": True,
+        "access_method": "warehouse",
         "user_access_level": "editor",
     }
     assert (
@@ -265,11 +266,12 @@ def test_cdc_with_a_primary_key_and_one_minute(
     )
     land_table(backend, orders["id"])
     assert_drf(
-        patch(api, orders, {"primary_key_columns": ["note"]}),
+        patch(api, orders, {"sync_type": "cdc", "primary_key_columns": ["note"]}),
         "Primary key cannot be changed after data has been synced. Delete the synced data first, then change the primary key.",
     )
-    # Leaving CDC while on 1min is refused too: the frequency would be left below the floor.
-    assert patch(api, orders, {"sync_type": "full_refresh"}).status_code == 400
+    # Leaving CDC while on 1min: PostHog clamps the cadence to the 5-minute floor.
+    left = patch(api, orders, {"sync_type": "full_refresh"})
+    assert left.status_code == 200 and left.json()["sync_frequency"] == "5min"
 
 
 def test_webhook_sync_needs_a_webhook_source(api: Api, orders: dict[str, Any]) -> None:
@@ -363,7 +365,8 @@ def test_bulk_update_refuses_duplicates_and_foreign_schemas(
 # --- actions --------------------------------------------------------------------------------------
 
 
-def test_cancel_without_a_running_sync(api: Api, orders: dict[str, Any]) -> None:
+def test_cancel_without_a_running_sync(api: Api, backend: EmbeddedBackend, orders: dict[str, Any]) -> None:
+    set_schema(backend, orders["id"], status="Completed")
     response = api.post(f"{SCHEMAS}{orders['id']}/cancel/")
     assert response.status_code == 400
     assert response.json() == {"detail": "No running sync to cancel."}
@@ -413,6 +416,7 @@ def test_incremental_fields_rediscovers_the_table(api: Api, postgres_db: Databas
         "incremental_available",
         "append_available",
         "cdc_available",
+        "xmin_available",
         "full_refresh_available",
         "supports_webhooks",
         "webhook_only",
@@ -422,11 +426,12 @@ def test_incremental_fields_rediscovers_the_table(api: Api, postgres_db: Databas
     assert "modified_at" in {field["field"] for field in body["incremental_fields"]}
     assert body["detected_primary_keys"] == ["id"] and body["full_refresh_available"] is True
     assert body["cdc_available"] is None, "the source has no CDC"
+    assert body["xmin_available"] is False, "Postgres, but the embedded engine does not run xmin"
 
 
 def test_incremental_fields_for_a_vanished_table(api: Api, postgres_db: Database) -> None:
     orders = api.schema_by_name(create(api, pg_with_tables(postgres_db)), "orders")
     postgres_db.execute("DROP TABLE orders")
-    assert_message(
-        api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/"), "Schema with name orders not found"
+    assert message(api.post(f"{SCHEMAS}{orders['id']}/incremental_fields/")).startswith(
+        "Could not discover schema orders. The connection may be missing SELECT"
     )

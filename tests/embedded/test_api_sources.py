@@ -39,6 +39,7 @@ SOURCE_FIELDS = [
     "prefix",
     "description",
     "access_method",
+    "direct_query_enabled",
     "engine",
     "last_run_at",
     "schemas",
@@ -47,7 +48,6 @@ SOURCE_FIELDS = [
     "user_access_level",
     "supports_webhooks",
     "supports_column_selection",
-    "direct_query_enabled",
 ]
 SCHEMA_FIELDS = [
     "id",
@@ -681,10 +681,12 @@ def test_refresh_schemas_adds_new_and_retires_vanished_tables(
         "ALTER TABLE orders_old ADD COLUMN extra int",
     )
     response = api.post(f"{SOURCES}{source_id}/refresh_schemas/")
-    assert response.json() == {"added": 2, "deleted": 2, "total_tables_seen": 2}
+    # Only the schema nobody enabled and without data (events) is deleted, and counted, as PostHog counts.
+    assert response.json() == {"added": 2, "deleted": 1, "total_tables_seen": 2}
     names = {schema["name"]: schema for schema in api.source(source_id)["schemas"]}
     assert set(names) == {"fresh", "orders", "orders_old"}, "a table that holds data is kept, disabled"
     assert names["orders"]["should_sync"] is False and names["orders"]["table"] is not None
+    assert names["orders"]["status"] == "Completed"
     assert names["fresh"]["should_sync"] is False and names["fresh"]["primary_key_columns"] == ["id"]
     assert "extra" in {column["name"] for column in names["orders_old"]["available_columns"]}
 
@@ -730,8 +732,12 @@ def test_wizard_answers_every_form_and_filters(api: Api) -> None:
     everything = api.get(f"{SOURCES}wizard/").json()
     assert set(everything) == set(registry.SOURCE_TYPES)
     assert everything["Postgres"]["name"] == "Postgres" and "fields" in everything["Postgres"]
-    some = api.get(f"{SOURCES}wizard/?source_type=Stripe, MySQL,Nope").json()
+    some = api.get(f"{SOURCES}wizard/?source_type=Stripe, MySQL").json()
     assert set(some) == {"Stripe", "MySQL"}
+    assert_message(
+        api.get(f"{SOURCES}wizard/?source_type=Stripe,Nope,Alas"),
+        "Unknown source_type(s): Alas, Nope. Omit source_type to list every available type.",
+    )
 
 
 def test_source_prefix(api: Api, pg: Database) -> None:
@@ -777,14 +783,18 @@ def test_database_schema_lists_tables_without_creating_anything(
         "incremental_available",
         "append_available",
         "cdc_available",
+        "xmin_available",
         "incremental_field",
         "sync_type",
         "rows",
         "supports_webhooks",
         "webhook_only",
         "description",
+        "should_sync_default",
         "available_columns",
         "detected_primary_keys",
+        "permission_error",
+        "rls_warning",
     }
     assert orders["should_sync"] is False and orders["sync_type"] is None
     assert orders["detected_primary_keys"] == ["id"]

@@ -90,7 +90,15 @@ def test_setup_registers_a_webhook_and_switches_tables_to_it(
     assert info["supports_webhooks"] is True and info["exists"] is True and info["webhook_url"] == url
     assert set(info["schema_mapping"]) == capable
     assert info["inputs"] == {"signing_secret": {"secret": True}}
-    assert info["external_status"] == "enabled" and info["missing_events"] == []
+    status = info["external_status"]
+    assert set(status) == {"exists", "url", "enabled_events", "status", "description", "created_at", "error"}
+    assert (status["exists"], status["url"], status["status"], status["error"]) == (
+        True,
+        url,
+        "enabled",
+        None,
+    )
+    assert status["enabled_events"] == endpoint["enabled_events"] and info["missing_events"] == []
 
 
 def test_setup_keeps_polling_when_registration_fails(api: Api, stripe: FakeStripe) -> None:

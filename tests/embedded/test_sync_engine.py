@@ -261,14 +261,15 @@ def test_cancel_between_batches_keeps_the_previous_table(
 
     outcome = run_sync(store, vault, warehouse, schema_id, batch_rows=100, progress=cancel_after_two_batches)
 
-    assert (outcome.status, outcome.error, outcome.rows_synced) == ("Cancelled", CANCELLED_ERROR, 200)
+    assert CANCELLED_ERROR == "Sync cancelled by user"
+    assert (outcome.status, outcome.error, outcome.rows_synced) == ("Failed", CANCELLED_ERROR, 200)
     assert warehouse.row_count("postgres_big") == 100
     assert warehouse.cursor().execute("SELECT count(*) FROM information_schema.tables").fetchone() == (1,)
     after = schema_row(store, schema_id)
-    assert after["status"] == "Completed"  # back to where it was, not Failed
+    assert (after["status"], after["latest_error"]) == ("Failed", CANCELLED_ERROR)  # as PostHog marks it
     assert (after["table_row_count"], after["last_synced_at"]) == (100, before["last_synced_at"])
     job = job_rows(store, schema_id)[-1]
-    assert (job["status"], job["latest_error"], job["rows_synced"]) == ("Cancelled", CANCELLED_ERROR, 200)
+    assert (job["status"], job["latest_error"], job["rows_synced"]) == ("Failed", CANCELLED_ERROR, 200)
 
     assert run_sync(store, vault, warehouse, schema_id).rows_synced == 5000
     assert warehouse.row_count("postgres_big") == 5000

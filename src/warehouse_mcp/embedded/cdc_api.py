@@ -40,7 +40,8 @@ def check_cdc_prerequisites_for_source(request: Request) -> Response:
     data = request_context.body(request)
     mode = cdc_mode(data)
     config = source_records.source_config(backend.store, backend.vault, source["id"])
-    return _prerequisites(config, [], mode, data)
+    # PostHog names the stored source, not the engine, when it cannot reach it.
+    return _prerequisites(config, [], mode, data, "Could not connect to source to check prerequisites: ")
 
 
 def cdc_status(request: Request) -> Response:
@@ -85,11 +86,23 @@ def check_cdc_prerequisites(request: Request) -> Response:
     return _prerequisites(config, tables, mode, data)
 
 
-def _prerequisites(config: dict[str, Any], tables: list[str], mode: str, data: dict[str, Any]) -> Response:
+CONNECT_FAILED = "Could not connect to Postgres to check prerequisites: "
+
+
+def _prerequisites(
+    config: dict[str, Any],
+    tables: list[str],
+    mode: str,
+    data: dict[str, Any],
+    connect_failed: str = CONNECT_FAILED,
+) -> Response:
     try:
         errors = _postgres().check_cdc_prerequisites(
             config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
         )
     except SourceError as exc:
-        raise message_error(str(exc)) from None
+        text = str(exc)
+        if text.startswith(CONNECT_FAILED):
+            text = connect_failed + text.removeprefix(CONNECT_FAILED)
+        raise message_error(text) from None
     return request_context.json_response({"valid": not errors, "errors": list(errors)})

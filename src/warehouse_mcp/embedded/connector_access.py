@@ -54,6 +54,45 @@ def discover(
         raise error(str(exc)) from None
 
 
+# PostHog's words for a discovery that failed (its helpers' REFRESH_SCHEMAS_EXPECTED_ERROR_MESSAGES),
+# first match wins; anything else is the fallback.
+_DISCOVERY_FAILURES = (
+    ("timeout", "Connection timed out while fetching schemas from the source."),
+    ("timed out", "Connection timed out while fetching schemas from the source."),
+    ("connection refused", "Could not connect to the source. Check the host, port, and network access."),
+    ("could not connect", "Could not connect to the source. Check the host, port, and network access."),
+    ("could not translate host name", "Could not resolve the source host."),
+    ("name or service not known", "Could not resolve the source host."),
+    ("network is unreachable", "Could not reach the source network."),
+    ("no route to host", "Could not reach the source host."),
+    ("access denied", "Could not authenticate with the source. Check the connection credentials."),
+    ("authentication failed", "Could not authenticate with the source. Check the connection credentials."),
+    ("unauthorized", "Could not authenticate with the source. Check the connection credentials."),
+    ("forbidden", "The source credentials do not have permission to fetch schemas."),
+    ("ssl/tls connection is required", "SSL/TLS is required to connect to the source."),
+    ("could not establish session to ssh gateway", "Could not establish an SSH tunnel to the source."),
+)
+DISCOVERY_FAILED = "Could not fetch schemas from source."
+
+
+def refresh_error_message(error: SourceError) -> str:
+    """What refresh_schemas answers when discovery fails: PostHog's classified message, never the raw one."""
+    text = str(error).lower()
+    return next((message for pattern, message in _DISCOVERY_FAILURES if pattern in text), DISCOVERY_FAILED)
+
+
+def endpoint_permissions(found: Connector, config: dict[str, Any], names: list[str]) -> dict[str, str | None]:
+    """Per table, why the credentials cannot read it (None when they can). Best effort, as PostHog's probe:
+    connectors without per-table permissions, or a probe that fails, report every table readable."""
+    probe = getattr(found, "endpoint_permissions", None)
+    if not callable(probe):
+        return {}
+    try:
+        return dict(probe(config, names))
+    except SourceError:
+        return {}
+
+
 def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The config keys a source stores: its form's fields (public and secret) and the CDC settings.
 

@@ -28,9 +28,12 @@ def drf_error(
     return ApiError(status, {"type": error_type, "code": code, "detail": detail, "attr": attr})
 
 
-def validation_error(detail: str, attr: str | None = None, code: str = "invalid") -> ApiError:
-    """400 in DRF shape: a field (`attr`, path joined with `__`) or the whole request is invalid."""
-    return drf_error(400, "validation_error", detail, code, attr)
+def validation_error(detail: str, attr: str | None = None, code: str | None = None) -> ApiError:
+    """400 in DRF shape: a field (`attr`, path joined with `__`) or the whole request is invalid.
+
+    A rule about the whole request answers PostHog's `invalid_input`; a field's own check `invalid`.
+    """
+    return drf_error(400, "validation_error", detail, code or ("invalid" if attr else "invalid_input"), attr)
 
 
 def message_error(message: str, status: int = 400) -> ApiError:

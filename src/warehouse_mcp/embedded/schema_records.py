@@ -134,3 +134,27 @@ def soft_delete(db: sqlite3.Connection, schema_id: str) -> None:
         "UPDATE schemas SET deleted = 1, deleted_at = ?, should_sync = 0, updated_at = ? WHERE id = ?",
         (now, now, schema_id),
     )
+
+
+def last_deleted(db: sqlite3.Connection, source_id: str, name: str) -> Row | None:
+    """The most recently soft-deleted schema of that name, the one a reappearing table brings back."""
+    row: Row | None = db.execute(
+        "SELECT * FROM schemas WHERE source_id = ? AND name = ? AND deleted = 1 "
+        "ORDER BY updated_at DESC, created_at DESC LIMIT 1",
+        (source_id, name),
+    ).fetchone()
+    return row
+
+
+def restore(db: sqlite3.Connection, schema_id: str, table: TableInfo) -> None:
+    """Undelete with the settings it had (it stays disabled: soft_delete turned syncing off)."""
+    update(
+        db,
+        schema_id,
+        {
+            "deleted": 0,
+            "deleted_at": None,
+            "description": table.description,
+            "available_columns": json.dumps(available_columns(table)),
+        },
+    )

@@ -18,6 +18,7 @@ from warehouse_mcp.embedded import (
     connector_access,
     request_context,
     schema_records,
+    serializers,
     source_records,
     webhooks_api,
 )
@@ -40,6 +41,15 @@ SYNC_TYPES = tuple(item.value for item in SyncType)
 FIELD_TYPES = tuple(item.value for item in IncrementalFieldType)
 CDC_TABLE_MODES = tuple(item.value for item in CdcTableMode)
 CURSOR_SYNC_TYPES = ("incremental", "append")
+NON_CDC_FLOOR_FREQUENCY = "5min"
+# Types whose schemas keep a cursor config (webhook keeps it for the backfill), and that config's fields.
+CURSOR_CONFIG_SYNC_TYPES = ("incremental", "append", "webhook")
+CURSOR_CONFIG_FIELDS = (
+    "incremental_field",
+    "incremental_field_type",
+    "incremental_field_lookback_seconds",
+    "primary_key_columns",
+)
 PK_CHANGE_AFTER_DATA = "Primary key cannot be changed after data has been synced. Delete the synced data first, then change the primary key."
 
 
@@ -77,13 +87,21 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
     change = SchemaChange(schema["id"])
     columns = change.columns
 
+    type_given = "sync_type" in data
+    new_type = sync_type if type_given else schema["sync_type"]
+    _check_bare_cursor_fields(data, new_type, type_given)
+
     if "enabled_columns" in data:
+        if enabled_columns is not None and not serializers.supports_column_selection(source["source_type"]):
+            raise validation_error("Column selection is not supported for this source type.")
         _check_enabled_columns(schema, enabled_columns)
         columns["enabled_columns"] = json.dumps(enabled_columns) if enabled_columns is not None else None
 
-    type_given = "sync_type" in data
-    new_type = sync_type if type_given else schema["sync_type"]
+    stored_pk = json.loads(schema["primary_key_columns"]) if schema["primary_key_columns"] else None
+    has_data = schema["table_id"] is not None
     if type_given:
+        if sync_type == "xmin":
+            _check_xmin(source, name, primary_key or stored_pk)
         if sync_type == "cdc" and not cdc_enabled(source):
             raise validation_error(
                 "CDC must be enabled on the source before selecting it as a sync type. Create the source with "
@@ -92,13 +110,11 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
         _check_webhook_choice(backend, source, name, sync_type)
         columns["sync_type"] = sync_type
 
-    stored_pk = json.loads(schema["primary_key_columns"]) if schema["primary_key_columns"] else None
-    has_data = schema["table_id"] is not None
     if new_type == "cdc":
         if cdc_table_mode is not None:
             columns["cdc_table_mode"] = cdc_table_mode
         if primary_key:
-            if primary_key != stored_pk and has_data:
+            if stored_pk and primary_key != stored_pk and has_data:
                 raise validation_error(PK_CHANGE_AFTER_DATA)
             columns["primary_key_columns"] = json.dumps(primary_key)
         elif type_given and not stored_pk:
@@ -107,7 +123,8 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
                 "Provide primary_key_columns or refresh schema discovery to pick one up."
             )
     elif "primary_key_columns" in data:
-        if new_type == "incremental" and primary_key != stored_pk and has_data:
+        # Choosing a first primary key is allowed after data landed; replacing one is not.
+        if new_type == "incremental" and stored_pk and primary_key != stored_pk and has_data:
             raise validation_error(PK_CHANGE_AFTER_DATA)
         columns["primary_key_columns"] = json.dumps(primary_key) if primary_key is not None else None
 
@@ -121,10 +138,13 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
 
     resulting_frequency = frequency or frequency_name(schema["sync_frequency_interval"])
     if resulting_frequency == "1min" and new_type != "cdc":
-        raise validation_error(
-            "A 1-minute sync frequency is only available for CDC schemas. "
-            "The fastest frequency for other sync types is 5 minutes."
-        )
+        if frequency:
+            raise validation_error(
+                "A 1-minute sync frequency is only available for CDC schemas. "
+                "The fastest frequency for other sync types is 5 minutes."
+            )
+        frequency = NON_CDC_FLOOR_FREQUENCY  # leaving CDC: PostHog clamps the cadence to the floor
+
     if frequency is not None and FREQUENCY_SECONDS[frequency] != schema["sync_frequency_interval"]:
         columns["sync_frequency_interval"] = FREQUENCY_SECONDS[frequency]
         change.reschedule = True
@@ -159,6 +179,34 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
     if type_given and sync_type == "webhook" and sync_type != schema["sync_type"]:
         _ensure_webhook(backend, source, name)
     return change
+
+
+def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_given: bool) -> None:
+    """Cursor settings sent without `sync_type` to a schema whose type cannot use them would be a no-op
+    that looks applied; PostHog refuses them."""
+    if type_given or new_type in CURSOR_CONFIG_SYNC_TYPES:
+        return
+    unappliable = [name for name in CURSOR_CONFIG_FIELDS if name in data and data.get(name) is not None]
+    if unappliable:
+        raise validation_error(
+            f"{', '.join(unappliable)} cannot be applied to a schema with sync type {new_type or 'not set'} "
+            "on its own. Include sync_type in the same request to change the sync type."
+        )
+
+
+def _check_xmin(source: Row, name: str, primary_key: list[str] | None) -> None:
+    if source["source_type"] not in serializers.XMIN_SOURCE_TYPES:
+        raise validation_error("xmin replication is only available for Postgres sources.")
+    if not primary_key:
+        raise validation_error(
+            f"xmin replication requires a primary key on table '{name}'. "
+            "Provide primary_key_columns or refresh schema discovery to pick one up."
+        )
+    # serializers.xmin_available: the embedded engine does not run xmin syncs (docs/posthog-differences.md).
+    raise validation_error(
+        f"xmin replication is not available for table '{name}': the embedded backend does not run xmin "
+        "syncs. Use incremental or full_refresh."
+    )
 
 
 def apply(backend: EmbeddedBackend, changes: list[SchemaChange]) -> None:

@@ -72,8 +72,13 @@ def cancel(request: Request) -> Response:
     schema = schema_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    if not backend.sync.cancel(schema["id"]):
+    outcome = backend.sync.cancel(schema["id"])
+    if outcome is None:
         raise ApiError(400, {"detail": "No running sync to cancel."})
+    if outcome == "settled":
+        return request_context.json_response(
+            {"detail": "No sync was running. The sync status has been updated."}
+        )
     return request_context.empty_response()
 
 
@@ -123,13 +128,18 @@ def incremental_fields(request: Request) -> Response:
     tables = connector_access.discover(connector, config)
     table = next((table for table in tables if table.name == schema["name"]), None)
     if table is None:
-        raise message_error(f"Schema with name {schema['name']} not found")
+        raise message_error(
+            f"Could not discover schema {schema['name']}. The connection may be missing SELECT or schema access "
+            "privileges, or discovery may not support this relation type. Check that the relation exists, restore "
+            "read privileges, or expose it as a supported table or view, then try again."
+        )
     return request_context.json_response(
         {
             "incremental_fields": serializers.incremental_candidates(table),
             "incremental_available": table.supports_incremental,
             "append_available": table.supports_append,
             "cdc_available": table.cdc_available if schema_updates.cdc_enabled(source) else None,
+            "xmin_available": serializers.xmin_available(source["source_type"]),
             "full_refresh_available": not table.webhook_only,
             "supports_webhooks": table.supports_webhooks,
             "webhook_only": table.webhook_only,

@@ -17,6 +17,8 @@ from warehouse_mcp.models import SchemaStatus, frequency_name
 
 Row = sqlite3.Row
 
+XMIN_SOURCE_TYPES = ("Postgres",)
+
 # Stored schema statuses → what the API shows (PostHog keeps enum names for the billing states).
 _STATUS_LABELS = {
     "BillingLimitReached": SchemaStatus.BillingLimitReached.value,
@@ -33,15 +35,18 @@ def schema_status(stored: str | None) -> str | None:
     return _STATUS_LABELS.get(stored or "", stored)
 
 
-def table_json(schema: Row) -> dict[str, Any] | None:
+def table_json(schema: Row, *, include_columns: bool = True) -> dict[str, Any] | None:
+    """The synced table; the source list leaves its columns out, as PostHog's does."""
     if schema["table_id"] is None:
         return None
-    return {
-        "id": schema["table_id"],
-        "name": schema["table_name"],
-        "columns": loads(schema["table_columns"], []),
-        "row_count": schema["table_row_count"],
-    }
+    answer: dict[str, Any] = {"id": schema["table_id"], "name": schema["table_name"]}
+    if include_columns:
+        answer["columns"] = [
+            {"key": column["name"], "name": column["name"], "type": column["type"], "schema_valid": True}
+            for column in loads(schema["table_columns"], [])
+        ]
+    answer["row_count"] = schema["table_row_count"]
+    return answer
 
 
 def schema_source_json(source: Row) -> dict[str, Any]:
@@ -50,17 +55,18 @@ def schema_source_json(source: Row) -> dict[str, Any]:
         "id": source["id"],
         "source_type": source["source_type"],
         "supports_column_selection": supports_column_selection(source["source_type"]),
+        "access_method": source["access_method"],
         "user_access_level": "editor",
     }
 
 
-def schema_json(schema: Row, source: Row | None = None) -> dict[str, Any]:
+def schema_json(schema: Row, source: Row | None = None, *, include_columns: bool = True) -> dict[str, Any]:
     sync_type = schema["sync_type"]
     return {
         "id": schema["id"],
         "name": schema["name"],
         "label": schema["label"],
-        "table": table_json(schema),
+        "table": table_json(schema, include_columns=include_columns),
         "should_sync": bool(schema["should_sync"]),
         "last_synced_at": schema["last_synced_at"],
         "latest_error": schema["latest_error"],
@@ -97,8 +103,10 @@ def source_status(stored: str, schemas: list[Row]) -> str:
     return stored
 
 
-def source_json(source: Row, schemas: list[Row], last_run_at: str | None) -> dict[str, Any]:
-    """`schemas`: the source's non-deleted schemas, ordered by name."""
+def source_json(
+    source: Row, schemas: list[Row], last_run_at: str | None, *, include_columns: bool = True
+) -> dict[str, Any]:
+    """`schemas`: the source's non-deleted schemas, ordered by name. Fields in PostHog's order."""
     source_type = source["source_type"]
     metadata = loads(source["connection_metadata"], {})
     latest_error = next((s["latest_error"] for s in schemas if s["latest_error"] is not None), None)
@@ -113,9 +121,10 @@ def source_json(source: Row, schemas: list[Row], last_run_at: str | None) -> dic
         "prefix": source["prefix"],
         "description": source["description"],
         "access_method": source["access_method"],
+        "direct_query_enabled": bool(source["direct_query_enabled"]),
         "engine": metadata.get("engine"),
         "last_run_at": last_run_at,
-        "schemas": [schema_json(schema) for schema in schemas],
+        "schemas": [schema_json(schema, include_columns=include_columns) for schema in schemas],
         "job_inputs": public_job_inputs(source_type, loads(source["job_inputs"], {})),
         "revenue_analytics_config": {
             "enabled": bool(source["revenue_enabled"]),
@@ -124,7 +133,6 @@ def source_json(source: Row, schemas: list[Row], last_run_at: str | None) -> dic
         "user_access_level": "editor",
         "supports_webhooks": supports_webhooks(source_type),
         "supports_column_selection": supports_column_selection(source_type),
-        "direct_query_enabled": bool(source["direct_query_enabled"]),
     }
 
 
@@ -152,16 +160,19 @@ def job_json(job: Row) -> dict[str, Any]:
 
 
 def incremental_candidates(table: TableInfo) -> list[dict[str, Any]]:
-    return [
-        {
+    answer: list[dict[str, Any]] = []
+    for candidate in table.incremental_fields:
+        entry: dict[str, Any] = {
             "label": candidate.field,
             "type": candidate.field_type,
             "field": candidate.field,
             "field_type": candidate.field_type,
             "nullable": candidate.nullable,
         }
-        for candidate in table.incremental_fields
-    ]
+        if candidate.is_indexed is not None:
+            entry["is_indexed"] = candidate.is_indexed
+        answer.append(entry)
+    return answer
 
 
 def discovered_columns(table: TableInfo) -> list[dict[str, Any]]:
@@ -172,8 +183,15 @@ def discovered_columns(table: TableInfo) -> list[dict[str, Any]]:
     ]
 
 
-def discovered_table_json(table: TableInfo) -> dict[str, Any]:
-    """One entry of `database_schema`'s answer."""
+def xmin_available(source_type: str) -> bool | None:
+    """PostHog offers xmin on Postgres only (null elsewhere); the embedded engine does not run it."""
+    return False if source_type in XMIN_SOURCE_TYPES else None
+
+
+def discovered_table_json(
+    source_type: str, table: TableInfo, permission_error: str | None = None
+) -> dict[str, Any]:
+    """One entry of `database_schema`'s answer, keys in PostHog's order."""
     return {
         "table": table.name,
         "label": None,
@@ -182,14 +200,18 @@ def discovered_table_json(table: TableInfo) -> dict[str, Any]:
         "incremental_available": table.supports_incremental,
         "append_available": table.supports_append,
         "cdc_available": table.cdc_available,
+        "xmin_available": xmin_available(source_type),
         "incremental_field": table.incremental_fields[0].field if table.incremental_fields else None,
         "sync_type": None,
         "rows": table.row_estimate,
         "supports_webhooks": table.supports_webhooks,
         "webhook_only": table.webhook_only,
         "description": table.description,
+        "should_sync_default": not table.webhook_only,
         "available_columns": discovered_columns(table),
         "detected_primary_keys": table.primary_keys,
+        "permission_error": permission_error,
+        "rls_warning": None,
     }
 
 

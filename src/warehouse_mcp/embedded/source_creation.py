@@ -46,6 +46,20 @@ def direct_name(prefix: Any) -> str:
     return name
 
 
+def refuse_secret_refs(payload: dict[str, Any]) -> None:
+    """A `{"secretRef": ...}` placeholder (from a wizard that did not resolve it) is not a secret value."""
+    offenders = sorted(
+        key for key, value in payload.items() if isinstance(value, dict) and "secretRef" in value
+    )
+    if offenders:
+        raise message_error(
+            f"Unresolved secret reference(s) for: {', '.join(offenders)}. These fields are still "
+            "`{'secretRef': ...}` objects — PostHog cannot resolve them. Resolve the secret to its real "
+            "value before calling (or collect credentials via data-warehouse-source-connect-link and pass "
+            "the resulting credential_id instead)."
+        )
+
+
 def strip_strings(payload: dict[str, Any]) -> dict[str, Any]:
     return {key: value.strip() if isinstance(value, str) else value for key, value in payload.items()}
 

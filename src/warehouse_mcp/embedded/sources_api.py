@@ -29,7 +29,7 @@ from warehouse_mcp.embedded import (
     webhooks_api,
 )
 from warehouse_mcp.embedded.connectors import registry
-from warehouse_mcp.embedded.connectors.base import TableInfo, WebhookConnector
+from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import (
     message_error,
     not_a_list,
@@ -90,7 +90,12 @@ def list_sources(request: Request) -> Response:
     )
     schemas = schema_records.of_sources(backend.store, [row["id"] for row in rows])
     results = [
-        serializers.source_json(row, schemas[row["id"]], source_records.last_run_at(backend.store, row["id"]))
+        serializers.source_json(
+            row,
+            schemas[row["id"]],
+            source_records.last_run_at(backend.store, row["id"]),
+            include_columns=False,
+        )
         for row in rows
     ]
     return request_context.paginated(request, count, results, limit, offset)
@@ -103,6 +108,7 @@ def create(request: Request) -> Response:
     payload = request_context.optional_dict(data, "payload")
     if payload is None:
         raise required("payload")
+    source_creation.refuse_secret_refs(payload)
     new = source_creation.NewSource(
         source_type=source_type,
         payload=payload,
@@ -250,31 +256,28 @@ def reload(request: Request) -> Response:
 
 
 def refresh_schemas(request: Request) -> Response:
-    """Re-discover the source's tables: add new ones (disabled), retire vanished ones, refresh columns."""
+    """Re-discover the source's tables, as PostHog's sync_old_schemas_with_new_schemas does: a new table
+    is added disabled, or its soft-deleted schema comes back with its settings; a vanished table's
+    schema is soft-deleted when nobody enabled it and it holds no data, else it is disabled and kept."""
     backend = request_context.backend(request)
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     connector = connector_access.connector(source["source_type"])
     config = source_config(backend.store, backend.vault, source["id"])
-    tables = connector_access.discover(connector, config)
+    try:
+        tables = connector.discover(config)
+    except SourceError as exc:
+        raise message_error(connector_access.refresh_error_message(exc)) from None
     existing = {schema["name"]: schema for schema in schema_records.of_source(backend.store, source["id"])}
     seen = {table.name for table in tables}
     added = deleted = 0
-    disabled: list[str] = []
+    rescheduled: list[str] = []
     with backend.store.transaction() as db:
         for table in tables:
             schema = existing.get(table.name)
             if schema is None:
-                schema_records.insert(
-                    db,
-                    team_id=source["team_id"],
-                    source_id=source["id"],
-                    name=table.name,
-                    table=table,
-                    primary_key_columns=table.primary_keys or None,
-                    sync_frequency_interval=FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
-                )
+                _add_discovered(db, source, table)
                 added += 1
                 continue
             refreshed: dict[str, Any] = {
@@ -287,16 +290,32 @@ def refresh_schemas(request: Request) -> Response:
         for name, schema in existing.items():
             if name in seen:
                 continue
-            deleted += 1
-            if schema["table_id"] is not None:
-                schema_records.update(db, schema["id"], {"should_sync": 0})  # keep the data it holds
-                disabled.append(schema["id"])
-            else:
+            if schema["table_id"] is None and not schema["should_sync"]:
                 schema_records.soft_delete(db, schema["id"])
-    for schema_id in disabled:
+                deleted += 1
+            else:  # keep the user's choice and the data it holds, visibly off
+                schema_records.update(db, schema["id"], {"should_sync": 0, "status": "Completed"})
+                rescheduled.append(schema["id"])
+    for schema_id in rescheduled:
         backend.sync.schedule_changed(schema_id)
     return request_context.json_response(
         {"added": added, "deleted": deleted, "total_tables_seen": len(tables)}
+    )
+
+
+def _add_discovered(db: sqlite3.Connection, source: Row, table: TableInfo) -> None:
+    restored = schema_records.last_deleted(db, source["id"], table.name)
+    if restored is not None:
+        schema_records.restore(db, restored["id"], table)
+        return
+    schema_records.insert(
+        db,
+        team_id=source["team_id"],
+        source_id=source["id"],
+        name=table.name,
+        table=table,
+        primary_key_columns=table.primary_keys or None,
+        sync_frequency_interval=FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
     )
 
 
@@ -375,8 +394,13 @@ def wizard(request: Request) -> Response:
     """Every source's form definition; `?source_type=A,B` narrows the (large) answer."""
     forms_by_type = registry.wizard()
     wanted = [name.strip() for name in request.query_params.get("source_type", "").split(",") if name.strip()]
+    unknown = sorted(name for name in wanted if name not in forms_by_type)
+    if unknown:
+        raise message_error(
+            f"Unknown source_type(s): {', '.join(unknown)}. Omit source_type to list every available type."
+        )
     if wanted:
-        forms_by_type = {name: forms_by_type[name] for name in wanted if name in forms_by_type}
+        forms_by_type = {name: forms_by_type[name] for name in wanted}
     return request_context.json_response(forms_by_type)
 
 
@@ -386,6 +410,7 @@ def database_schema(request: Request) -> Response:
     source_type = data.get("source_type")
     if source_type is None:
         raise message_error("Missing required parameter: source_type")
+    source_creation.refuse_secret_refs(data)
     if not registry.is_known(str(source_type)):
         raise message_error(f"Unknown source_type '{source_type}'")
     connector = connector_access.connector(source_type)
@@ -393,7 +418,13 @@ def database_schema(request: Request) -> Response:
     connector_access.check_config(source_type, config)
     connector_access.check_credentials(connector, config)
     tables = connector_access.discover(connector, config)
-    return request_context.json_response([serializers.discovered_table_json(table) for table in tables])
+    permissions = connector_access.endpoint_permissions(connector, config, [table.name for table in tables])
+    return request_context.json_response(
+        [
+            serializers.discovered_table_json(source_type, table, permissions.get(table.name))
+            for table in tables
+        ]
+    )
 
 
 def source_prefix(request: Request) -> Response:
@@ -433,6 +464,7 @@ def setup(request: Request) -> Response:
     data = request_context.body(request)
     source_type = _source_type(data)
     payload = dict(request_context.optional_dict(data, "payload") or {})
+    source_creation.refuse_secret_refs(payload)
     prefix = request_context.optional_str(data, "prefix", max_length=100)
     description = request_context.optional_str(data, "description", max_length=400)
 

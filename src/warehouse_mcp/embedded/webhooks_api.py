@@ -252,18 +252,20 @@ def delete_webhook(request: Request) -> Response:
         )
     record = webhook_record(source)
     external_deleted = False
+    error = None
     if record and record.get("external_id"):
         config = source_records.source_config(backend.store, backend.vault, source["id"])
         try:
             external_deleted = connector.delete_webhook(config, record["external_id"])
         except SourceError as exc:
-            return request_context.json_response(
-                {"success": False, "external_deleted": False, "error": str(exc)}
-            )
+            # As PostHog: our side goes anyway (nothing is received any more); the answer says what is
+            # left at the source for the user to remove by hand.
+            error = f"Failed to delete the webhook at the source: {exc} Remove the endpoint in the source's dashboard."
+            logger.warning("could not delete webhook %s at the source: %s", record["external_id"], exc)
     with backend.store.transaction() as db:
         source_records.update(db, source["id"], {"webhook": None, "webhook_secret": None})
     return request_context.json_response(
-        {"success": True, "external_deleted": external_deleted, "error": None}
+        {"success": True, "external_deleted": external_deleted, "error": error}
     )
 
 

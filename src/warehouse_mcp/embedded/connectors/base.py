@@ -39,6 +39,7 @@ class IncrementalCandidate:
     field: str
     field_type: IncrementalFieldType
     nullable: bool
+    is_indexed: bool | None = None  # the leading column of an index (SQL sources); None when not known
 
 
 @dataclass(frozen=True)

@@ -331,6 +331,11 @@ _TABLES_SQL = (
     "SELECT TABLE_NAME, TABLE_ROWS, TABLE_COMMENT FROM information_schema.TABLES "
     "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
 )
+# Columns that lead an index: a cursor on them is read without scanning the table.
+_INDEXED_SQL = (
+    "SELECT DISTINCT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+    "WHERE TABLE_SCHEMA = %s AND SEQ_IN_INDEX = 1"
+)
 _PRIMARY_KEYS_SQL = (
     "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
     "WHERE TABLE_SCHEMA = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY TABLE_NAME, ORDINAL_POSITION"
@@ -421,6 +426,10 @@ class MySQLConnector:
                 keys: dict[str, list[str]] = {}
                 for table, column in cursor.fetchall():
                     keys.setdefault(table, []).append(column)
+                cursor.execute(_INDEXED_SQL, (target.schema,))
+                indexed: dict[str, set[str]] = {}
+                for table, column in cursor.fetchall():
+                    indexed.setdefault(table, set()).add(column)
                 cursor.execute(_TABLES_SQL, (target.schema,))
                 tables = cursor.fetchall()
         except pymysql.err.MySQLError as error:
@@ -435,7 +444,12 @@ class MySQLConnector:
                 continue
             table_columns = columns[name]
             candidates = [
-                IncrementalCandidate(field=c.name, field_type=kind, nullable=c.is_nullable)
+                IncrementalCandidate(
+                    field=c.name,
+                    field_type=kind,
+                    nullable=c.is_nullable,
+                    is_indexed=c.name in indexed.get(name, set()),
+                )
                 for c in table_columns
                 if (kind := c.incremental_type) is not None
             ]

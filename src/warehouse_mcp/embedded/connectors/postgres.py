@@ -301,6 +301,16 @@ WHERE i.indisprimary AND n.nspname = %s
 ORDER BY c.relname, k.position
 """
 
+# Columns that lead an index: a cursor on them is read without scanning the table.
+_INDEXED_SQL = """
+SELECT DISTINCT c.relname, a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+WHERE n.nspname = %s
+"""
+
 # Statistics of a table, or of a partitioned table's leaf partitions.
 _SIZES_SQL = """
 SELECT c.relname,
@@ -341,9 +351,15 @@ def _table_info(
     primary_keys: list[str],
     row_estimate: int | None,
     description: str | None,
+    indexed: frozenset[str] = frozenset(),
 ) -> TableInfo:
     candidates = [
-        IncrementalCandidate(field=column.name, field_type=field_type, nullable=column.is_nullable)
+        IncrementalCandidate(
+            field=column.name,
+            field_type=field_type,
+            nullable=column.is_nullable,
+            is_indexed=column.name in indexed,
+        )
         for column in columns
         if (field_type := column.incremental_type) is not None
     ]
@@ -408,6 +424,9 @@ class PostgresConnector:
                 keys: dict[str, list[str]] = {}
                 for table, column in connection.execute(_PRIMARY_KEYS_SQL, (target.schema,)):
                     keys.setdefault(table, []).append(column)
+                indexed: dict[str, set[str]] = {}
+                for table, column in connection.execute(_INDEXED_SQL, (target.schema,)):
+                    indexed.setdefault(table, set()).add(column)
                 infos = []
                 for name, estimate, unknown, size, description in connection.execute(
                     _SIZES_SQL, (target.schema,)
@@ -417,7 +436,16 @@ class PostgresConnector:
                     rows = _row_estimate(
                         connection, target.schema, name, estimate, bool(unknown), int(size or 0)
                     )
-                    infos.append(_table_info(name, tables[name], keys.get(name, []), rows, description))
+                    infos.append(
+                        _table_info(
+                            name,
+                            tables[name],
+                            keys.get(name, []),
+                            rows,
+                            description,
+                            frozenset(indexed.get(name, ())),
+                        )
+                    )
         except psycopg.Error as error:
             raise SourceError(
                 f"Could not list the tables of schema '{target.schema}': {target.scrub(str(error))}"

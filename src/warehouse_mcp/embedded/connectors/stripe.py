@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -461,17 +462,32 @@ class StripeConnector:
     def webhook_status(
         self, config: Mapping[str, Any], external_id: str, tables: list[str]
     ) -> dict[str, Any]:
-        """`{external_status, missing_events}` of an endpoint as Stripe reports it (`missing` if gone)."""
-        with self._client(config) as client:
-            try:
+        """`{external_status, missing_events}` of an endpoint as Stripe reports it.
+
+        `external_status` has the fields of PostHog's ExternalWebhookInfo; a gone endpoint or a
+        failed lookup is `exists: false` (with the `error`), and then no events are reported missing.
+        """
+        try:
+            with self._client(config) as client:
                 endpoint = self._request(client, config, "GET", f"/v1/webhook_endpoints/{external_id}")
-            except _NotFound:
-                return {"external_status": "missing", "missing_events": webhook_events(tables)}
-        enabled = set(endpoint.get("enabled_events") or [])
+        except _NotFound:
+            return {"external_status": _external_status(exists=False), "missing_events": []}
+        except SourceError as exc:
+            return {"external_status": _external_status(exists=False, error=str(exc)), "missing_events": []}
+        enabled = list(endpoint.get("enabled_events") or [])
         missing = (
             [] if "*" in enabled else [event for event in webhook_events(tables) if event not in enabled]
         )
-        return {"external_status": endpoint.get("status"), "missing_events": missing}
+        created = endpoint.get("created")
+        status = _external_status(
+            exists=True,
+            url=endpoint.get("url"),
+            enabled_events=enabled,
+            status=endpoint.get("status"),
+            description=endpoint.get("description"),
+            created_at=datetime.fromtimestamp(created, UTC).isoformat() if isinstance(created, int) else None,
+        )
+        return {"external_status": status, "missing_events": missing}
 
     # HTTP
 
@@ -544,6 +560,27 @@ class StripeConnector:
 
 class _NotFound(SourceError):
     pass
+
+
+def _external_status(
+    *,
+    exists: bool,
+    url: str | None = None,
+    enabled_events: list[str] | None = None,
+    status: str | None = None,
+    description: str | None = None,
+    created_at: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "exists": exists,
+        "url": url,
+        "enabled_events": enabled_events,
+        "status": status,
+        "description": description,
+        "created_at": created_at,
+        "error": error,
+    }
 
 
 def webhook_events(tables: list[str]) -> list[str]:

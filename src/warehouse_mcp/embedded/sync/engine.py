@@ -181,7 +181,7 @@ class SyncEngine:
         except _Cancelled:
             _discard(staging)
             jobs.record_cancelled(self.store, job, rows_synced=rows, finished_at=self.clock.now())
-            return report(JobStatus.Cancelled, jobs.CANCELLED_ERROR)
+            return report(JobStatus.Failed, jobs.CANCELLED_ERROR)
         except _Interrupted:
             _discard(staging)
             jobs.record_interrupted(self.store, job, rows_synced=rows, finished_at=self.clock.now())

@@ -20,14 +20,14 @@ from warehouse_mcp.embedded.sync.warehouse import TableState
 from warehouse_mcp.models import JobStatus, SchemaStatus
 
 INTERRUPTED_ERROR = "The sync was interrupted (the server stopped while it ran). It will be retried."
-CANCELLED_ERROR = "Cancelled by user"
+CANCELLED_ERROR = "Sync cancelled by user"  # PostHog's words for a cancelled run
 
 
 @dataclass(frozen=True)
 class ClaimedJob:
     job_id: str
     schema_id: str
-    previous_status: str | None  # the schema's status before this run: a cancel restores it
+    previous_status: str | None  # the schema's status before this run
 
 
 @dataclass(frozen=True)
@@ -216,13 +216,31 @@ def record_failure(
 
 
 def record_cancelled(store: Store, job: ClaimedJob, *, rows_synced: int, finished_at: datetime) -> None:
-    """The job ends Cancelled; the schema goes back to where it was before the run (not Failed)."""
+    """A cancelled run fails, job and schema, with "Sync cancelled by user", as PostHog records it.
+
+    Nothing of the run was committed: the warehouse keeps the previous table and the cursor is unchanged.
+    """
     with store.transaction() as db:
-        _finish_job(db, job.job_id, JobStatus.Cancelled, rows_synced, CANCELLED_ERROR, finished_at)
-        db.execute(
-            "UPDATE schemas SET status = ?, updated_at = ? WHERE id = ?",
-            (job.previous_status, iso(finished_at), job.schema_id),
-        )
+        _finish_job(db, job.job_id, JobStatus.Failed, rows_synced, CANCELLED_ERROR, finished_at)
+        _fail_schema(db, job.schema_id, CANCELLED_ERROR, finished_at)
+
+
+def settle_stale_running(db: sqlite3.Connection, schema_id: str, now: datetime) -> bool:
+    """A schema shown Running with no job running (a requested sync not started yet): cancel the request
+    and show the latest job's outcome (Failed when there is none). False when the schema is not Running."""
+    schema = db.execute("SELECT status FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+    if schema is None or schema["status"] != SchemaStatus.Running or _running_job_id(db, schema_id):
+        return False
+    latest = db.execute(
+        "SELECT status, latest_error FROM jobs WHERE schema_id = ? ORDER BY created_at DESC LIMIT 1",
+        (schema_id,),
+    ).fetchone()
+    status, error = (latest["status"], latest["latest_error"]) if latest else (SchemaStatus.Failed, None)
+    db.execute(
+        "UPDATE schemas SET status = ?, latest_error = ?, next_sync_at = NULL, updated_at = ? WHERE id = ?",
+        (status, error, iso(now), schema_id),
+    )
+    return True
 
 
 def record_interrupted(store: Store, job: ClaimedJob, *, rows_synced: int, finished_at: datetime) -> None:

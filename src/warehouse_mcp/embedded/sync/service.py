@@ -83,10 +83,19 @@ class SyncService:
         scheduler.request_run(self.store, schema_id, self.clock.now(), reset_cursor=reset_cursor)
         self.wake()
 
-    def cancel(self, schema_id: str) -> bool:
-        """Ask the schema's running job to stop at its next batch; False when nothing is running."""
+    def cancel(self, schema_id: str) -> str | None:
+        """Stop the schema's sync: "cancelled" when its running job was asked to stop at its next batch
+        (the job and schema then fail with "Sync cancelled by user"), "settled" when the schema showed
+        Running with no job running (the pending request is dropped and the latest outcome shown),
+        None when there was nothing to stop."""
         with self.store.transaction() as db:
-            return jobs.request_cancel(db, schema_id)
+            if jobs.request_cancel(db, schema_id):
+                return "cancelled"
+            settled = jobs.settle_stale_running(db, schema_id, self.clock.now())
+        if not settled:
+            return None
+        scheduler.reschedule_after_run(self.store, schema_id, self.clock.now())
+        return "settled"
 
     def schedule_changed(self, schema_id: str) -> None:
         """Recompute the next run after should_sync, frequency or time of day changed."""
