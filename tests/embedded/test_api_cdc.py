@@ -158,6 +158,7 @@ def test_status_of_a_cdc_source(api: Api, backend: EmbeddedBackend, postgres_db:
         "publication_exists": True,
         "lag_bytes": None,
         "published_tables": ["public.orders"],
+        "lag_status": None,
     }
 
     with backend.store.transaction() as db:

@@ -60,17 +60,34 @@ def cdc_status(request: Request) -> Response:
         live = _postgres().cdc_status(config, slot, publication)
     except SourceError as exc:
         raise message_error(f"Could not connect to source to read CDC status: {exc}") from None
+    warning, critical = (
+        config.get("cdc_lag_warning_threshold_mb"),
+        config.get("cdc_lag_critical_threshold_mb"),
+    )
     return request_context.json_response(
         {
             "enabled": True,
             "management_mode": config.get("cdc_management_mode") or "posthog",
             "slot_name": slot,
             "publication_name": publication,
-            "lag_warning_threshold_mb": config.get("cdc_lag_warning_threshold_mb"),
-            "lag_critical_threshold_mb": config.get("cdc_lag_critical_threshold_mb"),
+            "lag_warning_threshold_mb": warning,
+            "lag_critical_threshold_mb": critical,
             **live,
+            "lag_status": lag_status(live["lag_bytes"], warning, critical),
         }
     )
+
+
+def lag_status(lag_bytes: int | None, warning_mb: Any, critical_mb: Any) -> str | None:
+    """ "ok", "warning" or "critical": the slot's lag against the source's thresholds (None without a slot)."""
+    if lag_bytes is None:
+        return None
+    megabytes = lag_bytes / (1024 * 1024)
+    if isinstance(critical_mb, int | float) and megabytes >= critical_mb:
+        return "critical"
+    if isinstance(warning_mb, int | float) and megabytes >= warning_mb:
+        return "warning"
+    return "ok"
 
 
 def check_cdc_prerequisites(request: Request) -> Response:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded import (
+    cdc_slots,
     connector_access,
     credentials_api,
     request_context,
@@ -157,6 +158,8 @@ def partial_update(request: Request) -> Response:
         connector = connector_access.connector(source_type, validation_error)
         connector_access.check_config(source_type, config, validation_error)
         connector_access.check_credentials(connector, config, validation_error)
+        if existing.get("cdc_enabled") and not config.get("cdc_enabled"):
+            _drop_cdc_slot(backend, source["id"], existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
             backend.vault, source_type, config
         )
@@ -180,6 +183,7 @@ def destroy(request: Request) -> Response:
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     config = source_config(backend.store, backend.vault, source["id"])
+    _drop_cdc_slot(backend, source["id"], config)
     with backend.store.transaction() as db:
         source_records.soft_delete(db, source["id"])
     webhooks_api.delete_for_destroyed_source(backend, source, config)
@@ -188,6 +192,15 @@ def destroy(request: Request) -> Response:
     except Exception:
         logger.exception("could not drop the synced tables of deleted source %s", source["id"])
     return request_context.empty_response(204)
+
+
+def _drop_cdc_slot(backend: EmbeddedBackend, source_id: str, config: dict[str, Any]) -> None:
+    """CDC off or source deleted: the slot must go first (a slot left behind fills the source's disk)."""
+    try:
+        cdc_slots.drop_if_managed(source_id, config)
+    except SourceError as exc:
+        raise message_error(str(exc)) from None
+    backend.sync.forget_cdc_snapshots(source_id)
 
 
 # --- actions on one source -----------------------------------------------------------------------

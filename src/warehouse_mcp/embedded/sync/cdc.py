@@ -34,8 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.sync import jobs
@@ -53,6 +51,8 @@ from warehouse_mcp.embedded.sync.warehouse import (
 from warehouse_mcp.models import CdcTableMode
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from warehouse_mcp.embedded.connectors.postgres_cdc import ChangedTable, PostgresCdc, TableChange
     from warehouse_mcp.embedded.store import Store
     from warehouse_mcp.embedded.sync.scheduler import Clock
@@ -185,7 +185,7 @@ class CdcRun:
             return self._run(source_id)
 
     def _run(self, source_id: str) -> dict[str, TableOutcome]:
-        jobs.forget_paused_cdc_snapshots(self.store, source_id)
+        jobs.forget_cdc_snapshots(self.store, source_id, paused_only=True)
         targets = [t for t in map(self._target, jobs.cdc_schema_ids(self.store, source_id)) if t is not None]
         if not targets:
             return {}
@@ -506,6 +506,8 @@ def _apply_columns(table: _Table) -> list[ColumnInfo]:
 
 
 def _net_batch(cdc: PostgresCdc, table: _Table, page: _Page, qualified: str) -> pa.RecordBatch:
+    import pyarrow as pa
+
     columns = list(table.columns.values())
     key_columns = [table.columns[k] for k in table.keys]
     priors = [ColumnInfo(PRIOR_KEY_PREFIX + c.name, c.data_type, True, c.warehouse_type) for c in key_columns]
@@ -523,6 +525,8 @@ def _net_batch(cdc: PostgresCdc, table: _Table, page: _Page, qualified: str) -> 
 
 def _with_change_columns(batch: pa.RecordBatch, meta: list[tuple[Any, ...]]) -> pa.RecordBatch:
     """`batch` plus the change table's columns, from (op, lsn, seq, commit time, before) per row."""
+    import pyarrow as pa
+
     types = [pa.string(), pa.uint64(), pa.int32(), pa.timestamp("us", tz="UTC"), pa.string()]
     for index, (column, arrow_type) in enumerate(zip(CHANGE_COLUMNS, types, strict=True)):
         batch = batch.append_column(column.name, pa.array([row[index] for row in meta], arrow_type))

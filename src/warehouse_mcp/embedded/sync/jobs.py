@@ -101,12 +101,13 @@ def cdc_schema_ids(store: Store, source_id: str) -> list[str]:
     return [row["id"] for row in rows]
 
 
-def forget_paused_cdc_snapshots(store: Store, source_id: str) -> None:
-    """CDC tables that stopped syncing miss changes from now on: they take a new snapshot when enabled again."""
+def forget_cdc_snapshots(store: Store, source_id: str, *, paused_only: bool) -> None:
+    """CDC tables that stopped syncing (or all, `paused_only=False`) miss changes from now on: they take a
+    new snapshot when they next run."""
+    paused = "AND (should_sync = 0 OR deleted = 1)" if paused_only else ""
     with store.transaction() as db:
         db.execute(
-            "UPDATE schemas SET sync_cursor = NULL WHERE source_id = ? AND sync_type = 'cdc' "
-            "AND (should_sync = 0 OR deleted = 1)",
+            f"UPDATE schemas SET sync_cursor = NULL WHERE source_id = ? AND sync_type = 'cdc' {paused}",
             (source_id,),
         )
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.sync import jobs, scheduler
+from warehouse_mcp.embedded.sync import cdc, jobs, scheduler
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
 from warehouse_mcp.embedded.sync.scheduler import Clock, Scheduler, WarehouseBusyError
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, warehouse_table_name
@@ -102,6 +102,10 @@ class SyncService:
         scheduler.recompute_schedule(self.store, schema_id, self.clock.now())
         self.wake()
 
+    def forget_cdc_snapshots(self, source_id: str) -> None:
+        """The source's CDC tables load from a new snapshot when they next run (their slot is gone)."""
+        jobs.forget_cdc_snapshots(self.store, source_id, paused_only=False)
+
     def delete_data(self, schema_id: str) -> None:
         """Stop the schema's sync, drop its table and forget what was synced (table, last sync, status, cursor)."""
         self._drop_tables([schema_id], unschedule=False)
@@ -124,7 +128,7 @@ class SyncService:
             for row in rows:
                 # The derived name too: a table may have landed without the schema row recording it (a crash).
                 derived = warehouse_table_name(row["prefix"], row["source_type"], row["name"])
-                for table in {row["table_name"], derived} - {None}:
+                for table in {row["table_name"], derived, cdc.change_table_name(derived)} - {None}:
                     if warehouse.drop_table(table):
                         logger.info("Dropped warehouse table %s", table)
             now = self.clock.now()
