@@ -272,6 +272,14 @@ class WaitForSync(Args):
     )
 
 
+class QueryWarehouse(Args):
+    sql: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="One DuckDB SELECT (or DESCRIBE/SHOW/SUMMARIZE) over tables from data-warehouse-tables-list.",
+    )
+
+
 # ---- the catalog -----------------------------------------------------------------------------------
 
 
@@ -735,6 +743,30 @@ OPERATIONS: tuple[Operation, ...] = (
         "Wait for a source's (or one table's) running syncs to finish, with progress; returns the jobs. "
         "On timeout it returns what still runs: call again.",
         composite=True,
+    ),
+    # Embedded only (PostHog queries its warehouse with its own tools): paths outside PostHog's API.
+    Operation(
+        "data-warehouse-tables-list",
+        "List synced warehouse tables",
+        "GET",
+        "warehouse/tables/",
+        NoArgs,
+        "read",
+        "warehouse",
+        "list",
+        "The synced tables with columns, types and row counts, for data-warehouse-query.",
+    ),
+    Operation(
+        "data-warehouse-query",
+        "Query the synced tables",
+        "POST",
+        "warehouse/query/",
+        QueryWarehouse,
+        "read",
+        "warehouse",
+        "object",
+        "Run one read-only SQL query (DuckDB dialect) over the synced tables. Answers at most 200 rows / "
+        "64 KB (`_truncated` says when cut: aggregate or add LIMIT); stopped after 30 s.",
     ),
 )
 

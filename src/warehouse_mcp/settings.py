@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-TOOLSETS = ("sources", "schemas", "credentials", "cdc", "webhooks", "jobs")
+TOOLSETS = ("sources", "schemas", "credentials", "cdc", "webhooks", "jobs", "warehouse")
 DEFAULT_HOST = "https://us.posthog.com"
 
 Backend = Literal["embedded", "posthog"]

@@ -27,7 +27,7 @@ PACKAGE = "@modelcontextprotocol/inspector"
 SERVER = Path(sys.executable).parent / "warehouse-mcp"  # the console script of this venv
 INSTALL_TIMEOUT = 600
 RUN_TIMEOUT = 120
-EXPECTED_TOOLS = 35
+EXPECTED_TOOLS = 37
 
 
 def pinned_version() -> str:

@@ -253,12 +253,20 @@ CASES: dict[str, tuple[dict[str, Any], str, str, list[tuple[str, str]], Any]] = 
         [],
         {},
     ),
+    "data-warehouse-tables-list": ({}, "GET", "warehouse/tables/", [], None),
+    "data-warehouse-query": (
+        {"sql": "select count(*) from postgres_users"},
+        "POST",
+        "warehouse/query/",
+        [],
+        {"sql": "select count(*) from postgres_users"},
+    ),
 }
 
 
 def test_every_api_operation_has_a_contract_case() -> None:
     api_tools = {op.tool for op in OPERATIONS if not op.composite}
-    assert len(api_tools) == 34
+    assert len(api_tools) == 36
     assert set(CASES) == api_tools
 
 
@@ -290,6 +298,18 @@ async def test_each_tool_sends_the_documented_request(api: RecordingApi, mode: s
             assert result.structured_content is not None
             assert result.structured_content["marker"] == tool
             assert "marker" in result.content[0].text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool", ["data-warehouse-query", "data-warehouse-tables-list"])
+async def test_local_warehouse_tools_point_to_posthogs_own_query_tools(api: RecordingApi, tool: str) -> None:
+    arguments, *_ = CASES[tool]
+    async with Client(build_server(_settings(api.url))) as client:
+        api.reply(Reply(404, {"type": "invalid_request", "code": "not_found", "detail": "Not found."}))
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    assert "PostHog's own tools" in result.content[0].text
+    assert api.requests[-1].path == P + CASES[tool][2]
 
 
 @pytest.mark.anyio

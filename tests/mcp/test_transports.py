@@ -119,7 +119,7 @@ async def test_streamable_http(api: RecordingApi, mode: str) -> None:
         async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
             tools = (await client.list_tools()).tools
             result = await client.call_tool("external-data-sources-retrieve", {"id": SID})
-        assert len(tools) == 35
+        assert len(tools) == 37
         assert result.structured_content["status"] == "Completed"
     finally:
         process.terminate()
@@ -147,7 +147,7 @@ async def test_http_token_is_enforced(api: RecordingApi) -> None:
         async with Client(
             streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=authorized)
         ) as client:
-            assert len((await client.list_tools()).tools) == 35
+            assert len((await client.list_tools()).tools) == 37
     finally:
         process.terminate()
         process.wait(10)

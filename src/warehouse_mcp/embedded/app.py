@@ -26,7 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from warehouse_mcp.embedded import cdc_api, credentials_api, schemas_api, sources_api, webhooks_api
+from warehouse_mcp.embedded import (
+    cdc_api,
+    credentials_api,
+    schemas_api,
+    sources_api,
+    warehouse_api,
+    webhooks_api,
+)
 from warehouse_mcp.embedded.errors import (
     ApiError,
     authentication_failed,
@@ -96,6 +103,8 @@ HANDLERS: dict[str, Handler] = {
     "external-data-schemas-incremental-fields-create": schemas_api.incremental_fields,
     "external-data-schemas-reload-create": schemas_api.reload,
     "external-data-schemas-resync-create": schemas_api.resync,
+    "data-warehouse-tables-list": warehouse_api.tables,
+    "data-warehouse-query": warehouse_api.run,
 }
 
 

@@ -65,6 +65,17 @@ def page(store: Store, team_id: int, search: str | None, limit: int, offset: int
     return count, rows
 
 
+def synced_tables(store: Store, team_id: int) -> dict[str, Row]:
+    """The project's live schemas that landed a warehouse table, by that table's name."""
+    rows = store.query(
+        "SELECT s.id, s.name, s.source_id, s.table_name, s.last_synced_at, src.source_type FROM schemas s "
+        "JOIN sources src ON src.id = s.source_id WHERE s.deleted = 0 AND s.table_name IS NOT NULL "
+        "AND src.team_id = ?",
+        (team_id,),
+    )
+    return {row["table_name"]: row for row in rows}
+
+
 def available_columns(table: TableInfo) -> list[dict[str, Any]]:
     return [
         {"name": column.name, "data_type": column.data_type, "is_nullable": column.is_nullable}
