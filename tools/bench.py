@@ -6,6 +6,8 @@
     sync      full refresh of a generated 10-column table (Postgres, MySQL/MariaDB) through the real
               engine, against the raw read and dlt + connectorx; peak RSS; `--big-rows` for the 10x check
     sessions  50 sequential fresh-server harness sessions (create, setup, sync, tear down)
+    warehouse the readable warehouse: write path vs. DuckDB INSERT, full refresh with and without
+              concurrent reader processes, query latency on the synced table
     all       all of the above
 
 Each benchmark is one function taking the parsed arguments; `main()` only dispatches. They need the
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 import bench_mcp
 import bench_sync
+import bench_warehouse
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS
 
 
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bench_sync.add_commands(commands)
     bench_mcp.add_commands(commands)
+    bench_warehouse.add_commands(commands)
     every = commands.add_parser("all", help="every benchmark, one after the other (the README's figures)")
     every.set_defaults(
         run=bench_all,
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         source="both",
         big_rows=0,
         no_dlt=False,
+        readers=4,
+        reader_pause=0.05,
     )
 
     args = parser.parse_args(argv)
@@ -57,6 +63,7 @@ def bench_all(args: argparse.Namespace) -> int:
         ("3. call overhead", bench_mcp.bench_calls),
         ("4. sync throughput", bench_sync.bench_sync),
         ("5. harness sessions", bench_mcp.bench_sessions),
+        ("6. readable warehouse", bench_warehouse.bench_warehouse),
     ):
         print(f"\n== {title} ==")
         failed |= run(args)

@@ -246,3 +246,44 @@ def test_delete_rows_and_empty_tables(warehouse: Warehouse) -> None:
     assert empty.replace_target().row_count == 0
     assert rows(warehouse, "e") == []
     assert [c.name for c in warehouse.columns("e")] == ["id", "price", "seen_at", "doc"]
+
+
+def test_a_small_merge_rewrites_only_the_files_holding_its_keys(warehouse: Warehouse) -> None:
+    first = warehouse.start_staging("t", COLUMNS, "a")
+    for ids in ([1, 2], [3, 4], [5, 6]):  # one Parquet file per batch
+        first.append(batch(ids))
+    first.replace_target()
+    before = warehouse.manifest.tables["t"].files
+    assert len(before) == 3
+
+    merge = warehouse.start_staging("t", COLUMNS, "b")
+    merge.append(batch([4, 7], price="9.00"))
+    state = merge.merge_into_target(["id"])
+    after = warehouse.manifest.tables["t"].files
+    assert set(before) - set(after) == {before[1]}  # only the file with id 4 was rewritten
+    assert len(after) == 4  # the two untouched, the rewritten one, the staged rows
+    assert state.row_count == 7
+    assert [(r[0], r[1]) for r in rows(warehouse, "t")] == [
+        (i, Decimal("9.00") if i in (4, 7) else Decimal("1.50")) for i in range(1, 8)
+    ]
+
+    deleted = warehouse.delete_rows("t", "id", [1])
+    assert deleted is not None and deleted.row_count == 6
+    assert (
+        before[0] not in warehouse.manifest.tables["t"].files
+        and before[2] in warehouse.manifest.tables["t"].files
+    )
+
+
+def test_many_small_changes_are_compacted(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("warehouse_mcp.embedded.sync.warehouse.MAX_FILES_PER_TABLE", 4)
+    for job in range(6):
+        staging = warehouse.start_staging("t", COLUMNS, f"job{job}")
+        staging.append(batch([job]))
+        if job == 0:
+            staging.replace_target()
+        else:
+            staging.append_to_target()
+        assert len(warehouse.manifest.tables["t"].files) <= 4
+    assert [r[0] for r in rows(warehouse, "t")] == list(range(6))
+    assert warehouse.row_count("t") == 6

@@ -179,18 +179,12 @@ class Warehouse:
             entry = self.manifest.tables.get(name)
             if entry is None:
                 return None
-            source = f"({table_select(self.data_dir, entry)})"
-            placeholders = ", ".join("?" for _ in wanted)
-            condition = f"{quote(column)} IN ({placeholders})" if wanted else "false"
-            cursor = self._db.cursor()
-            found = cursor.execute(f"SELECT count(*) FROM {source} WHERE {condition}", wanted).fetchone()
-            if found and found[0]:
-                file = self._new_file(name)
-                written = cursor.execute(
-                    f"COPY (SELECT * FROM {source} WHERE NOT ({condition})) TO {literal(str(file))} {PARQUET}",
-                    wanted,
-                ).fetchone()
-                entry = self._publish_table(name, [file], entry.columns, _count(written))
+            if wanted:
+                keys = "(VALUES " + ", ".join("(?)" for _ in wanted) + f") AS gone({quote(column)})"
+                match = f"{keys} ON old.{quote(column)} = gone.{quote(column)}"
+                files, rows = self._without_matches(name, entry, list(entry.columns), match, wanted)
+                if rows != entry.rows:
+                    entry = self._publish_table(name, files, entry.columns, rows)
         return _state(name, entry)
 
     def cdc_positions(self, schema_ids: Sequence[str]) -> dict[str, CdcPosition]:
@@ -234,20 +228,66 @@ class Warehouse:
     # Used by Staging, with the commit lock held.
 
     def _new_file(self, table: str) -> Path:
-        return (
-            self.data_dir
-            / TABLES_DIR
-            / f"{re.sub(r'[^a-z0-9_]', '_', table.lower())}.{uuid.uuid4().hex}.parquet"
-        )
+        safe = re.sub(r"[^a-z0-9_]", "_", table.lower())
+        return self.data_dir / TABLES_DIR / f"{safe}.{uuid.uuid4().hex}.parquet"
 
     def _publish_table(
         self, name: str, files: Sequence[Path], columns: Sequence[WarehouseColumn], rows: int
     ) -> TableEntry:
         for file in files:
             fsync_file(file)
-        entry = TableEntry(tuple(f"{TABLES_DIR}/{file.name}" for file in files), tuple(columns), rows)
+        entry = TableEntry(_relative(files), tuple(columns), rows)
         self._catalog.publish({**self.manifest.tables, name: entry})
         return entry
+
+    def _without_matches(
+        self,
+        table: str,
+        entry: TableEntry,
+        columns: Sequence[WarehouseColumn],
+        match: str,
+        parameters: Sequence[Any] = (),
+    ) -> tuple[list[Path], int]:
+        """The table's files with the rows that `match` (a join target and condition on `old`) removed.
+
+        Only the files holding such a row are rewritten (into one new file, typed as `columns`), so a
+        small merge into a big table costs the size of the files it touches, not of the table.
+        """
+        cursor = self._db.cursor()
+        files = [self.data_dir / name for name in entry.files]
+        listing = f"read_parquet([{_literals(files)}], filename = true, union_by_name = true) AS old"
+        hits = cursor.execute(
+            f"SELECT DISTINCT old.filename FROM {listing} SEMI JOIN {match}", list(parameters)
+        ).fetchall()
+        touched = sorted(Path(name) for (name,) in hits)
+        if not touched:
+            return files, entry.rows
+        source = f"read_parquet([{_literals(touched)}], union_by_name = true)"
+        present = [
+            WarehouseColumn(r[0], r[1]) for r in cursor.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        ]
+        before = _count(cursor.execute(f"SELECT count(*) FROM {source}").fetchone())
+        rewritten = self._new_file(table)
+        kept = cursor.execute(
+            f"COPY (SELECT {_projection(columns, present, 'old')} FROM {source} AS old ANTI JOIN {match}) "
+            f"TO {literal(str(rewritten))} {PARQUET}",
+            list(parameters),
+        ).fetchone()
+        untouched = [file for file in files if file not in set(touched)]
+        return [*untouched, rewritten], entry.rows - before + _count(kept)
+
+    def _compacted(
+        self, table: str, files: list[Path], columns: Sequence[WarehouseColumn], rows: int
+    ) -> list[Path]:
+        """`files`, or past MAX_FILES_PER_TABLE one file with all their rows, so reads stay fast."""
+        if len(files) <= MAX_FILES_PER_TABLE:
+            return files
+        merged = TableEntry(_relative(files), tuple(columns), rows)
+        file = self._new_file(table)
+        self._db.cursor().execute(
+            f"COPY ({table_select(self.data_dir, merged)}) TO {literal(str(file))} {PARQUET}"
+        )
+        return [file]
 
     def _duckdb_types(self, declared: dict[str, str]) -> list[WarehouseColumn]:
         projection = ", ".join(f"CAST(NULL AS {t}) AS {quote(n)}" for n, t in declared.items())
@@ -349,23 +389,24 @@ class Staging:
             if not self._parts:
                 return self._finish(entry)
             columns = self._combined_columns(entry)
-            old = f"({table_select(warehouse.data_dir, entry)}) AS old"
             staged = self._staged_source(with_order=True)
             matches = " AND ".join(
                 f"old.{quote(k)} IS NOT DISTINCT FROM new.{quote(k)}" for k in primary_keys
             )
-            keys = ", ".join(quote(k) for k in primary_keys)
-            kept = f"SELECT {_projection(columns, entry.columns, 'old')} FROM {old} ANTI JOIN {staged} AS new ON {matches}"
+            files, rows = warehouse._without_matches(
+                self.target, entry, columns, f"{staged} AS new ON {matches}"
+            )
             # A row may have changed twice during one read: keep the last one staged.
+            keys = ", ".join(quote(k) for k in primary_keys)
             newest = (
                 f"SELECT {_projection(columns, self._columns, 'new')} FROM {staged} AS new "
                 f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC, file_row_number DESC) = 1"
             )
             file = warehouse._new_file(self.target)
-            written = self._cursor.execute(
-                f"COPY ({kept} UNION ALL {newest}) TO {literal(str(file))} {PARQUET}"
-            ).fetchone()
-            published = warehouse._publish_table(self.target, [file], columns, _count(written))
+            written = self._cursor.execute(f"COPY ({newest}) TO {literal(str(file))} {PARQUET}").fetchone()
+            rows += _count(written)
+            files = warehouse._compacted(self.target, [*files, file], columns, rows)
+            published = warehouse._publish_table(self.target, files, columns, rows)
             return self._finish(published)
 
     def append_to_target(self) -> TableState:
@@ -377,13 +418,7 @@ class Staging:
             columns = self._combined_columns(entry)
             files = [warehouse.data_dir / name for name in entry.files] + self._move_parts()
             rows = entry.rows + self.rows
-            if len(files) > MAX_FILES_PER_TABLE:
-                merged = TableEntry(tuple(f"{TABLES_DIR}/{f.name}" for f in files), tuple(columns), rows)
-                file = warehouse._new_file(self.target)
-                self._cursor.execute(
-                    f"COPY ({table_select(warehouse.data_dir, merged)}) TO {literal(str(file))} {PARQUET}"
-                )
-                files = [file]
+            files = warehouse._compacted(self.target, files, columns, rows)
             published = warehouse._publish_table(self.target, files, columns, rows)
             return self._finish(published)
 
@@ -499,6 +534,10 @@ def _projection(columns: Sequence[WarehouseColumn], available: Sequence[Warehous
         f"CAST({f'{alias}.{quote(c.name)}' if c.name in present else 'NULL'} AS {c.type}) AS {quote(c.name)}"
         for c in columns
     )
+
+
+def _literals(files: Sequence[Path]) -> str:
+    return ", ".join(literal(str(file)) for file in files)
 
 
 def _relative(files: Sequence[Path]) -> tuple[str, ...]:
