@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 
 EMBEDDED_BASE_URL = "http://embedded.warehouse-mcp"
+# The embedded scheduler (DuckDB, the warehouse lock, crash recovery) starts at the first tool call, or this
+# many seconds after the session opens: a client that only lists tools never waits for it.
+SCHEDULER_START_DELAY = 2.0
 
 
 class Runtime:
@@ -42,6 +45,8 @@ class Runtime:
         self._home: Path | None = None
         self._users = 0
         self._starting: threading.Thread | None = None
+        self._start_now = threading.Event()
+        self._start_cancelled = False
         self._lock = anyio.Lock()
         self._transcript_lock = threading.Lock()
 
@@ -49,6 +54,7 @@ class Runtime:
     def client(self) -> ApiClient:
         if self._client is None:
             raise RuntimeError("The server is not running (no MCP session is open).")
+        self._start_now.set()  # a tool is being used: the scheduler should run now
         return self._client
 
     @property
@@ -100,9 +106,12 @@ class Runtime:
             run_scheduler=settings.run_scheduler,
             clock=self.clock,
         )
-        # The scheduler (DuckDB, the warehouse lock, crash recovery) starts beside the session rather than
-        # before it: the client gets its tool list without waiting for it.
-        self._starting = threading.Thread(target=backend.start, name="warehouse-start", daemon=True)
+        # The scheduler starts beside the session rather than before it (SCHEDULER_START_DELAY).
+        self._start_now.clear()
+        self._start_cancelled = False
+        self._starting = threading.Thread(
+            target=self._start_scheduler, args=(backend,), name="warehouse-start", daemon=True
+        )
         self._starting.start()
         self._backend = backend
         self._client = ApiClient(
@@ -124,8 +133,15 @@ class Runtime:
             shutil.rmtree(self._home, ignore_errors=True)
         self._home = None
 
+    def _start_scheduler(self, backend: EmbeddedBackend) -> None:
+        self._start_now.wait(SCHEDULER_START_DELAY)
+        if not self._start_cancelled:
+            backend.start()
+
     def _stop_backend(self, backend: EmbeddedBackend) -> None:
         if self._starting is not None:
+            self._start_cancelled = True
+            self._start_now.set()
             self._starting.join()
         backend.close()
 

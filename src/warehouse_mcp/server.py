@@ -13,6 +13,7 @@ from mcp.types import CallToolResult, InputRequiredResult, TextContent
 from . import __version__
 from .arguments import CatalogTool
 from .client import ApiError
+from .completions import register_completions
 from .connect_flow import connect_or_setup
 from .discovery import DISCOVERY_INSTRUCTIONS, discovery_tools
 from .guide import register_guide
@@ -83,6 +84,7 @@ def build_server(settings: Settings | None = None, *, runtime: Runtime | None = 
         lifespan=lifespan,
     )
     register_guide(server, runtime)
+    register_completions(server, runtime)
     server.runtime = runtime  # type: ignore[attr-defined]
     return server
 

