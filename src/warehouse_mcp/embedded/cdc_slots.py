@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import SourceError
-from warehouse_mcp.embedded.sync.cdc import slot_and_publication
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +26,9 @@ def drop_if_managed(source_id: str, config: dict[str, Any]) -> None:
     says why when that is not possible."""
     if not config.get("cdc_enabled") or config.get("cdc_auto_drop_slot") is False:
         return
+    # Imported here: sync.cdc loads DuckDB, which the API (and so the server's start) must not.
+    from warehouse_mcp.embedded.sync.cdc import slot_and_publication
+
     slot, publication, managed = slot_and_publication(source_id, config)
     if not managed:
         return
