@@ -15,13 +15,17 @@ from starlette.responses import Response
 
 from warehouse_mcp.embedded import request_context, schema_records
 from warehouse_mcp.embedded.errors import message_error, validation_error
-from warehouse_mcp.embedded.sync import query
-from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE
 
 MAX_SQL_CHARACTERS = 20_000
 
+# sync.query and sync.warehouse load DuckDB: imported by the handlers, not when the app is built, so that a
+# server answers tools/list without loading it (tests/mcp/test_cold_start.py).
+
 
 def tables(request: Request) -> Response:
+    from warehouse_mcp.embedded.sync import query
+    from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE
+
     backend = request_context.backend(request)
     origins = schema_records.synced_tables(backend.store, request_context.team_id(request))
     results: list[dict[str, Any]] = []
@@ -40,6 +44,9 @@ def tables(request: Request) -> Response:
 
 
 def run(request: Request) -> Response:
+    from warehouse_mcp.embedded.sync import query
+    from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE
+
     backend = request_context.backend(request)
     data = request_context.body(request)
     sql = data.get("sql")
