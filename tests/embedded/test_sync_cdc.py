@@ -177,3 +177,64 @@ def test_resync_takes_a_new_snapshot(db: Database, store: Store, vault: Vault, w
     assert (outcome.status, outcome.rows_synced) == ("Completed", 10)
     assert cursor_of(store, schema_id)["cdc_snapshot"] != token
     assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))
+
+
+def test_a_column_added_at_the_source_joins_the_table(
+    db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items", "both")
+    run_cdc(store, vault, warehouse, schema_id)
+    db.execute(
+        "ALTER TABLE items ADD COLUMN extra text",
+        "INSERT INTO items (id, name, extra) VALUES (300, 'with extra', 'x')",
+        "UPDATE items SET extra = 'y' WHERE id = 1",
+    )
+    [outcome] = run_cdc(store, vault, warehouse, schema_id)
+    assert (outcome.status, outcome.rows_synced) == ("Completed", 2)
+    columns = f"{COLUMNS}, extra"
+    expected = db.fetch(f"SELECT {columns} FROM items ORDER BY id")
+    assert comparable(rows(warehouse, "postgres_items", columns)) == comparable(expected)
+    assert rows(warehouse, "postgres_items_cdc", "id, extra", "_cdc_lsn DESC, _cdc_seq DESC LIMIT 1") == [
+        (1, "y")
+    ]
+
+    db.execute("ALTER TABLE items DROP COLUMN extra", "UPDATE items SET name = 'after drop' WHERE id = 300")
+    [after_drop] = run_cdc(store, vault, warehouse, schema_id)
+    assert after_drop.status == "Completed", after_drop.error
+    # The warehouse keeps the column; a row changed after the drop has it NULL, as the source has no value.
+    assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))
+    assert rows(warehouse, "postgres_items", "extra", "id DESC LIMIT 1") == [(None,)]
+
+
+@pytest.mark.parametrize(
+    ("alter", "message"),
+    [
+        ("ALTER TABLE items ADD COLUMN flag text NOT NULL DEFAULT 'on'", "with a default value"),
+        (
+            "ALTER TABLE items ALTER COLUMN price TYPE text",
+            "changed type at the source (DECIMAL(10,2) → VARCHAR)",
+        ),
+    ],
+)
+def test_a_change_the_stream_cannot_carry_fails_the_table_until_a_resync(
+    alter: str, message: str, db: Database, store: Store, vault: Vault, warehouse: Warehouse
+) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items")
+    run_cdc(store, vault, warehouse, schema_id)
+    db.execute(alter, "UPDATE items SET name = 'changed' WHERE id = 2")
+    [failed] = run_cdc(store, vault, warehouse, schema_id)
+    assert failed.status == "Failed"
+    assert message in (failed.error or "") and "Resync the table" in (failed.error or "")
+    assert schema_row(store, schema_id)["latest_error"] == failed.error
+    [still] = run_cdc(store, vault, warehouse, schema_id)
+    assert still.status == "Failed"
+
+    with store.transaction() as sqlite:  # what the resync endpoint does to the cursor
+        sqlite.execute("UPDATE schemas SET sync_cursor = NULL WHERE id = ?", (schema_id,))
+    [resynced] = run_cdc(store, vault, warehouse, schema_id)
+    assert resynced.status == "Completed", resynced.error
+    assert comparable(rows(warehouse, "postgres_items", "*")) == comparable(
+        db.fetch("SELECT * FROM items ORDER BY id")
+    )

@@ -392,6 +392,16 @@ class PostgresCdc:
             (self.slot,),
         )
 
+    def column_has_default(self, table: str, column: str) -> bool:
+        rows = self._run(
+            "Reading column defaults",
+            "SELECT a.atthasdef OR a.atthasmissing FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND NOT a.attisdropped",
+            (self.schema, table, column),
+        )
+        return bool(rows and rows[0][0])
+
     def current_lsn(self) -> int:
         return parse_lsn(self._run("Reading the WAL position", "SELECT pg_current_wal_lsn()::text")[0][0])
 

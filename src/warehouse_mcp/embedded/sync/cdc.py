@@ -122,20 +122,38 @@ class _Table:
             self.outcome.error = error
             logger.warning("CDC table %s failed: %s", self.target.schema_name, error)
 
-    def take_relation(self, changed: ChangedTable) -> None:
-        """Schema drift: new source columns are added; a column whose type changed fails the table."""
+    def take_relation(self, changed: ChangedTable, has_default: Callable[[str, str], bool]) -> None:
+        """Schema drift: a column added at the source joins the table (NULL in rows synced before: so are
+        they at the source), unless it has a default, which PostgreSQL puts into every existing row without
+        a change to stream; a column whose type changed, or added with a default, fails the table."""
         enabled = set(self.target.enabled_columns or [])
         for column in changed.columns:
             known = self.columns.get(column.name)
             if known is None:
-                if not enabled or column.name in enabled:
-                    self.columns[column.name] = column
-            elif known.warehouse_type != column.warehouse_type:
-                self.fail(
-                    f"Column '{column.name}' of '{self.target.schema_name}' changed type at the source "
-                    f"({known.warehouse_type} → {column.warehouse_type}). Resync the table to load it again "
-                    "with the new type."
-                )
+                if enabled and column.name not in enabled:
+                    continue
+                if has_default(changed.name, column.name):
+                    self.fail(
+                        f"Column '{column.name}' was added to '{self.target.schema_name}' at the source with a "
+                        "default value, which PostgreSQL gives the existing rows without a change to stream. "
+                        "Resync the table to load it again with the new column."
+                    )
+                    return
+                self.columns[column.name] = column
+            else:
+                self.check_type(column, known.warehouse_type)
+
+    def check_type(self, column: ColumnInfo, warehouse_type: str) -> None:
+        if column.warehouse_type != warehouse_type:
+            self.fail(
+                f"Column '{column.name}' of '{self.target.schema_name}' changed type at the source "
+                f"({warehouse_type} → {column.warehouse_type}). Resync the table to load it again with the new "
+                "type."
+            )
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return {name: column.warehouse_type for name, column in self.columns.items()}
 
 
 @dataclass
@@ -251,6 +269,11 @@ class CdcRun:
                 outcome=TableOutcome(cursor_before=target.sync_cursor_json, table_id=target.table_id),
             )
             table.needs_snapshot = position is None or position.token != token or position.mode != table.mode
+            if position is not None and not table.needs_snapshot:
+                # Columns added at the source since join when their first change shows them (take_relation).
+                table.columns = {n: c for n, c in columns.items() if n in position.columns}
+                for column in table.columns.values():
+                    table.check_type(column, position.columns[column.name])
             name = warehouse_table_name(target.prefix, target.source_type, target.schema_name)
             if table.mode != CdcTableMode.cdc_only:
                 table.consolidated = name
@@ -339,7 +362,7 @@ class CdcRun:
                 self.check_stop()
             writes = [TableWrite(consolidated, "replace")] if consolidated else []
             writes += [TableWrite(changelog, "append")] if changelog else []
-            position = CdcPosition(consistent_point, table.token, table.mode)
+            position = CdcPosition(consistent_point, table.token, table.mode, table.column_types)
             states = self.warehouse.commit_changes(writes, {table.target.schema_id: position})
         except BaseException:
             for staging in (consolidated, changelog):
@@ -386,7 +409,7 @@ class CdcRun:
                     continue
                 if transaction.commit_lsn < table.position.lsn:
                     continue  # already in the table (its snapshot or an earlier, confirmed-late page)
-                table.take_relation(changed)
+                table.take_relation(changed, cdc.column_has_default)
                 if not table.active:
                     continue
                 page = pages.setdefault(table.target.schema_id, _Page())
@@ -410,7 +433,7 @@ class CdcRun:
                 if not table.active or table.position is None:
                     continue
                 positions[table.target.schema_id] = CdcPosition(
-                    max(table.position.lsn, lsn), table.token, table.mode
+                    max(table.position.lsn, lsn), table.token, table.mode, table.column_types
                 )
                 page = pages.get(table.target.schema_id)
                 if page is None or cdc is None:

@@ -18,8 +18,8 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ class CdcPosition:
     lsn: int
     token: str  # which snapshot the table was loaded from (the schema's cursor names the same one)
     mode: str  # the cdc_table_mode it was loaded in
+    columns: Mapping[str, str] = field(default_factory=dict)  # the source columns it holds: warehouse types
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,13 @@ class Warehouse:
 
     def cdc_positions(self, schema_ids: Sequence[str]) -> dict[str, CdcPosition]:
         stored = self.manifest.state.get(CDC_POSITIONS, {})
-        return {s: CdcPosition(**stored[s]) for s in schema_ids if s in stored}
+        return {
+            s: CdcPosition(
+                stored[s]["lsn"], stored[s]["token"], stored[s]["mode"], dict(stored[s].get("columns", {}))
+            )
+            for s in schema_ids
+            if s in stored
+        }
 
     def commit_changes(
         self, writes: Sequence[TableWrite], positions: dict[str, CdcPosition]
@@ -206,7 +213,12 @@ class Warehouse:
             state = dict(self.manifest.state)
             stored = dict(state.get(CDC_POSITIONS, {}))
             for schema_id, position in positions.items():
-                stored[schema_id] = {"lsn": position.lsn, "token": position.token, "mode": position.mode}
+                stored[schema_id] = {
+                    "lsn": position.lsn,
+                    "token": position.token,
+                    "mode": position.mode,
+                    "columns": dict(position.columns),
+                }
             state[CDC_POSITIONS] = stored
             self._catalog.publish(tables, state)
         for write in writes:
