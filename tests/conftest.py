@@ -26,7 +26,15 @@ SECURE_USER = "wmcp_secure"
 CANARY_PASSWORD = "wmcp-canary-5e1f0b9d"
 
 
-def _unavailable(service: str, error: Exception) -> None:
+# Made by tools/prepare_services.sh: TLS certificates for both servers, an sshd on loopback and its users.
+SERVICES_DIR = Path(os.environ.get("WMCP_TEST_SERVICES", "/var/lib/wmcp-test-services"))
+SSH_PORT = 22022
+SSH_USER = "wmcp_tunnel"
+SSH_PASSWORD = "wmcp-tunnel-canary-7c3a91e2"
+SSH_KEY_PASSPHRASE = "wmcp-passphrase-canary-4d2e8b61"
+
+
+def _unavailable(service: str, error: Exception | str) -> None:
     reason = f"{service} is not reachable on 127.0.0.1 ({error}); start it (see README, 'Tests')"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI: {reason}", pytrace=False)
@@ -172,6 +180,73 @@ def fresh_mysql() -> Iterator[Database]:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         finally:
             admin.close()
+
+
+@dataclass(frozen=True)
+class Bastion:
+    """The loopback SSH server the tunnel tests connect through."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    private_key: str  # without a passphrase
+    encrypted_key: str  # needs `passphrase`
+    passphrase: str
+    fingerprint: str  # SHA256:... of the server's host key
+
+    def tunnel(self, method: str = "keypair", **extra: object) -> dict:
+        """An `ssh_tunnel` config value as the connect page posts it."""
+        auth: dict[str, object] = {"selection": method, "username": self.user}
+        if method == "password":
+            auth["password"] = self.password
+        else:
+            auth["private_key"] = self.private_key
+        tunnel: dict[str, object] = {"enabled": True, "host": self.host, "port": self.port, "auth": auth}
+        tunnel.update(extra)
+        return tunnel
+
+
+@pytest.fixture(scope="session")
+def bastion() -> Bastion:
+    """The sshd on 127.0.0.1:22022 made by tools/prepare_services.sh (skips/fails when it is missing)."""
+    asyncssh = pytest.importorskip("asyncssh")
+    ssh_dir = SERVICES_DIR / "ssh"
+    try:
+        with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=2) as sock:
+            banner = sock.recv(64)
+        if not banner.startswith(b"SSH-"):
+            raise OSError(f"port {SSH_PORT} does not answer as SSH")
+        host_key = asyncssh.read_public_key(ssh_dir / "host_ed25519_key.pub")
+        private_key = (ssh_dir / "client_ed25519").read_text()
+        encrypted_key = (ssh_dir / "client_rsa_passphrase").read_text()
+    except OSError as exc:
+        _unavailable(f"The test sshd (tools/prepare_services.sh, port {SSH_PORT})", exc)
+    return Bastion(
+        host="127.0.0.1",
+        port=SSH_PORT,
+        user=SSH_USER,
+        password=SSH_PASSWORD,
+        private_key=private_key,
+        encrypted_key=encrypted_key,
+        passphrase=SSH_KEY_PASSPHRASE,
+        fingerprint=host_key.get_fingerprint("sha256").rstrip("="),
+    )
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> str:
+    """The PEM of the CA that signed the local servers' TLS certificates (tools/prepare_services.sh)."""
+    path = SERVICES_DIR / "tls" / "ca.crt"
+    if not path.is_file():
+        _unavailable("TLS on PostgreSQL/MariaDB", f"no test CA at {path}")
+    with fresh_postgres() as pg:
+        if pg.fetch("SHOW ssl") != [("on",)]:
+            _unavailable("TLS on PostgreSQL", "ssl is off")
+    with fresh_mysql() as my:
+        if my.fetch("SHOW VARIABLES LIKE 'have_ssl'") != [("have_ssl", "YES")]:
+            _unavailable("TLS on MariaDB", "have_ssl is not YES")
+    return path.read_text()
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def test_numbers_become_ints_and_selects_keep_their_values() -> None:
         "database": "d",
         "user": "u",
         "password": " p ",
-        "using_ssl": "false",
+        "using_ssl.selection": "false",  # a select whose options have fields posts `.selection`
     }
     submission = collect(fields_of("MySQL"), posted)
     assert submission.errors == []
@@ -67,11 +67,23 @@ def test_numbers_become_ints_and_selects_keep_their_values() -> None:
         "ssh_tunnel": {"enabled": False},
     }
     assert collect(fields_of("MySQL"), {**posted, "port": "33.06"}).errors == ["Port must be a whole number."]
-    bad_choice = collect(fields_of("MySQL"), {**posted, "using_ssl": "maybe"})
+    bad_choice = collect(fields_of("MySQL"), {**posted, "using_ssl.selection": "maybe"})
     assert bad_choice.errors == ["Choose one of the listed options for Use SSL?."]
-    assert (
-        collect(fields_of("MySQL"), {k: v for k, v in posted.items() if k != "using_ssl"}).config["using_ssl"]
-        == "true"
+    defaults = collect(fields_of("MySQL"), {k: v for k, v in posted.items() if k != "using_ssl.selection"})
+    assert (defaults.config["using_ssl"], defaults.config["ssl_mode"]) == ("true", "require")
+    verified = collect(
+        fields_of("MySQL"),
+        {
+            **posted,
+            "using_ssl.selection": "true",
+            "using_ssl:true.ssl_mode.selection": "verify-full",
+            "using_ssl:true.ssl_mode:verify-full.ssl_ca": "-----BEGIN CERTIFICATE-----\nMIIB\n",
+        },
+    )
+    assert verified.errors == []
+    assert (verified.config["ssl_mode"], verified.config["ssl_ca"]) == (
+        "verify-full",
+        "-----BEGIN CERTIFICATE-----\nMIIB",
     )
 
 

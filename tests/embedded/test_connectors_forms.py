@@ -87,8 +87,27 @@ def test_postgres_form_is_posthogs() -> None:
         "user",
         "password",
         "schema",
+        "ssl_mode",  # the embedded backend's addition: TLS choices, with a CA for the verify modes
         "ssh_tunnel",
     ]
+    ssl_mode = _field(postgres, "ssl_mode")
+    assert (ssl_mode["type"], ssl_mode["defaultValue"], ssl_mode["required"]) == ("select", "prefer", False)
+    assert [option["value"] for option in ssl_mode["options"]] == [
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+        "disable",
+    ]
+    verify_full = next(option for option in ssl_mode["options"] if option["value"] == "verify-full")
+    assert [(f["name"], f["type"], f["required"], f["secret"]) for f in verify_full["fields"]] == [
+        ("ssl_ca", "textarea", False, False)
+    ]
+    tunnel = _field(postgres, "ssh_tunnel")
+    assert (
+        tunnel["authMethods"] == ["password", "keypair"]
+        and "host_key_fingerprint" in tunnel["hostKeyFingerprint"]
+    )
     connection_string = _field(postgres, "connection_string")
     assert (connection_string["type"], connection_string["required"], connection_string["secret"]) == (
         "text",
@@ -117,6 +136,9 @@ def test_mysql_stripe_hubspot_bigquery_forms() -> None:
     ssl = _field(mysql, "using_ssl")
     assert ssl["type"] == "select" and ssl["defaultValue"] == "true"
     assert [option["value"] for option in ssl["options"]] == ["true", "false"]
+    check = ssl["options"][0]["fields"][0]
+    assert (check["name"], check["defaultValue"]) == ("ssl_mode", "require")
+    assert [option["value"] for option in check["options"]] == ["require", "verify-ca", "verify-full"]
 
     stripe = registry.form("Stripe")
     assert stripe is not None

@@ -131,7 +131,8 @@ def test_unreachable_port(mysql_db: Database) -> None:
 
 
 def test_ssl_required_against_a_server_without_tls(mysql_db: Database) -> None:
-    # The local MariaDB has no TLS: asking for it must fail clearly, never fall back to plain text.
+    # Asking for TLS must fail clearly, never fall back to plain text (tests/embedded/test_database_tls.py
+    # covers a server with TLS on, as tools/prepare_services.sh sets it up).
     variables = dict(mysql_db.fetch("SHOW VARIABLES LIKE 'have_ssl'"))
     if variables.get("have_ssl") == "YES":
         CONNECTOR.validate({**mysql_db.config, "using_ssl": "true"})
@@ -144,7 +145,7 @@ def test_ssl_required_against_a_server_without_tls(mysql_db: Database) -> None:
 def test_missing_schema_and_ssh_tunnel_are_clear_errors(mysql_db: Database) -> None:
     with pytest.raises(SourceError, match="Schema 'nowhere' does not exist"):
         CONNECTOR.validate({**mysql_db.config, "schema": "nowhere"})
-    with pytest.raises(SourceError, match="SSH tunnels are not supported by the embedded backend yet"):
+    with pytest.raises(SourceError, match="SSH tunnel: the SSH username is missing"):
         CONNECTOR.validate({**mysql_db.config, "ssh_tunnel": {"enabled": "true", "host": "bastion"}})
 
 

@@ -154,7 +154,7 @@ def test_unreachable_port(postgres_db: Database) -> None:
 def test_missing_schema_and_ssh_tunnel_are_clear_errors(postgres_db: Database) -> None:
     with pytest.raises(SourceError, match="Schema 'nowhere' does not exist in database"):
         CONNECTOR.validate({**postgres_db.config, "schema": "nowhere"})
-    with pytest.raises(SourceError, match="SSH tunnels are not supported by the embedded backend yet"):
+    with pytest.raises(SourceError, match="SSH tunnel: the SSH username is missing"):
         CONNECTOR.validate(
             {**postgres_db.config, "ssh_tunnel": {"enabled": True, "host": "bastion", "port": 22}}
         )

@@ -209,7 +209,7 @@ class ConnectPage:
         except _LinkGone:
             return _expired_page()
         logger.info("connect page: stored credential %s for %s", metadata["credential_id"], source_type)
-        return _success_page(source_type, metadata["credential_id"])
+        return _success_page(source_type, metadata["credential_id"], _host_key(config))
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:
@@ -360,6 +360,9 @@ def _collect_ssh(key: str, posted: Mapping[str, str], out: Submission) -> dict[s
                 auth[secret_key] = value
     tunnel["auth"] = auth
     tunnel["require_tls"] = {"enabled": f"{key}.require_tls.enabled" in posted}
+    fingerprint = posted.get(f"{key}.host_key_fingerprint", "").strip()
+    if fingerprint:
+        tunnel["host_key_fingerprint"] = fingerprint
     return tunnel
 
 
@@ -640,11 +643,20 @@ class _Renderer:
             f"{key}.auth.keypair.passphrase", "Key passphrase (optional)", "password", secret=True
         )
         require_tls, _ = self.checkbox(f"{key}.require_tls.enabled", "Require TLS through the tunnel", False)
+        fingerprint = self._input(
+            f"{key}.host_key_fingerprint",
+            "SSH host key fingerprint (optional)",
+            "text",
+            placeholder="SHA256:...",
+            caption="Pins the SSH server's key (ssh-keygen -lf its .pub file prints it). "
+            "Empty: the key seen on the first connection is trusted and stored.",
+        )
         return (
             f'<fieldset class="group"><legend>{_e(label)}</legend>{enabled}'
             f'<div class="children" data-switch-for="{enabled_id}">'
             f"{self._input(f'{key}.host', 'SSH host', 'text')}"
             f"{self._input(f'{key}.port', 'SSH port', 'number', default=SSH_DEFAULT_PORT)}"
+            f"{fingerprint}"
             f'<div class="field">{self._label(auth_id, "Authentication", False)}'
             f'<select id="{auth_id}" name="{_e(auth_name)}">{choices}</select></div>'
             f"{self._input(f'{key}.auth.username', 'SSH username', 'text')}"
@@ -756,12 +768,25 @@ def _expired_page() -> HTMLResponse:
     return _page("Link expired", f"<h1>Link expired</h1><p>{_e(EXPIRED_MESSAGE)}</p>", status=410)
 
 
-def _success_page(source_type: str, credential_id: str) -> HTMLResponse:
+def _host_key(config: Mapping[str, Any]) -> str | None:
+    tunnel = config.get("ssh_tunnel")
+    if isinstance(tunnel, Mapping) and tunnel.get("enabled") and tunnel.get("host_key_fingerprint"):
+        return str(tunnel["host_key_fingerprint"])
+    return None
+
+
+def _success_page(source_type: str, credential_id: str, host_key: str | None = None) -> HTMLResponse:
     definition = registry.form(source_type) or {}
     label = definition.get("label") or source_type
+    trusted = (
+        f"<p>SSH host key: <code>{_e(host_key)}</code> (stored with the source: a server showing another "
+        "key is refused)</p>"
+        if host_key
+        else ""
+    )
     body = (
         f'<h1>{_e(label)} connected</h1><div class="ok" role="status"><p>{_e(SUCCESS_MESSAGE)}</p>'
-        f"<p>Credential id: <code>{_e(credential_id)}</code></p></div>"
+        f"<p>Credential id: <code>{_e(credential_id)}</code></p>{trusted}</div>"
         "<p>The credentials were checked against the source and stored encrypted on this machine for 24 "
         "hours, until your assistant uses them. You can close this tab.</p>"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import ApiError, message_error
 
@@ -38,11 +38,17 @@ def check_config(source_type: str, config: dict[str, Any], error: ErrorFactory =
 
 
 def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFactory = message_error) -> None:
-    """Connect to the live source ("Invalid credentials" or the source's own message)."""
+    """Connect to the live source ("Invalid credentials" or the source's own message).
+
+    An SSH tunnel's bastion host key seen for the first time is written into `config`
+    (`ssh_tunnel.host_key_fingerprint`: trust on first use), so the stored source pins it from then on.
+    """
     try:
-        found.validate(config)
+        with ssh_tunnel.tunnel_scope() as scope:
+            found.validate(config)
     except SourceError as exc:
         raise error(str(exc) or "Invalid credentials") from None
+    ssh_tunnel.pin_host_key(config, scope)
 
 
 def discover(

@@ -101,6 +101,10 @@ def _reuses_stored_secret(existing: dict[str, Any], incoming: dict[str, Any], se
 def _merge_tunnel(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     host_changed = "host" in new and new["host"] != old.get("host")
     merged = {**old, **new}
+    moved = any(str(merged.get(key)) != str(old.get(key)) for key in ("host", "port"))
+    if moved and "host_key_fingerprint" not in new:
+        # another SSH server: its key is trusted on first use again, not checked against the old one's
+        merged.pop("host_key_fingerprint", None)
     old_auth = old.get("auth") or old.get("auth_type") or {}
     new_auth = new.get("auth") or new.get("auth_type") or {}
     if host_changed and not new_auth:

@@ -21,8 +21,11 @@ from urllib.parse import unquote, urlsplit
 
 from warehouse_mcp.embedded.connectors import registry
 
-# SSH tunnel values are not declared field by field in the form (PostHog's SSHTunnel config).
-SSH_TUNNEL_PUBLIC_KEYS = frozenset({"host", "port", "username", "auth", "auth_type", "require_tls"})
+# SSH tunnel values are not declared field by field in the form (PostHog's SSHTunnel config); the
+# bastion's host key fingerprint (pinned, or trusted on first use) is public and shown.
+SSH_TUNNEL_PUBLIC_KEYS = frozenset(
+    {"host", "port", "username", "auth", "auth_type", "require_tls", "host_key_fingerprint"}
+)
 SSH_TUNNEL_SECRET_KEYS = frozenset({"password", "passphrase", "private_key"})
 # Config metadata and CDC settings: shown in API answers whatever the form says.
 ALWAYS_KEPT_KEYS = frozenset(

@@ -14,11 +14,12 @@ Types land in DuckDB without loss (see `_warehouse_type`). Choices worth knowing
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import re
-import ssl
-from collections.abc import Callable, Generator, Mapping
+import socket
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
+from warehouse_mcp.embedded.connectors import ssh_tunnel, tls
 from warehouse_mcp.embedded.connectors.base import (
     ColumnInfo,
     IncrementalCandidate,
@@ -36,15 +38,11 @@ from warehouse_mcp.embedded.connectors.base import (
     TableInfo,
     pick_columns,
 )
-from warehouse_mcp.embedded.connectors.forms import truthy
 from warehouse_mcp.embedded.connectors.mysql_arrow import INVALID_PREFIX, read_query
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
-SSH_TUNNEL_UNSUPPORTED = (
-    "SSH tunnels are not supported by the embedded backend yet; connect directly or use a PostHog backend"
-)
 SSL_UNSUPPORTED = "The server does not support SSL; set using_ssl to false"
 
 _ER_ACCESS_DENIED = 1045
@@ -89,24 +87,32 @@ class _Target:
     host: str
     port: int
     user: str
-    password: str
+    password: str = dataclasses.field(repr=False)
     database: str
     schema: str
-    use_ssl: bool
+    tls: tls.MysqlTls
+    tunnel: ssh_tunnel.TunnelConfig | None = None
+
+    @property
+    def where(self) -> str:
+        """The database as the error messages name it, with the hop it is reached through."""
+        if self.tunnel is None:
+            return f"{self.host}:{self.port}"
+        return f"the database at {self.host}:{self.port} through SSH host {self.tunnel.where}"
 
     def scrub(self, text: str) -> str:
-        return text.replace(self.password, "********") if self.password else text
+        secrets = [self.password, *(self.tunnel.secrets if self.tunnel else ())]
+        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+            text = text.replace(secret, "********")
+        return text
 
 
 def _target(config: Mapping[str, Any]) -> _Target:
-    tunnel = config.get("ssh_tunnel")
-    if isinstance(tunnel, Mapping) and truthy(tunnel.get("enabled")):
-        raise SourceError(SSH_TUNNEL_UNSUPPORTED)
+    tunnel = ssh_tunnel.tunnel_config(config)
     port = str(config.get("port") or "3306").strip()
     if not port.isdigit():
         raise SourceError(f"Port must be a number, got '{port}'")
     database = str(config.get("database") or "").strip()
-    using_ssl = config.get("using_ssl", "true")
     return _Target(
         host=str(config.get("host") or "").strip() or "localhost",
         port=int(port),
@@ -114,34 +120,64 @@ def _target(config: Mapping[str, Any]) -> _Target:
         password=str(config.get("password") or ""),
         database=database,
         schema=str(config.get("schema") or "").strip() or database,
-        use_ssl=truthy(using_ssl) if not isinstance(using_ssl, bool) else using_ssl,
+        tls=tls.mysql_settings(config, require=tunnel is not None and tunnel.require_tls),
+        tunnel=tunnel,
     )
 
 
-def _ssl_context() -> ssl.SSLContext:
-    # Encrypted, without certificate verification: MySQL servers commonly use self-signed certificates.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+def _connect_args(target: _Target) -> dict[str, Any]:
+    return {
+        "host": target.host,  # also the name TLS verifies the certificate against
+        "port": target.port,
+        "user": target.user,
+        "password": target.password,
+        "database": target.database or None,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "charset": "utf8mb4",
+        "init_command": "SET time_zone = '+00:00'",
+        "ssl": target.tls.context(),
+        "ssl_disabled": target.tls.mode is None,  # PyMySQL would otherwise try TLS on its own
+        "autocommit": True,
+    }
 
 
-def _connect(target: _Target) -> pymysql.connections.Connection[Any]:
+@contextlib.contextmanager
+def connection_args(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """PyMySQL keyword arguments that reach the source's database, TLS settings applied, with the
+    address to open the TCP connection to (`address`: the database, or the local end of the source's SSH
+    tunnel, which stays open while inside; one per `ssh_tunnel.tunnel_scope()`, e.g. per sync job).
+    `host` stays the database's own name, which TLS verifies the certificate against. The arguments
+    hold the password: never log them."""
+    target = _target(config)
+    with ssh_tunnel.open_forward(target.tunnel, target.host, target.port) as address:
+        yield {**_connect_args(target), "address": address}
+
+
+def _connect(target: _Target, address: tuple[str, int]) -> pymysql.connections.Connection[Any]:
+    """A connection to the database, opened at `address` (see `connection_args`)."""
     try:
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            database=target.database or None,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            charset="utf8mb4",
-            init_command="SET time_zone = '+00:00'",
-            ssl=_ssl_context() if target.use_ssl else None,
-            autocommit=True,
-        )
+        connection = pymysql.connect(**_connect_args(target), defer_connect=True)
+        if address == (target.host, target.port):
+            connection.connect()
+        else:
+            sock = socket.create_connection(address, CONNECT_TIMEOUT_SECONDS)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.connect(sock)
+        return connection
     except pymysql.err.MySQLError as error:
         raise _connect_error(error, target) from None
+    except OSError as error:
+        raise SourceError(f"Could not connect to {target.where}: {target.scrub(str(error))}") from None
+
+
+@contextlib.contextmanager
+def _connection(target: _Target) -> Iterator[pymysql.connections.Connection[Any]]:
+    with ssh_tunnel.open_forward(target.tunnel, target.host, target.port) as address:
+        connection = _connect(target, address)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
 
 def _error_parts(error: pymysql.err.MySQLError) -> tuple[int | None, str]:
@@ -157,7 +193,11 @@ def _connect_error(error: pymysql.err.MySQLError, target: _Target) -> SourceErro
         return SourceError(SSL_UNSUPPORTED)
     if code in (_ER_ACCESS_DENIED, _ER_DBACCESS_DENIED):
         return SourceError(f"Invalid credentials: {message}")
-    return SourceError(f"Could not connect to {target.host}:{target.port}: {message}")
+    if "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message:
+        return SourceError(
+            f"Could not connect to {target.where}: the server's TLS certificate was not accepted ({message})"
+        )
+    return SourceError(f"Could not connect to {target.where}: {message}")
 
 
 # --- types ------------------------------------------------------------------------------------------
@@ -402,15 +442,11 @@ class MySQLConnector:
 
     def validate(self, config: Mapping[str, Any]) -> None:
         target = _target(config)
-        connection = _connect(target)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (target.schema,)
-                )
-                exists = cursor.fetchone() is not None
-        finally:
-            connection.close()
+        with _connection(target) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (target.schema,)
+            )
+            exists = cursor.fetchone() is not None
         if not exists:
             raise SourceError(
                 f"Schema '{target.schema}' does not exist or is not visible to user '{target.user}'"
@@ -418,9 +454,8 @@ class MySQLConnector:
 
     def discover(self, config: Mapping[str, Any]) -> list[TableInfo]:
         target = _target(config)
-        connection = _connect(target)
         try:
-            with connection.cursor() as cursor:
+            with _connection(target) as connection, connection.cursor() as cursor:
                 columns = _columns(cursor, target.schema, None)
                 cursor.execute(_PRIMARY_KEYS_SQL, (target.schema,))
                 keys: dict[str, list[str]] = {}
@@ -436,8 +471,6 @@ class MySQLConnector:
             raise SourceError(
                 f"Could not list the tables of schema '{target.schema}': {target.scrub(_error_parts(error)[1])}"
             ) from None
-        finally:
-            connection.close()
         infos = []
         for name, rows, comment in tables:
             if name not in columns:
@@ -474,7 +507,13 @@ class MySQLConnector:
         target = _target(config)
         table = request.table.name
         qualified = f"{target.schema}.{table}"
-        connection = _connect(target)
+        forward = ssh_tunnel.open_forward(target.tunnel, target.host, target.port)
+        address = forward.__enter__()
+        try:
+            connection = _connect(target, address)
+        except BaseException:
+            forward.__exit__(None, None, None)
+            raise
         stream: pymysql.cursors.SSCursor | None = None
         finished = False
         try:
@@ -482,7 +521,7 @@ class MySQLConnector:
                 columns = _columns(cursor, target.schema, table).get(table)
             selected = pick_columns(columns, request, qualified, target.user)
             # connectorx (Arrow-native, no Python per row) has no TLS for MySQL: TLS reads stay on PyMySQL.
-            arrow_native = not target.use_ssl
+            arrow_native = target.tls.mode is None
             query, params = _select(
                 target.schema, table, selected, list(columns or []), request, arrow_native
             )
@@ -509,8 +548,8 @@ class MySQLConnector:
                 connection.close()
                 finished = True
                 yield from read_query(
-                    host=target.host,
-                    port=target.port,
+                    host=address[0],
+                    port=address[1],
                     user=target.user,
                     password=target.password,
                     database=target.database or target.schema,
@@ -540,6 +579,7 @@ class MySQLConnector:
         finally:
             if not finished:
                 _abandon(connection, stream)
+            forward.__exit__(None, None, None)  # the tunnel (if any) after the last row
 
 
 def _select(

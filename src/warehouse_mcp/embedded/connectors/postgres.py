@@ -9,9 +9,10 @@ and is then not offered as an incremental field (its text does not sort numerica
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import conninfo, sql
 
+from warehouse_mcp.embedded.connectors import ssh_tunnel, tls
 from warehouse_mcp.embedded.connectors.base import (
     ColumnInfo,
     IncrementalCandidate,
@@ -28,16 +30,13 @@ from warehouse_mcp.embedded.connectors.base import (
     TableInfo,
     pick_columns,
 )
-from warehouse_mcp.embedded.connectors.forms import connection_string_password, truthy
+from warehouse_mcp.embedded.connectors.forms import connection_string_password
 from warehouse_mcp.embedded.connectors.postgres_arrow import NESTED_PREFIX, read_query
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 COUNT_ROWS_UP_TO_BYTES = 64 * 1024 * 1024  # tables without statistics are counted when at most this big
-SSH_TUNNEL_UNSUPPORTED = (
-    "SSH tunnels are not supported by the embedded backend yet; connect directly or use a PostHog backend"
-)
 CDC_MIN_SERVER_VERSION = 130000
 
 _SIMPLE_TYPES = {
@@ -87,6 +86,14 @@ class _Target:
     user: str
     schema: str
     secrets: tuple[str, ...]
+    tunnel: ssh_tunnel.TunnelConfig | None = None
+
+    @property
+    def where(self) -> str:
+        """The database as the error messages name it, with the hop it is reached through."""
+        if self.tunnel is None:
+            return f"{self.host}:{self.port}"
+        return f"the database at {self.host}:{self.port} through SSH host {self.tunnel.where}"
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -95,9 +102,7 @@ class _Target:
 
 
 def _target(config: Mapping[str, Any]) -> _Target:
-    tunnel = config.get("ssh_tunnel")
-    if isinstance(tunnel, Mapping) and truthy(tunnel.get("enabled")):
-        raise SourceError(SSH_TUNNEL_UNSUPPORTED)
+    tunnel = ssh_tunnel.tunnel_config(config)
     params: dict[str, Any] = {}
     connection_string = str(config.get("connection_string") or "").strip()
     if connection_string:
@@ -121,10 +126,11 @@ def _target(config: Mapping[str, Any]) -> _Target:
     if not port.isdigit():
         raise SourceError(f"Port must be a number, got '{port}'")
     params["port"] = port
-    params.setdefault("sslmode", "prefer")
+    params.update(tls.libpq_settings(config, params, require=tunnel is not None and tunnel.require_tls))
     params["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     secrets = [str(params.get("password") or ""), connection_string]
     secrets.append(connection_string_password(connection_string) or "")
+    secrets.extend(tunnel.secrets if tunnel else ())
     schema = str(config.get("schema") or "").strip() or "public"
     return _Target(
         params=params,
@@ -134,7 +140,31 @@ def _target(config: Mapping[str, Any]) -> _Target:
         user=str(params.get("user") or ""),
         schema=schema,
         secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)),
+        tunnel=tunnel,
     )
+
+
+@contextlib.contextmanager
+def _effective_params(target: _Target) -> Iterator[dict[str, Any]]:
+    destination = str(target.params.get("hostaddr") or target.host)
+    with ssh_tunnel.open_forward(target.tunnel, destination, int(target.port)) as (address, port):
+        params = dict(target.params)
+        if target.tunnel is not None:
+            # `host` stays the database's own name: TLS verifies the server certificate against it.
+            params["hostaddr"] = address
+            params["port"] = str(port)
+        yield params
+
+
+@contextlib.contextmanager
+def connection_params(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The libpq keyword parameters that reach the source's database, for any libpq-based client
+    (a replication connection adds `replication="database"`; a URI is
+    `psycopg.conninfo.make_conninfo(**params)`): TLS settings applied, and through the source's SSH
+    tunnel, which stays open while inside (one per `ssh_tunnel.tunnel_scope()`, e.g. per sync job).
+    The parameters hold the password: never log them."""
+    with _effective_params(_target(config)) as params:
+        yield params
 
 
 _AUTH_FAILURES = (
@@ -163,19 +193,31 @@ def _connect_error(error: psycopg.Error, target: _Target) -> SourceError:
     reason = target.scrub(_driver_reason(str(error)))
     if any(marker in reason for marker in _AUTH_FAILURES) or _ROLE_MISSING.search(reason):
         return SourceError(f"Invalid credentials: {reason}")
-    return SourceError(f"Could not connect to {target.host}:{target.port}: {reason}")
+    return SourceError(f"Could not connect to {target.where}: {reason}")
 
 
-def _connect(target: _Target, *, autocommit: bool = True, read_only: bool = False) -> psycopg.Connection[Any]:
-    try:
-        connection = psycopg.connect(**target.params, autocommit=autocommit)
-    except psycopg.Error as error:
-        raise _connect_error(error, target) from None
-    connection.read_only = read_only
-    connection.execute("SET TimeZone = 'UTC'")  # timestamptz values arrive in UTC
-    if not autocommit:
-        connection.commit()
-    return connection
+@contextlib.contextmanager
+def _connect(
+    target: _Target,
+    *,
+    params: dict[str, Any] | None = None,
+    autocommit: bool = True,
+    read_only: bool = False,
+) -> Iterator[psycopg.Connection[Any]]:
+    """A connection (closed on exit) at `params` (from `_effective_params`), or through a tunnel of its own."""
+    with contextlib.ExitStack() as stack:
+        if params is None:
+            params = stack.enter_context(_effective_params(target))
+        try:
+            connection = psycopg.connect(**params, autocommit=autocommit)
+        except psycopg.Error as error:
+            raise _connect_error(error, target) from None
+        with connection:
+            connection.read_only = read_only
+            connection.execute("SET TimeZone = 'UTC'")  # timestamptz values arrive in UTC
+            if not autocommit:
+                connection.commit()
+            yield connection
 
 
 # --- types ------------------------------------------------------------------------------------------
@@ -457,12 +499,18 @@ class PostgresConnector:
     ) -> Generator[pa.RecordBatch, None, None]:
         """The table as Arrow batches; with `snapshot` (an exported snapshot id) as of that snapshot (CDC)."""
         target = _target(config)
+        with _effective_params(target) as params:  # the tunnel (if any) stays open until the last row
+            yield from self._read(target, params, request, snapshot)
+
+    def _read(
+        self, target: _Target, params: dict[str, Any], request: ReadRequest, snapshot: str | None
+    ) -> Generator[pa.RecordBatch, None, None]:
         table = request.table.name
         qualified = f"{target.schema}.{table}"
-        with _connect(target, autocommit=False, read_only=True) as connection:
+        with _connect(target, params=params, autocommit=False, read_only=True) as connection:
             columns = _columns(connection, target.schema, table).get(table)
             selected = pick_columns(columns, request, qualified, target.user)
-            query, params = self._select(target.schema, table, selected, request)
+            query, query_params = self._select(target.schema, table, selected, request)
             schema = pa.schema(
                 [
                     pa.field(
@@ -478,9 +526,9 @@ class PostgresConnector:
                 request.incremental_field,
                 request.cursor,
             )
-            rendered = psycopg.ClientCursor(connection).mogrify(query, params)
+            rendered = psycopg.ClientCursor(connection).mogrify(query, query_params)
         yield from read_query(
-            target.params,
+            params,
             rendered,
             schema,
             batch_rows=max(1, int(request.batch_rows)),
@@ -538,11 +586,7 @@ def check_cdc_prerequisites(
 ) -> list[str]:
     """Every reason the database is not ready for CDC (api-semantics §4); [] when it is."""
     target = _target(config)
-    try:
-        connection = _connect(target)
-    except SourceError as error:
-        raise SourceError(f"Could not connect to Postgres to check prerequisites: {error}") from None
-    with connection:
+    with _connect_for_cdc_check(target) as connection:
         qualified = [_split_table(name, target.schema) for name in tables]
         errors = [*_check_version(connection), *_check_wal_level(connection)]
         missing = _missing_tables(connection, qualified)
@@ -558,6 +602,16 @@ def check_cdc_prerequisites(
             errors += _check_replication_role(connection, target.user)
             errors += _check_slot_capacity(connection)
     return errors
+
+
+@contextlib.contextmanager
+def _connect_for_cdc_check(target: _Target) -> Iterator[psycopg.Connection[Any]]:
+    with contextlib.ExitStack() as stack:
+        try:
+            connection = stack.enter_context(_connect(target))
+        except SourceError as error:
+            raise SourceError(f"Could not connect to Postgres to check prerequisites: {error}") from None
+        yield connection
 
 
 def _scalar(connection: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:

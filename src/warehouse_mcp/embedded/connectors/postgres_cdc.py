@@ -19,6 +19,7 @@ decoders on PyPI were either tied to psycopg2 or too new to rely on, and the for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import struct
@@ -266,21 +267,21 @@ class PostgresCdc:
         self.managed = managed  # posthog mode: this backend creates and changes them
         self._target: _Target = _target(config)
         self._connection: psycopg.Connection[Any] | None = None
+        self._exit_stack = contextlib.ExitStack()
         self._relations: dict[int, Relation] = {}
         self._types: dict[int, tuple[str, int, str, str | None, int, bool, bool]] = {}
         self._loaders: dict[tuple[int, int, int], tuple[ColumnInfo, Callable[[bytes], Any]]] = {}
 
     def __enter__(self) -> PostgresCdc:
-        self._connection = _connect(self._target)
+        self._connection = self._exit_stack.enter_context(_connect(self._target))
         # Text forms the value loaders below read back.
         for setting in ("IntervalStyle = 'iso_8601'", "DateStyle = 'ISO'", "bytea_output = 'hex'"):
             self._connection.execute(sql.SQL("SET ") + sql.SQL(setting))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection = None
+        self._exit_stack.close()  # the connection, then its SSH tunnel (if any, and not the job's)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -409,8 +410,8 @@ class PostgresCdc:
     def exported_snapshot(self) -> Iterator[tuple[int, str]]:
         """(consistent point, snapshot id) of a temporary slot, valid while the block runs."""
         params = {**self._target.params, "replication": "database"}
-        replication = _connect(dataclasses.replace(self._target, params=params))
-        try:
+        # through the same SSH tunnel as the source's other connections, when it has one
+        with _connect(dataclasses.replace(self._target, params=params)) as replication:
             name = f"wmcp_snapshot_{uuid.uuid4().hex[:16]}"
             result = replication.pgconn.exec_(
                 f'CREATE_REPLICATION_SLOT "{name}" TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT'.encode()
@@ -421,8 +422,7 @@ class PostgresCdc:
             consistent_point, snapshot = result.get_value(0, 1), result.get_value(0, 2)
             assert consistent_point is not None and snapshot is not None
             yield parse_lsn(consistent_point), snapshot.decode()
-        finally:
-            replication.close()  # drops the temporary slot
+        # closing the replication connection drops the temporary slot
 
     def read_snapshot(self, request: ReadRequest, snapshot: str) -> Iterator[pa.RecordBatch]:
         return PostgresConnector().read(self.config, request, snapshot=snapshot)

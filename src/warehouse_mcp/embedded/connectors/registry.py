@@ -125,8 +125,64 @@ def _file_upload(name: str, label: str, keys: list[str]) -> Field:
     }
 
 
+SSH_AUTH_METHODS = ["password", "keypair"]  # what the embedded backend's tunnels sign in with
+
+
 def _ssh_tunnel() -> Field:
-    return {"name": "ssh_tunnel", "label": "Use SSH tunnel?", "type": "ssh-tunnel"}
+    # `authMethods` and `hostKeyFingerprint` are the embedded backend's additions to PostHog's field.
+    return {
+        "name": "ssh_tunnel",
+        "label": "Use SSH tunnel?",
+        "type": "ssh-tunnel",
+        "authMethods": list(SSH_AUTH_METHODS),
+        "hostKeyFingerprint": (
+            "optional host_key_fingerprint (SHA256:..., as ssh-keygen -lf prints it) pins the SSH host's key; "
+            "without it the key is trusted on first use and stored with the source"
+        ),
+    }
+
+
+def _ca_certificate() -> Field:
+    return _input(
+        "ssl_ca",
+        "CA certificate (PEM, optional)",
+        kind="textarea",
+        required=False,
+        placeholder="-----BEGIN CERTIFICATE-----",
+        caption="The certificate of the authority that signed the server's. Empty: the system's trusted authorities.",
+    )
+
+
+def _verify_options() -> list[dict[str, Any]]:
+    return [
+        _option("Require TLS and check the certificate", "verify-ca", [_ca_certificate()]),
+        _option("Require TLS, check the certificate and the host name", "verify-full", [_ca_certificate()]),
+    ]
+
+
+def _postgres_tls() -> Field:
+    return _select(
+        "ssl_mode",
+        "TLS (SSL) mode",
+        [
+            _option("Prefer TLS (use it when the server offers it)", "prefer"),
+            _option("Require TLS (don't check the certificate)", "require"),
+            *_verify_options(),
+            _option("No TLS", "disable"),
+        ],
+        "prefer",
+        required=False,
+    )
+
+
+def _mysql_tls() -> Field:
+    return _select(
+        "ssl_mode",
+        "Certificate check",
+        [_option("Encrypt only (don't check the certificate)", "require"), *_verify_options()],
+        "require",
+        required=False,
+    )
 
 
 def _region(default: str = "US", *regions: str) -> Field:
@@ -152,6 +208,11 @@ def _sql_fields(
         _input("schema", "Schema", required=schema_required, placeholder=schema_placeholder),
         _ssh_tunnel(),
     ]
+
+
+def _postgres_fields() -> list[Field]:
+    fields = _sql_fields(port=5432, schema_placeholder="public")
+    return [*fields[:-1], _postgres_tls(), fields[-1]]
 
 
 # --- source definitions -------------------------------------------------------------------------------
@@ -245,7 +306,7 @@ _FORMS_LIST: list[dict[str, Any]] = [
                 placeholder="postgresql://user:password@localhost:5432/database",
                 secret=True,
             ),
-            *_sql_fields(port=5432, schema_placeholder="public"),
+            *_postgres_fields(),
         ],
         caption="Enter your Postgres credentials to automatically pull your Postgres data into the PostHog Data warehouse",
         featured=True,
@@ -265,7 +326,7 @@ _FORMS_LIST: list[dict[str, Any]] = [
             _select(
                 "using_ssl",
                 "Use SSL?",
-                [_option("Yes", "true"), _option("No", "false")],
+                [_option("Yes", "true", [_mysql_tls()]), _option("No", "false")],
                 "true",
                 converter="str_to_bool",
             ),

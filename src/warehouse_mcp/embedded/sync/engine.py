@@ -28,7 +28,7 @@ from datetime import time as time_of_day
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.sync import cdc, jobs
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
@@ -113,6 +113,17 @@ class SyncEngine:
 
         A CDC job runs with the jobs of its source's other CDC tables (`cdc_siblings`): one run serves them all.
         """
+        with ssh_tunnel.tunnel_scope():  # one SSH tunnel (if the source has one) per job, closed with it
+            return self._run(job, stop=stop, progress=progress, cdc_siblings=cdc_siblings)
+
+    def _run(
+        self,
+        job: jobs.ClaimedJob,
+        *,
+        stop: threading.Event | None,
+        progress: ProgressCallback | None,
+        cdc_siblings: list[jobs.ClaimedJob] | None,
+    ) -> JobProgress:
         target = jobs.load_target(self.store, job.schema_id)
         if target is not None and target.sync_type == SyncType.cdc and not target.deleted:
             return self._run_cdc(target, [job, *(cdc_siblings or [])], stop, progress)
