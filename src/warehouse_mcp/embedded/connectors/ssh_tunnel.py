@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
+import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -154,54 +157,97 @@ def _client_class() -> Any:
 
 
 class Tunnel:
-    """An open SSH connection with a local port forwarded to `destination`; `close()` ends both."""
+    """An SSH connection with a local port forwarded to `destination`, served by a child process.
+
+    The forwarding runs in its own process (this module run as a script) so that it keeps moving bytes
+    while a client library holds this process's GIL (connectorx does while it connects). The child gets
+    the tunnel's settings on its stdin (never in its arguments or environment), answers one JSON line
+    (`{"port", "fingerprint"}` or `{"error"}`), and exits when its stdin closes: at `close()`, or when
+    this process dies.
+    """
 
     def __init__(self, ssh: TunnelConfig, destination: tuple[str, int]) -> None:
         self.ssh = ssh
         self.destination = destination
         self.host_key_fingerprint: str | None = None
         self.local_port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ssh-tunnel", daemon=True)
-        self._connection: asyncssh.SSHClientConnection | None = None
-        self._listener: asyncssh.SSHListener | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def open(self) -> Tunnel:
-        self._thread.start()
+        request = {"ssh": dataclasses.asdict(self.ssh), "destination": list(self.destination)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
         try:
-            self._run(self._open(), CONNECT_TIMEOUT_SECONDS * 3)
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()
+            answer = self._read_answer(self._process.stdout, CONNECT_TIMEOUT_SECONDS * 3)
         except BaseException:
             self.close()
             raise
+        if "error" in answer or not answer.get("port"):
+            self.close()
+            raise SourceError(
+                self.ssh.scrub(str(answer.get("error") or "SSH tunnel: the tunnel did not start"))
+            )
+        self.local_port = int(answer["port"])
+        self.host_key_fingerprint = answer.get("fingerprint")
         return self
 
-    def close(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self._run(self._close(), CONNECT_TIMEOUT_SECONDS)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(CONNECT_TIMEOUT_SECONDS)
-        if not self._thread.is_alive() and not self._loop.is_closed():
-            self._loop.close()
-
-    def _run(self, coroutine: Any, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
+    def _read_answer(self, stdout: Any, timeout: float) -> dict[str, Any]:
+        lines: list[bytes] = []
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not lines:
             raise SourceError(
                 f"SSH tunnel: the SSH host {self.ssh.where} did not answer within {timeout:.0f} seconds"
-            ) from None
+            )
+        try:
+            answer = json.loads(lines[0] or b"{}")
+        except ValueError:
+            answer = {}
+        return answer if isinstance(answer, dict) else {}
 
-    async def _open(self) -> None:
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(CONNECT_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class _Forwarder:
+    """The child process's side: connect, check the host key, forward, report."""
+
+    def __init__(self, ssh: TunnelConfig, destination: tuple[str, int]) -> None:
+        self.ssh = ssh
+        self.destination = destination
+        self.host_key_fingerprint: str | None = None
+        self.local_port = 0
+        self._connection: asyncssh.SSHClientConnection | None = None
+        self._listener: asyncssh.SSHListener | None = None
+
+    async def open(self) -> None:
         import asyncssh
 
         ssh = self.ssh
         client: Any = _client_class()(ssh.host_key_fingerprint)
         options: dict[str, Any] = {
             "username": ssh.username,
-            "known_hosts": asyncssh.SSHKnownHosts(),  # empty: every key goes through _Client's check
+            "known_hosts": asyncssh.SSHKnownHosts(),  # empty: every key goes through the client's check
             "agent_path": None,
             "client_keys": [],
             "password": None,
@@ -249,7 +295,6 @@ class Tunnel:
         writer.close()
         self._listener = await self._connection.forward_local_port("127.0.0.1", 0, host, port)
         self.local_port = self._listener.get_port()
-        logger.debug("SSH tunnel via %s to %s:%s on 127.0.0.1:%s", ssh.where, host, port, self.local_port)
 
     def _private_key(self) -> asyncssh.SSHKey:
         import asyncssh
@@ -272,13 +317,37 @@ class Tunnel:
                 "including its BEGIN and END lines"
             ) from None
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
         if self._connection is not None:
             self._connection.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.wait_closed(), CONNECT_TIMEOUT_SECONDS)
+
+
+async def _serve(request: dict[str, Any]) -> None:
+    ssh = TunnelConfig(**request["ssh"])
+    host, port = request["destination"]
+    forwarder = _Forwarder(ssh, (str(host), int(port)))
+    try:
+        await forwarder.open()
+    except SourceError as error:
+        _answer({"error": ssh.scrub(str(error))})
+        await forwarder.close()
+        return
+    except Exception as error:  # anything unforeseen: its kind only, never its text
+        _answer({"error": f"SSH tunnel: the tunnel to SSH host {ssh.where} failed ({type(error).__name__})"})
+        await forwarder.close()
+        return
+    _answer({"port": forwarder.local_port, "fingerprint": forwarder.host_key_fingerprint})
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)  # until stdin closes
+    await forwarder.close()
+
+
+def _answer(answer: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
 
 
 # --- scopes: one tunnel per job -------------------------------------------------------------------------
@@ -355,3 +424,7 @@ def pin_host_key(config: dict[str, Any], scope: TunnelScope) -> str | None:
     if seen:
         tunnel["host_key_fingerprint"] = seen
     return seen
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(json.loads(sys.stdin.buffer.readline())))
