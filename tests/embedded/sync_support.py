@@ -11,7 +11,7 @@ import duckdb
 
 from warehouse_mcp.embedded import schema_records, source_records
 from warehouse_mcp.embedded.store import Store, iso
-from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync import cursor, jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, ProgressCallback, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
@@ -98,6 +98,12 @@ def schema_row(store: Store, schema_id: str) -> dict:
     row = store.query_one("SELECT * FROM schemas WHERE id = ?", (schema_id,))
     assert row is not None
     return dict(row)
+
+
+def saved_cursor(store: Store, schema_id: str) -> Any:
+    """The incremental field value the schema's next run starts at (None when it reads everything)."""
+    saved = cursor.load(schema_row(store, schema_id)["sync_cursor"])
+    return None if saved is None else saved.value
 
 
 def job_rows(store: Store, schema_id: str) -> list[dict]:

@@ -153,6 +153,9 @@ def test_xmin_only_on_postgres_tables_with_a_primary_key(
         "xmin replication requires a primary key on table 'events'. "
         "Provide primary_key_columns or refresh schema discovery to pick one up.",
     )
+    # Issue 11: xmin passed these checks and then failed every run; now it runs (test_sync_correctness).
+    orders = api.schema_by_name(pg_id, "orders")
+    assert api.patch(f"{SCHEMAS}{orders['id']}/", {"sync_type": "xmin"}).json()["sync_type"] == "xmin"
     my_id = api.create_source(
         "MySQL", {**my_with_tables(mysql_db).config, "schemas": [{"name": "customers"}]}, prefix="my"
     )
@@ -225,7 +228,7 @@ def test_answer_shapes(api: Api, backend: EmbeddedBackend, postgres_db: Database
     pg.execute("CREATE INDEX events_created ON events (created_at)")
     discovered = api.post(f"{SOURCES}database_schema/", {"source_type": "Postgres", **pg.config}).json()
     events = next(table for table in discovered if table["table"] == "events")
-    assert list(events)[7] == "xmin_available" and events["xmin_available"] is False
+    assert list(events)[7] == "xmin_available" and events["xmin_available"] is True
     assert (events["should_sync_default"], events["permission_error"], events["rls_warning"]) == (
         True,
         None,

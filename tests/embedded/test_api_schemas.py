@@ -426,7 +426,7 @@ def test_incremental_fields_rediscovers_the_table(api: Api, postgres_db: Databas
     assert "modified_at" in {field["field"] for field in body["incremental_fields"]}
     assert body["detected_primary_keys"] == ["id"] and body["full_refresh_available"] is True
     assert body["cdc_available"] is None, "the source has no CDC"
-    assert body["xmin_available"] is False, "Postgres, but the embedded engine does not run xmin"
+    assert body["xmin_available"] is True, "a Postgres table: the embedded engine runs xmin"
 
 
 def test_incremental_fields_for_a_vanished_table(api: Api, postgres_db: Database) -> None:

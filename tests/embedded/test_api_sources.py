@@ -384,6 +384,23 @@ def test_incomplete_incremental_schemas_are_fine_when_disabled(api: Api, pg: Dat
     assert api.schema_by_name(source_id, "orders")["should_sync"] is False
 
 
+def test_xmin_at_create_needs_postgres_and_a_primary_key(
+    api: Api, backend: EmbeddedBackend, pg: Database, my: Database
+) -> None:
+    xmin_events = {"name": "events", "should_sync": True, "sync_type": "xmin"}
+    response = api.post(SOURCES, {"source_type": "Postgres", "payload": pg_payload(pg, xmin_events)})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("xmin replication requires a primary key on table 'events'")
+    xmin_customers = {"name": "customers", "should_sync": True, "sync_type": "xmin"}
+    response = api.post(
+        SOURCES, {"source_type": "MySQL", "payload": {**my.config, "schemas": [xmin_customers]}}
+    )
+    assert response.json() == {"message": "xmin replication is only available for Postgres sources."}
+    assert backend.store.query("SELECT id FROM sources") == []
+    source_id = api.create_source("Postgres", pg_payload(pg, orders_schema(sync_type="xmin")))
+    assert api.schema_by_name(source_id, "orders")["sync_type"] == "xmin"
+
+
 def test_a_cdc_source_keeps_its_cdc_settings(api: Api, pg: Database) -> None:
     schema = {"name": "orders", "should_sync": True, "sync_type": "cdc", "cdc_table_mode": "both"}
     source_id = api.create_source("Postgres", {**pg_payload(pg, schema), "cdc_enabled": True})

@@ -248,24 +248,24 @@ def test_batches_land_in_duckdb_losslessly(everything: Database) -> None:
     )
 
 
-def test_incremental_read_starts_after_the_cursor(everything: Database) -> None:
+def test_incremental_read_starts_at_the_cursor_and_takes_null_cursors(everything: Database) -> None:
     table = _table(everything.config, "everything")
     rows = _read_rows(
-        everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=1)
+        everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=2)
     )
-    assert rows == [{"id": 2, "num": None}, {"id": 3, "num": -1}]
+    assert rows == [{"id": 2, "num": None}, {"id": 3, "num": -1}]  # at the cursor too: it may have company
     by_datetime = _read_rows(
         everything.config,
         ReadRequest(table=table, columns=["id"], incremental_field="local_ts", cursor="2000-01-01T00:00:00"),
     )
-    assert by_datetime == [{"id": 1}]
+    assert by_datetime == [{"id": 2}, {"id": 1}]  # row 2's is NULL: always read (MySQL: NULLs first)
     by_timestamp = _read_rows(
         everything.config,
         ReadRequest(
             table=table, columns=["id"], incremental_field="zoned_ts", cursor="2024-01-02T05:04:05+02:00"
         ),
     )
-    assert by_timestamp == [{"id": 1}]  # 03:04:05.123 UTC is after 03:04:05 UTC
+    assert by_timestamp == [{"id": 2}, {"id": 1}]  # 03:04:05.123 UTC is after 03:04:05 UTC
     ordered = _read_rows(everything.config, ReadRequest(table=table, columns=["id"], incremental_field="day"))
     assert ordered == [
         {"id": 2},

@@ -276,19 +276,20 @@ def test_batches_land_in_duckdb_losslessly(everything: Database) -> None:
     assert months == (2, 1)  # months survived as months, not as 30-day blocks
 
 
-def test_incremental_read_starts_after_the_cursor(everything: Database) -> None:
+def test_incremental_read_starts_at_the_cursor_and_takes_null_cursors(everything: Database) -> None:
     table = _table(everything.config, "everything")
     rows = _read_rows(
-        everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=1)
+        everything.config, ReadRequest(table=table, columns=["id", "num"], incremental_field="id", cursor=2)
     )
-    assert rows == [{"id": 2, "num": None}, {"id": 3, "num": -1}]
+    assert rows == [{"id": 2, "num": None}, {"id": 3, "num": -1}]  # at the cursor too: it may have company
     by_time = _read_rows(
         everything.config,
         ReadRequest(
             table=table, columns=["id"], incremental_field="zoned_ts", cursor="2000-01-01T05:00:00+00:00"
         ),
     )
-    assert by_time == [{"id": 1}]  # row 3 is 1999-12-31 23:59:59-05, i.e. 04:59:59 UTC: before the cursor
+    # Row 3 is 1999-12-31 23:59:59-05, i.e. 04:59:59 UTC: before the cursor. Row 2's is NULL: always read.
+    assert by_time == [{"id": 1}, {"id": 2}]
     ordered = _read_rows(
         everything.config, ReadRequest(table=table, columns=["id"], incremental_field="local_ts")
     )
@@ -297,7 +298,7 @@ def test_incremental_read_starts_after_the_cursor(everything: Database) -> None:
         everything.config,
         ReadRequest(table=table, columns=["day"], incremental_field="day", cursor="2000-01-01"),
     )
-    assert by_day == [{"day": dt.date(2024, 1, 2)}]
+    assert by_day == [{"day": dt.date(2024, 1, 2)}, {"day": None}]
 
 
 def test_batches_are_bounded_by_batch_rows(postgres_db: Database) -> None:

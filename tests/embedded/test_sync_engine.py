@@ -27,6 +27,7 @@ from .sync_support import (
     duckdb_type,
     job_rows,
     run_sync,
+    saved_cursor,
     schema_row,
     update_schema,
     warehouse_rows,
@@ -185,8 +186,7 @@ def test_incremental_reads_only_changed_rows_and_merges(
     )
     first = run_sync(store, vault, warehouse, schema_id)
     assert (first.status, first.rows_synced) == ("Completed", 3), first.error
-    cursor = json.loads(schema_row(store, schema_id)["sync_cursor"])
-    assert cursor.startswith("2024-01-01T00:00:02")
+    assert saved_cursor(store, schema_id).startswith("2024-01-01T00:00:02")
 
     source_db.execute(
         "UPDATE items SET name = 'changed', updated_at = '2024-02-01 00:00:00' WHERE id = 2",
@@ -195,16 +195,22 @@ def test_incremental_reads_only_changed_rows_and_merges(
     )
     second = run_sync(store, vault, warehouse, schema_id)
 
-    assert (second.status, second.rows_synced) == ("Completed", 3), second.error
+    # The 3 changed rows, and row 3 again: it sits at the saved cursor, where new rows may have arrived.
+    # (Postgres may read more: rows written by transactions still running at the last read's snapshot,
+    # which on a shared server include other sessions' — see README, "Sync guarantees".)
+    assert second.status == "Completed", second.error
+    assert second.rows_synced == 4 or (source_db.kind == "postgres" and second.rows_synced >= 4)
     table = schema_row(store, schema_id)["table_name"]
     assert_table_equals_source(source_db, warehouse, table)
     assert schema_row(store, schema_id)["table_row_count"] == 5
-    assert json.loads(schema_row(store, schema_id)["sync_cursor"]).startswith("2024-02-03T00:00:00")
+    assert saved_cursor(store, schema_id).startswith("2024-02-03T00:00:00")
 
-    # Nothing changed: nothing read, the cursor stays.
+    # Nothing changed: only the row at the cursor is read again, the cursor stays.
     third = run_sync(store, vault, warehouse, schema_id)
-    assert (third.status, third.rows_synced) == ("Completed", 0)
-    assert json.loads(schema_row(store, schema_id)["sync_cursor"]).startswith("2024-02-03T00:00:00")
+    assert third.status == "Completed"
+    assert third.rows_synced == 1 or (source_db.kind == "postgres" and third.rows_synced >= 1)
+    assert saved_cursor(store, schema_id).startswith("2024-02-03T00:00:00")
+    assert_table_equals_source(source_db, warehouse, table)
 
 
 def test_append_adds_only_new_rows(
@@ -217,12 +223,13 @@ def test_append_adds_only_new_rows(
     source_id = add_source(store, vault, "Postgres", postgres_db.config)
     schema_id = add_schema(store, source_id, "events", sync_type="append", incremental_field="id")
     assert run_sync(store, vault, warehouse, schema_id).rows_synced == 5
-    assert json.loads(schema_row(store, schema_id)["sync_cursor"]) == 5
+    assert saved_cursor(store, schema_id) == 5
 
     postgres_db.execute("INSERT INTO events SELECT g, 'k' || g FROM generate_series(6, 8) g")
     outcome = run_sync(store, vault, warehouse, schema_id)
 
-    assert (outcome.status, outcome.rows_synced) == ("Completed", 3)
+    assert outcome.status == "Completed"
+    assert outcome.rows_synced >= 4  # 6-8, and 5 again (it sits at the cursor), but not landed twice
     assert warehouse_rows(warehouse, "postgres_events", ["id"], "id") == [(i,) for i in range(1, 9)]
 
 

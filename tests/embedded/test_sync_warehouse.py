@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,9 +48,25 @@ def rows(warehouse: Warehouse, table: str) -> list[tuple]:
 
 
 def test_table_name_is_lower_case_with_safe_characters() -> None:
-    assert warehouse_table_name(None, "Postgres", "Orders") == "postgres_orders"
-    assert warehouse_table_name("prod", "MySQL", "order-items v2") == "prod_mysql_order_items_v2"
-    assert warehouse_table_name("", "Stripe", "Charge") == "stripe_charge"
+    assert warehouse_table_name(None, "Postgres", "orders") == "postgres_orders"
+    assert warehouse_table_name("prod", "MySQL", "order_items_v2") == "prod_mysql_order_items_v2"
+    assert warehouse_table_name("", "Stripe", "charge") == "stripe_charge"
+
+
+def test_a_name_that_must_be_folded_gets_a_hash_of_the_exact_name() -> None:
+    def tag(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()[:8]
+
+    assert warehouse_table_name(None, "Postgres", "Orders") == f"postgres_orders_{tag('Orders')}"
+    assert (
+        warehouse_table_name("prod", "MySQL", "order-items v2")
+        == f"prod_mysql_order_items_v2_{tag('order-items v2')}"
+    )
+    assert warehouse_table_name(None, "Postgres", "Café") == f"postgres_cafe_{tag('Café')}"
+    assert warehouse_table_name(None, "Postgres", "注文") == f"postgres__{tag('注文')}"
+    # Tables that differ only in case, punctuation or accents never share a warehouse table.
+    variants = ["orders", "Orders", "ORDERS", "orders!", "orders?", "ordérs", "order s", "order_s"]
+    assert len({warehouse_table_name(None, "Postgres", name) for name in variants}) == len(variants)
 
 
 def test_full_refresh_swaps_in_typed_table(warehouse: Warehouse) -> None:

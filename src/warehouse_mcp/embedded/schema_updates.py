@@ -24,6 +24,7 @@ from warehouse_mcp.embedded import (
 )
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import validation_error
+from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import (
     FREQUENCY_SECONDS,
     CdcTableMode,
@@ -195,18 +196,9 @@ def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_g
 
 
 def _check_xmin(source: Row, name: str, primary_key: list[str] | None) -> None:
-    if source["source_type"] not in serializers.XMIN_SOURCE_TYPES:
-        raise validation_error("xmin replication is only available for Postgres sources.")
-    if not primary_key:
-        raise validation_error(
-            f"xmin replication requires a primary key on table '{name}'. "
-            "Provide primary_key_columns or refresh schema discovery to pick one up."
-        )
-    # serializers.xmin_available: the embedded engine does not run xmin syncs (docs/posthog-differences.md).
-    raise validation_error(
-        f"xmin replication is not available for table '{name}': the embedded backend does not run xmin "
-        "syncs. Use incremental or full_refresh."
-    )
+    refusal = runnable.refusal(source["source_type"], "xmin", name, primary_key)
+    if refusal:
+        raise validation_error(refusal)
 
 
 def apply(backend: EmbeddedBackend, changes: list[SchemaChange]) -> None:

@@ -13,11 +13,11 @@ from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
+from warehouse_mcp.embedded.sync.runnable import XMIN_SOURCE_TYPES
 from warehouse_mcp.models import SchemaStatus, frequency_name
 
 Row = sqlite3.Row
 
-XMIN_SOURCE_TYPES = ("Postgres",)
 
 # Stored schema statuses → what the API shows (PostHog keeps enum names for the billing states).
 _STATUS_LABELS = {
@@ -184,8 +184,8 @@ def discovered_columns(table: TableInfo) -> list[dict[str, Any]]:
 
 
 def xmin_available(source_type: str) -> bool | None:
-    """PostHog offers xmin on Postgres only (null elsewhere); the embedded engine does not run it."""
-    return False if source_type in XMIN_SOURCE_TYPES else None
+    """PostHog offers xmin on Postgres only (null elsewhere)."""
+    return True if source_type in XMIN_SOURCE_TYPES else None
 
 
 def discovered_table_json(

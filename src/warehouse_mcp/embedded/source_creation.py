@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from warehouse_mcp.embedded import connector_access, schema_records, schema_updates, source_records
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.errors import message_error, validation_error
+from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
 
 if TYPE_CHECKING:
@@ -140,7 +141,9 @@ def create_source(
 
     source_id = str(uuid.uuid4())
     cdc_on = bool(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
-    plans = _schema_plans(payload.get("schemas"), tables, cdc_on=cdc_on, direct=direct)
+    plans = _schema_plans(
+        payload.get("schemas"), tables, source_type=new.source_type, cdc_on=cdc_on, direct=direct
+    )
     if cdc_on:
         config = {**config, **_cdc_settings(payload, source_id)}
 
@@ -207,7 +210,9 @@ def create_source(
     return source_id
 
 
-def _schema_plans(given: Any, tables: list[TableInfo], *, cdc_on: bool, direct: bool) -> list[SchemaPlan]:
+def _schema_plans(
+    given: Any, tables: list[TableInfo], *, source_type: str, cdc_on: bool, direct: bool
+) -> list[SchemaPlan]:
     if not given or not isinstance(given, list):
         raise message_error("Schemas not given")
     by_name = {table.name: table for table in tables}
@@ -242,6 +247,11 @@ def _schema_plans(given: Any, tables: list[TableInfo], *, cdc_on: bool, direct: 
     plans: dict[str, SchemaPlan] = {}
     for entry in entries:
         plans[entry["name"]] = _schema_plan(entry, by_name[entry["name"]], direct=direct)
+    if not direct:
+        for plan in plans.values():
+            refusal = runnable.refusal(source_type, plan.sync_type, plan.name, plan.primary_key_columns)
+            if refusal:
+                raise message_error(refusal)
     return list(plans.values())
 
 

@@ -57,15 +57,37 @@ class TableInfo:
     description: str | None = None
 
 
+@dataclass
+class ReadMarks:
+    """What a connector learns while reading, for the engine to save with the cursor."""
+
+    # Postgres: the oldest transaction (64-bit id) still running at a snapshot taken no later than the
+    # read's. Every row the read did not see was written by a transaction at or above it.
+    snapshot_xmin: int | None = None
+
+
 @dataclass(frozen=True)
 class ReadRequest:
-    """One table read. `cursor` is None for a full read; else rows with `incremental_field > cursor`."""
+    """One table read: which rows (the predicate, built by the connector) and which columns.
+
+    With `cursor` None and `since_xid` None the whole table is read. Otherwise a row is read when any of:
+    - `incremental_field >= cursor` (at, not above: rows sharing the saved maximum may have arrived
+      since; the engine drops the ones it already has),
+    - `incremental_field IS NULL` (such rows have no place on the cursor, so every run reads them),
+    - its transaction id (Postgres xmin, 64-bit) is `>= since_xid` (rows committed late, or xmin sync).
+    """
 
     table: TableInfo
     columns: list[str] | None = None  # None = every column
     incremental_field: str | None = None
     cursor: Any = None  # JSON-serialisable value as saved by the engine (ISO string for dates/times)
+    since_xid: int | None = None  # Postgres only
     batch_rows: int = 50_000
+    marks: ReadMarks = field(default_factory=ReadMarks, compare=False)
+
+    @property
+    def is_full_read(self) -> bool:
+        return self.cursor is None and self.since_xid is None
 
 
 class _Named(Protocol):

@@ -602,7 +602,8 @@ def _select(
         if request.cursor is not None:
             # The table's column, not a select alias (WHERE cannot see aliases; ORDER BY would prefer them).
             qualified_field = f"{_quote(schema)}.{_quote(table)}.{field}"
-            query += f" WHERE {qualified_field} > %s"
+            # At, not above, the cursor (rows sharing it may have arrived since); NULL cursors every time.
+            query += f" WHERE {qualified_field} >= %s OR {qualified_field} IS NULL"
             cursor_column = next(c for c in selected + columns if c.name == request.incremental_field)
             params = (_cursor_value(cursor_column, request.cursor),)
         query += f" ORDER BY {_quote(schema)}.{_quote(table)}.{field}"

@@ -443,6 +443,75 @@ def _arrow_type(warehouse_type: str) -> pa.DataType:
     }.get(warehouse_type, pa.string())
 
 
+# --- what a read selects ----------------------------------------------------------------------------------
+
+# A row's xmin is a 32-bit transaction id that wraps around; the cursor keeps 64-bit ids. A row's 64-bit id
+# is the one congruent to its xmin in the 2^32 ids up to a reference just above the ids in use when the
+# query runs (the snapshot's next id, plus room for the ids taken before the read's own snapshot).
+# Postgres freezes rows long before their xmin is 2^31 old, so every row written since the saved id maps
+# right as long as that id lies within the window; an older frozen row may map into it and is read again.
+XID_SPAN = 1 << 32
+XID_AHEAD = 1 << 30
+
+
+def _snapshot(connection: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(xmin, xmax) of the current snapshot as 64-bit transaction ids."""
+    version = int(_scalar(connection, "SHOW server_version_num"))
+    if version >= 130000:
+        query = "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s"
+    else:
+        query = "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s) FROM txid_current_snapshot() s"
+    row = connection.execute(query).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _row_xid(reference: int) -> sql.Composable:
+    """The 64-bit id of the transaction that wrote each row: its xmin placed in the 2^32 ids up to `reference`."""
+    return sql.SQL("({ref} - (({ref} - xmin::text::bigint) %% {span} + {span}) %% {span})").format(
+        ref=sql.Literal(reference), span=sql.Literal(XID_SPAN)
+    )
+
+
+def select_query(
+    schema: str, table: str, columns: list[_PgColumn], request: ReadRequest, *, next_xid: int
+) -> tuple[sql.Composed, tuple[Any, ...]]:
+    """The SELECT for `request` (see ReadRequest for which rows); `next_xid` is a snapshot's xmax taken
+    before the query's own snapshot."""
+    # Arrow lists have one dimension and Postgres does not enforce an array column's: read_query checks.
+    dimensions = [
+        sql.SQL("array_ndims({}) AS {}").format(
+            sql.Identifier(column.name), sql.Identifier(NESTED_PREFIX + column.name)
+        )
+        for column in columns
+        if column.element_type is not None
+    ]
+    query = sql.SQL("SELECT {} FROM {}.{}").format(
+        sql.SQL(", ").join([*(column.select_expression() for column in columns), *dimensions]),
+        sql.Identifier(schema),
+        sql.Identifier(table),
+    )
+    params: list[Any] = []
+    conditions: list[sql.Composable] = []
+    field = sql.Identifier(request.incremental_field) if request.incremental_field else None
+    if field is not None and request.cursor is not None:
+        # A str cursor (ISO date/time) is sent untyped, so Postgres reads it as the column's type.
+        conditions += [sql.SQL("{} >= %s").format(field), sql.SQL("{} IS NULL").format(field)]
+        params.append(request.cursor)
+    if request.since_xid is not None:
+        reference = next_xid + XID_AHEAD
+        if reference - request.since_xid >= XID_SPAN:
+            conditions.append(sql.SQL("true"))  # 4 billion transactions since: read everything again
+        else:
+            conditions.append(sql.SQL("{} >= %s").format(_row_xid(reference)))
+            params.append(request.since_xid)
+    if conditions:
+        query += sql.SQL(" WHERE ") + sql.SQL(" OR ").join(conditions)
+    if field is not None:
+        query += sql.SQL(" ORDER BY {}").format(field)
+    return query, tuple(params)
+
+
 # --- the connector ----------------------------------------------------------------------------------------
 
 
@@ -508,9 +577,12 @@ class PostgresConnector:
         table = request.table.name
         qualified = f"{target.schema}.{table}"
         with _connect(target, params=params, autocommit=False, read_only=True) as connection:
+            # Taken before the read's own snapshot (read_query opens its connection later), so every row
+            # that read misses was written by a transaction at or above this xmin.
+            request.marks.snapshot_xmin, next_xid = _snapshot(connection)
             columns = _columns(connection, target.schema, table).get(table)
             selected = pick_columns(columns, request, qualified, target.user)
-            query, query_params = self._select(target.schema, table, selected, request)
+            query, query_params = select_query(target.schema, table, selected, request, next_xid=next_xid)
             schema = pa.schema(
                 [
                     pa.field(
@@ -536,33 +608,6 @@ class PostgresConnector:
             scrub=target.scrub,
             snapshot=snapshot,
         )
-
-    @staticmethod
-    def _select(
-        schema: str, table: str, columns: list[_PgColumn], request: ReadRequest
-    ) -> tuple[sql.Composed, tuple[Any, ...]]:
-        # Arrow lists have one dimension and Postgres does not enforce an array column's: read_query checks.
-        dimensions = [
-            sql.SQL("array_ndims({}) AS {}").format(
-                sql.Identifier(column.name), sql.Identifier(NESTED_PREFIX + column.name)
-            )
-            for column in columns
-            if column.element_type is not None
-        ]
-        query = sql.SQL("SELECT {} FROM {}.{}").format(
-            sql.SQL(", ").join([*(column.select_expression() for column in columns), *dimensions]),
-            sql.Identifier(schema),
-            sql.Identifier(table),
-        )
-        params: tuple[Any, ...] = ()
-        if request.incremental_field:
-            field = sql.Identifier(request.incremental_field)
-            if request.cursor is not None:
-                # A str cursor (ISO date/time) is sent untyped, so Postgres reads it as the column's type.
-                query += sql.SQL(" WHERE {} > %s").format(field)
-                params = (request.cursor,)
-            query += sql.SQL(" ORDER BY {}").format(field)
-        return query, params
 
 
 # --- CDC readiness ------------------------------------------------------------------------------------------

@@ -7,15 +7,17 @@ commit to the target table (swap, merge or insert, by sync type) and then, in th
 the new cursor: the cursor never runs ahead of the data, so a crash at any point loses no rows (an
 append run that dies between the two commits inserts its rows again on the retry).
 
-Cursor rules: `full_refresh` reads everything and replaces the table; `incremental` and `append` read
-rows whose `incremental_field` is above the saved cursor and merge (on the primary key) or insert them.
-With no saved cursor (first run, after a resync or delete_data) they read everything and replace the
-table. The new cursor is the highest `incremental_field` value read (ISO strings for dates and times).
+Cursor rules (README, "Sync guarantees"): `full_refresh` reads everything and replaces the table.
+`incremental` and `append` read the rows whose `incremental_field` is at or above the saved cursor or NULL,
+and on Postgres also every row written by a transaction not finished when the last read took its snapshot
+(rows committed late with an older cursor value); `incremental` merges them on the primary key, `append`
+inserts the ones the table does not hold yet. `xmin` (Postgres) reads the rows written since the last
+read's snapshot and merges them on the primary key. With no saved cursor (first run, after a resync or
+delete_data) every type reads everything and replaces the table.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,14 +25,12 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as time_of_day
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
-from warehouse_mcp.embedded.sync import cdc, jobs
+from warehouse_mcp.embedded.sync import cdc, jobs, runnable
+from warehouse_mcp.embedded.sync import cursor as sync_cursor
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
 from warehouse_mcp.embedded.sync.warehouse import Staging, TableState, Warehouse, warehouse_table_name
 from warehouse_mcp.embedded.vault import Vault, VaultError
@@ -83,6 +83,8 @@ class _Plan:
     request: ReadRequest
     write: str  # "replace" | "merge" | "append"
     primary_keys: list[str]
+    sync_type: str
+    saved: sync_cursor.SyncCursor | None
 
 
 class SyncEngine:
@@ -177,7 +179,7 @@ class SyncEngine:
                 rows_synced=rows,
                 finished_at=self.clock.now(),
                 cursor_before=target.sync_cursor_json,
-                cursor_after=_next_cursor(plan, target, high_water),
+                cursor_after=sync_cursor.dump(_next_cursor(plan, high_water)),
                 table=table,
                 table_id=target.table_id or str(uuid.uuid4()),
             )
@@ -308,35 +310,44 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
     sync_type = target.sync_type
     if sync_type is None:
         raise SourceError(f"Table '{target.schema_name}' has no sync type set; choose one before syncing it.")
-    if sync_type == SyncType.xmin:
-        raise SourceError(
-            "The xmin sync method is not supported by the embedded backend; use incremental or full_refresh."
-        )
     if sync_type == SyncType.webhook:
         sync_type = SyncType.full_refresh  # the backfill; pushed events merge into it by primary key
-    if sync_type not in POLLED_SYNC_TYPES:
-        raise SourceError(f"Table '{target.schema_name}' uses {sync_type} sync, which is not run by polling.")
     table = next((t for t in tables if t.name == target.schema_name), None)
     if table is None:
         raise SourceError(
             f"Table '{target.schema_name}' no longer exists in the source (or this user cannot read it). "
             "Refresh the source's schemas, or restore the table."
         )
+    primary_keys = target.primary_key_columns or table.primary_keys
+    refusal = runnable.refusal(target.source_type, sync_type, target.schema_name, primary_keys)
+    if refusal:
+        raise SourceError(refusal)
+    if sync_type not in POLLED_SYNC_TYPES:
+        raise SourceError(f"Table '{target.schema_name}' uses {sync_type} sync, which is not run by polling.")
 
     field: str | None = None
+    table_name = warehouse_table_name(target.prefix, target.source_type, target.schema_name)
+    # A table landed under an earlier naming rule: the new name starts with a full load.
+    moved = target.table_name is not None and target.table_name != table_name
+    saved = None if moved else sync_cursor.load(target.sync_cursor_json)
     cursor: Any = None
-    primary_keys = target.primary_key_columns or table.primary_keys
+    since_xid: int | None = None
     if sync_type in (SyncType.incremental, SyncType.append):
         field = target.incremental_field
         if not field:
             raise SourceError(
                 f"Table '{target.schema_name}' uses {sync_type} sync but has no incremental field; set one."
             )
-        cursor = target.sync_cursor
+        if saved is not None and saved.value is not None:
+            cursor, since_xid = saved.value, saved.xid
+    elif sync_type == SyncType.xmin and saved is not None:
+        since_xid = saved.xid
+    keyed = sync_type == SyncType.xmin or (sync_type == SyncType.incremental and bool(primary_keys))
     # No cursor (first run, resync, delete_data): read everything and replace whatever is there.
-    write = "replace" if cursor is None else "merge" if sync_type == SyncType.incremental else "append"
+    first = cursor is None and since_xid is None
+    write = "replace" if first else "merge" if keyed else "append"
 
-    required = {field, *primary_keys} if sync_type == SyncType.incremental else {field}
+    required = {field, *primary_keys} if keyed else {field}
     enabled = set(target.enabled_columns) if target.enabled_columns else None
     columns = [c for c in table.columns if enabled is None or c.name in enabled or c.name in required]
     if not columns:
@@ -349,15 +360,18 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
         columns=[c.name for c in columns] if enabled is not None else None,
         incremental_field=field,
         cursor=cursor,
+        since_xid=since_xid,
         batch_rows=batch_rows,
     )
     return _Plan(
-        table_name=warehouse_table_name(target.prefix, target.source_type, target.schema_name),
+        table_name=table_name,
         table=table,
         columns=columns,
         request=request,
         write=write,
-        primary_keys=[k for k in primary_keys if k in names] if sync_type == SyncType.incremental else [],
+        primary_keys=[k for k in primary_keys if k in names] if keyed else [],
+        sync_type=sync_type,
+        saved=saved,
     )
 
 
@@ -366,7 +380,7 @@ def _commit(staging: Staging, plan: _Plan) -> TableState:
         return staging.replace_target()
     if plan.write == "merge":
         return staging.merge_into_target(plan.primary_keys)
-    return staging.append_to_target()
+    return staging.append_to_target(skip_landed_by=plan.request.incremental_field)
 
 
 class _HighWater:
@@ -391,22 +405,17 @@ class _HighWater:
             self.value = value
 
 
-def _next_cursor(plan: _Plan, target: jobs.SyncTarget, high_water: _HighWater) -> str | None:
+def _next_cursor(plan: _Plan, high_water: _HighWater) -> sync_cursor.SyncCursor | None:
+    """Where the next run starts: everything up to the snapshot this read saw is in the warehouse now."""
+    xid = plan.request.marks.snapshot_xmin
+    if plan.sync_type == SyncType.xmin:
+        return sync_cursor.SyncCursor(xid=xid)
     if plan.request.incremental_field is None:
         return None  # full refresh: a later switch to incremental starts with a full load
-    if high_water.value is None:
-        return target.sync_cursor_json  # nothing new was read
-    return json.dumps(_cursor_value(high_water.value))
-
-
-def _cursor_value(value: Any) -> Any:
-    if isinstance(value, datetime | date | time_of_day):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
+    value = high_water.value if high_water.value is not None else plan.saved and plan.saved.value
+    if value is None:
+        return None  # no cursor value yet (no rows, or only NULLs): the next run reads everything again
+    return sync_cursor.SyncCursor(sync_cursor.json_value(value), xid)
 
 
 def _close(batches: Iterable[Any]) -> None:

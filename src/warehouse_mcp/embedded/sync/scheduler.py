@@ -152,10 +152,11 @@ def next_run_at(
     return candidate
 
 
+_RUNNABLE = ", ".join(repr(str(t)) for t in RUNNABLE_SYNC_TYPES)
 _SCHEDULED = (
     "FROM schemas s JOIN sources src ON src.id = s.source_id "
     "WHERE s.deleted = 0 AND src.deleted = 0 AND s.should_sync = 1 "
-    f"AND s.sync_type IN ({', '.join(repr(str(t)) for t in RUNNABLE_SYNC_TYPES)}) AND s.next_sync_at IS NOT NULL "
+    f"AND s.sync_type IN ({_RUNNABLE}) AND s.next_sync_at IS NOT NULL "
     "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.schema_id = s.id AND j.status = 'Running')"
 )
 
@@ -188,8 +189,8 @@ def request_run(store: Store, schema_id: str, now: datetime, *, reset_cursor: bo
         # Running from the request on, as PostHog shows a triggered sync: whoever waits for it (the
         # data-warehouse-sync-wait tool) must not read the previous run's Completed as this one's.
         db.execute(
-            "UPDATE schemas SET next_sync_at = ?, status = CASE WHEN should_sync = 1 THEN 'Running' ELSE status END "
-            "WHERE id = ?",
+            "UPDATE schemas SET next_sync_at = ?, status = CASE WHEN should_sync = 1 AND sync_type IN "
+            f"({_RUNNABLE}) THEN 'Running' ELSE status END WHERE id = ?",
             (iso(now), schema_id),
         )
 

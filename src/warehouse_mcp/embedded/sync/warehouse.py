@@ -14,9 +14,11 @@ Readers open `<home>/warehouse.duckdb` read-only (query.py does so for the query
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import threading
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,9 +72,23 @@ MAX_FILES_PER_TABLE = 64
 
 
 def warehouse_table_name(prefix: str | None, source_type: str, schema_name: str) -> str:
-    """`{prefix}_{source_type}_{name}` (or `{source_type}_{name}`), lower-case, other characters as `_`."""
-    raw = f"{prefix}_{source_type}_{schema_name}" if prefix else f"{source_type}_{schema_name}"
-    return re.sub(r"[^a-z0-9_]", "_", raw.lower())
+    """`{prefix}_{source_type}_{name}` (or `{source_type}_{name}`) in lower-case ASCII letters, digits and `_`.
+
+    A name that is already such a string keeps it (`orders` → `postgres_orders`). Any other name (capitals,
+    punctuation, spaces, non-ASCII) is folded (accents dropped, the rest as `_`) and gets `_` plus the first
+    8 hex digits of the SHA-256 of the exact source name (`Orders` → `postgres_orders_<8 hex>`), so two
+    source tables never share a warehouse table, and a table keeps its name whatever others appear.
+    """
+    raw = f"{prefix}_{source_type}_" if prefix else f"{source_type}_"
+    name = _fold(raw) + _fold(schema_name)
+    if _fold(schema_name) != schema_name:
+        name += "_" + hashlib.sha256(schema_name.encode()).hexdigest()[:8]
+    return name
+
+
+def _fold(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9_]", "_", ascii_text.lower())
 
 
 def data_dir_for(path: Path) -> Path:
@@ -421,15 +437,26 @@ class Staging:
             published = warehouse._publish_table(self.target, files, columns, rows)
             return self._finish(published)
 
-    def append_to_target(self) -> TableState:
+    def append_to_target(self, skip_landed_by: str | None = None) -> TableState:
+        """Add the staged rows; with `skip_landed_by` (the cursor field) only those not landed already.
+
+        A staged row whose cursor is NULL or not above the table's highest may be one an earlier run landed
+        (reads start at the saved cursor, not above it): it is added only as many times as it is staged more
+        often than the table holds it among the rows of that cursor range (NULL included).
+        """
         warehouse = self._warehouse
         with warehouse._commits:
             entry = warehouse.manifest.tables.get(self.target)
             if entry is None:
                 return self._replace()
             columns = self._combined_columns(entry)
-            files = [warehouse.data_dir / name for name in entry.files] + self._move_parts()
-            rows = entry.rows + self.rows
+            landed = {column.name for column in entry.columns}
+            if skip_landed_by in landed and skip_landed_by in self._declared and self._parts:
+                added, added_rows = self._unlanded(entry, columns, skip_landed_by)
+            else:
+                added, added_rows = self._move_parts(), self.rows
+            files = [warehouse.data_dir / name for name in entry.files] + added
+            rows = entry.rows + added_rows
             files = warehouse._compacted(self.target, files, columns, rows)
             published = warehouse._publish_table(self.target, files, columns, rows)
             return self._finish(published)
@@ -505,6 +532,31 @@ class Staging:
         projection = ", ".join(f"CAST(NULL AS {c.type}) AS {quote(c.name)}" for c in columns)
         self._cursor.execute(f"COPY (SELECT {projection} LIMIT 0) TO {literal(str(file))} {PARQUET}")
         return file
+
+    def _unlanded(
+        self, entry: TableEntry, columns: list[WarehouseColumn], field: str
+    ) -> tuple[list[Path], int]:
+        """The staged rows the table does not hold yet, written as one new file (none when there are none)."""
+        f = quote(field)
+        old = f"({table_select(self._warehouse.data_dir, entry)}) AS old"
+        query = (
+            f"WITH landed AS (SELECT {_projection(columns, entry.columns, 'old')} FROM {old}), "
+            f"staged AS (SELECT {_projection(columns, self._columns, 'new')} FROM {self._staged_source()} AS new), "
+            f"bounds AS (SELECT (SELECT max({f}) FROM landed) AS hi, (SELECT min({f}) FROM staged) AS lo) "
+            f"SELECT staged.* FROM staged, bounds "
+            f"WHERE staged.{f} > bounds.hi OR (bounds.hi IS NULL AND staged.{f} IS NOT NULL) "
+            "UNION ALL "
+            f"(SELECT staged.* FROM staged, bounds WHERE staged.{f} <= bounds.hi OR staged.{f} IS NULL "
+            "EXCEPT ALL "
+            f"SELECT landed.* FROM landed, bounds "
+            f"WHERE landed.{f} BETWEEN bounds.lo AND bounds.hi OR landed.{f} IS NULL)"
+        )
+        file = self._warehouse._new_file(self.target)
+        rows = _count(self._cursor.execute(f"COPY ({query}) TO {literal(str(file))} {PARQUET}").fetchone())
+        if rows == 0:
+            file.unlink(missing_ok=True)
+            return [], 0
+        return [file], rows
 
     def _replace(self) -> TableState:
         files = self._move_parts()
