@@ -90,6 +90,11 @@ class SetupPayload(OpenObject):
         None,
         description="From data-warehouse-stored-credentials-list after the user finished the connect page.",
     )
+    cdc_enabled: bool | None = Field(
+        None,
+        description="Postgres only, off by default: stream changes (CDC) for tables with a primary key; "
+        "setup refuses with the failed prerequisites.",
+    )
 
 
 class SchemaUpdate(BaseModel):

@@ -209,3 +209,42 @@ def test_lag_status_against_the_thresholds(api: Api, backend: EmbeddedBackend, d
 )
 def test_lag_status_levels(lag: int | None, expected: str | None) -> None:
     assert lag_status(lag, 1, 5) == expected
+
+
+def test_setup_turns_cdc_on_only_when_asked(api: Api, backend: EmbeddedBackend, db: Database) -> None:
+    db.execute("CREATE TABLE notes (body text)")  # no primary key: not a CDC table
+    plain = api.post(f"{SOURCES}setup/", {"source_type": "Postgres", "payload": db.config})
+    assert plain.status_code == 201, plain.text
+    assert {s["sync_type"] for s in plain.json()["schemas"]} <= {"full_refresh", "append", "incremental"}
+    assert api.delete(f"{SOURCES}{plain.json()['id']}/").status_code == 204
+
+    answer = api.post(
+        f"{SOURCES}setup/",
+        {"source_type": "Postgres", "payload": {**db.config, "cdc_enabled": True}, "prefix": "live"},
+    )
+    assert answer.status_code == 201, answer.text
+    source = answer.json()
+    by_name = {s["name"]: s for s in source["schemas"]}
+    assert by_name["orders"]["sync_type"] == "cdc"
+    assert by_name["notes"]["sync_type"] == "full_refresh"
+    outcome = sync(backend, by_name["orders"]["id"])
+    assert (outcome.status, outcome.rows_synced) == ("Completed", 5)
+    assert api.get(f"{SOURCES}{source['id']}/cdc_status/").json()["slot_exists"] is True
+    assert api.delete(f"{SOURCES}{source['id']}/").status_code == 204
+    assert slots_of(db.name) == []
+
+
+def test_setup_with_cdc_explains_the_failed_prerequisites(api: Api, db: Database) -> None:
+    response = api.post(
+        f"{SOURCES}setup/",
+        {
+            "source_type": "Postgres",
+            "payload": {**db.config, "cdc_enabled": True, "cdc_management_mode": "self_managed"},
+        },
+    )
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert message.startswith("CDC was requested but the database is not ready for it: ")
+    assert "Replication slot name is required for self-managed mode." in message
+    assert "set up the source without cdc_enabled" in message
+    assert api.get(SOURCES).json()["results"] == []

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded import connector_access, request_context, source_records
-from warehouse_mcp.embedded.connectors.base import SourceError
+from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
 from warehouse_mcp.embedded.errors import message_error
 from warehouse_mcp.embedded.source_creation import (
     CDC_SOURCE_TYPES,
@@ -104,6 +104,32 @@ def check_cdc_prerequisites(request: Request) -> Response:
 
 
 CONNECT_FAILED = "Could not connect to Postgres to check prerequisites: "
+
+
+def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[TableInfo]) -> None:
+    """Setup asked for CDC: the database must pass the prerequisite checks, or setup stops with every
+    failure and the fix (the same checks as check_cdc_prerequisites)."""
+    if source_type not in CDC_SOURCE_TYPES:
+        raise message_error(f"CDC is only available for Postgres sources, not {source_type}.")
+    names = [table.name for table in tables if table.primary_keys]
+    if not names:
+        raise message_error("CDC needs tables with a primary key; none of this source's tables has one.")
+    try:
+        errors = _postgres().check_cdc_prerequisites(
+            config,
+            names,
+            cdc_mode(config),
+            config.get("cdc_slot_name") or None,
+            config.get("cdc_publication_name") or None,
+        )
+    except SourceError as exc:
+        raise message_error(str(exc)) from None
+    if errors:
+        raise message_error(
+            "CDC was requested but the database is not ready for it: "
+            + " ".join(errors)
+            + " Fix these and retry, or set up the source without cdc_enabled."
+        )
 
 
 def _prerequisites(

@@ -2,8 +2,9 @@
 
 Every discovered table is enabled: `incremental` when the table supports it, has a cursor
 candidate and a primary key (incremental runs merge changed rows on it), else `append` when
-supported (it needs a cursor too, but no key), else `full_refresh`. Never `cdc`: that needs prerequisites and an explicit opt-in. Webhook-only tables
-start disabled; setup switches them on if it manages to register the source's webhook.
+supported (it needs a cursor too, but no key), else `full_refresh`. `cdc` only when asked (`cdc=True`, after
+the prerequisites passed), for every table with a primary key. Webhook-only tables start disabled; setup
+switches them on if it manages to register the source's webhook.
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ def cursor_field(candidates: list[IncrementalCandidate]) -> IncrementalCandidate
     return usable[0] if usable else None
 
 
-def default_schemas(tables: list[TableInfo]) -> list[dict[str, Any]]:
+def default_schemas(tables: list[TableInfo], *, cdc: bool = False) -> list[dict[str, Any]]:
     schemas: list[dict[str, Any]] = []
     for table in tables:
         if table.webhook_only:
             schemas.append({"name": table.name, "should_sync": False})
+            continue
+        if cdc and table.cdc_available and table.primary_keys:
+            schemas.append(
+                {
+                    "name": table.name,
+                    "should_sync": True,
+                    "sync_type": "cdc",
+                    "primary_key_columns": list(table.primary_keys),
+                }
+            )
             continue
         chosen = cursor_field(table.incremental_fields)
         if chosen is not None and table.supports_incremental and table.primary_keys:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded import (
+    cdc_api,
     cdc_slots,
     connector_access,
     credentials_api,
@@ -29,7 +30,7 @@ from warehouse_mcp.embedded import (
     source_records,
     webhooks_api,
 )
-from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.errors import (
     message_error,
@@ -496,7 +497,10 @@ def setup(request: Request) -> Response:
     tables = connector_access.discover(connector, config)
     if not tables:
         raise message_error("No tables found for this source. Check the credentials and permissions.")
-    payload["schemas"] = default_schemas(tables)
+    cdc_on = forms.truthy(config.get("cdc_enabled"))
+    if cdc_on:
+        cdc_api.refuse_unready_cdc(source_type, config, tables)
+    payload["schemas"] = default_schemas(tables, cdc=cdc_on)
 
     new = source_creation.NewSource(
         source_type, payload, prefix, description, AccessMethod.warehouse, CreatedVia.mcp
