@@ -1,4 +1,4 @@
-"""The API's enumerations and value mappings (spec/api-semantics.md), shared by the tools and the embedded backend."""
+"""The API's enumerations and value mappings (docs/api-semantics.md), shared by the tools and the embedded backend."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class SourceType(StrEnum):
-    """Source type values PostHog defines (value == label), as listed in spec/api-semantics.md."""
+    """Source type values PostHog defines (value == label), as listed in docs/api-semantics.md."""
 
     Ashby = "Ashby"
     Supabase = "Supabase"

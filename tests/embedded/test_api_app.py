@@ -25,7 +25,7 @@ from warehouse_mcp.embedded.backend import EmbeddedBackend
 
 __all__ = ["api", "backend"]  # fixtures
 
-# (method, path after the project) of every documented operation (spec/operations.md), with an id
+# (method, path after the project) of every documented operation (docs/operations.md), with an id
 # that does not exist: each must reach its handler (which answers 404 for the id), never 405.
 SOURCE_ID = "00000000-0000-4000-8000-000000000000"
 OPERATIONS = [

@@ -1,4 +1,4 @@
-"""The embedded PostHog-compatible API as a Starlette app (design.md; spec/operations.md).
+"""The embedded PostHog-compatible API as a Starlette app (docs/operations.md, docs/api-semantics.md).
 
 Every operation is served under both path families, `/api/environments/{project}/` and
 `/api/projects/{project}/` (project: digits, or `@current` = 1), with or without the trailing
