@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        from .http_transport import serve_http
+        from .streamable_http import serve_http
 
         return serve_http(settings, host=args.host, port=args.port, token=token)
     from .server import build_server

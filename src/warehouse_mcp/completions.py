@@ -16,8 +16,8 @@ from mcp.types import (
 )
 
 from .client import ApiError
-from .http_call import send
 from .models import SourceType
+from .operation_requests import send
 from .operations import BY_TOOL
 
 if TYPE_CHECKING:

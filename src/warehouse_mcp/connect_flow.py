@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.types import ElicitRequest, ElicitRequestURLParams, InputRequiredResult
 
-from .http_call import project_of, send
+from .operation_requests import project_of, send
 from .operations import BY_TOOL, Args, Operation, SetupPayload
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from .client import ApiError
-from .http_call import send
+from .operation_requests import send
 from .operations import BY_TOOL
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from .client import ApiClient
-from .secrets import Redactor
+from .secret_guard import Redactor
 from .settings import Settings
 
 if TYPE_CHECKING:

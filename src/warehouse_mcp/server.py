@@ -17,11 +17,11 @@ from .completions import register_completions
 from .connect_flow import connect_or_setup
 from .discovery import DISCOVERY_INSTRUCTIONS, discovery_tools
 from .guide import register_guide
-from .http_call import send
+from .operation_requests import send
 from .operations import OPERATIONS, Args, Operation
 from .results import OUTPUT_SCHEMAS, error_text, render
 from .runtime import Runtime
-from .secrets import find_secrets, refusal
+from .secret_guard import find_secrets, refusal
 from .settings import Settings
 from .tool_schemas import input_model, input_schema, tool_annotations
 from .wait import wait_for_sync

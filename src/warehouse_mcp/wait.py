@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .client import ApiError
-from .http_call import project_of, send
+from .operation_requests import project_of, send
 from .operations import BY_TOOL, Args, Operation
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.types import CallToolResult, TextContent
 
 from .client import ApiError
-from .http_call import send
+from .operation_requests import send
 from .operations import Args, Operation
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from warehouse_mcp.embedded.errors import ApiError
+from warehouse_mcp.embedded.errors import ErrorAnswer
 from warehouse_mcp.embedded.job_inputs_update import merge_job_inputs
 
 PG: dict[str, Any] = {
@@ -26,7 +26,7 @@ PG: dict[str, Any] = {
 
 
 def refused(source_type: str, existing: dict[str, Any], incoming: dict[str, Any]) -> str:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ErrorAnswer) as caught:
         merge_job_inputs(source_type, existing, incoming)
     assert caught.value.status == 400 and caught.value.body["type"] == "validation_error"
     return str(caught.value.body["detail"])

@@ -14,7 +14,7 @@ from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded import connect_page, credentials_api
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
-from warehouse_mcp.embedded.errors import ApiError
+from warehouse_mcp.embedded.errors import ErrorAnswer
 
 SOURCES = "/api/projects/@current/external_data_sources"
 
@@ -184,8 +184,8 @@ def test_take_stored_credential_explains_what_is_wrong(backend: EmbeddedBackend)
     credential = stash(backend, "Postgres", {"host": "a", "password": CANARY_PASSWORD})
     store, vault = backend.store, backend.vault
 
-    def refusal(team_id: int, credential_id: str, source_type: str) -> ApiError:
-        with pytest.raises(ApiError) as refused:
+    def refusal(team_id: int, credential_id: str, source_type: str) -> ErrorAnswer:
+        with pytest.raises(ErrorAnswer) as refused:
             credentials_api.take_stored_credential(store, vault, team_id, credential_id, source_type)
         assert refused.value.status == 400
         return refused.value

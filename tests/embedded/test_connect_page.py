@@ -21,7 +21,7 @@ from warehouse_mcp.embedded import connect_page, credentials_api
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError
-from warehouse_mcp.embedded.errors import ApiError
+from warehouse_mcp.embedded.errors import ErrorAnswer
 
 pytestmark = pytest.mark.postgres
 
@@ -246,7 +246,7 @@ def test_the_page_refuses_what_only_a_posthog_backend_can_do(
 def test_store_credentials_and_the_page_share_one_check(
     backend: EmbeddedBackend, postgres_db: Database
 ) -> None:
-    with pytest.raises(ApiError) as wrong:
+    with pytest.raises(ErrorAnswer) as wrong:
         credentials_api.store_credential(
             backend.store, backend.vault, TEAM, "Postgres", {**postgres_db.config, "password": WRONG_PASSWORD}
         )

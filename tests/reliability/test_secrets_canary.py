@@ -27,7 +27,7 @@ from warehouse_mcp.embedded.source_records import source_config
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.vault import Vault
 from warehouse_mcp.harness import ConnectPageError, EmbeddedApi, _FormReader, complete_connect_page
-from warehouse_mcp.secrets import Redactor
+from warehouse_mcp.secret_guard import Redactor
 from warehouse_mcp.server import build_server
 from warehouse_mcp.settings import Settings
 

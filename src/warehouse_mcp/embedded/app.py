@@ -35,7 +35,7 @@ from warehouse_mcp.embedded import (
     webhooks_api,
 )
 from warehouse_mcp.embedded.errors import (
-    ApiError,
+    ErrorAnswer,
     authentication_failed,
     method_not_allowed,
     not_authenticated,
@@ -157,7 +157,7 @@ async def parse_body(request: Request) -> object:
         raise parse_error(str(exc)) from None
 
 
-def error_response(error: ApiError) -> Response:
+def error_response(error: ErrorAnswer) -> Response:
     return JSONResponse(error.body, status_code=error.status)
 
 
@@ -176,7 +176,7 @@ def make_dispatcher(backend: EmbeddedBackend) -> Callable[[Request], object]:
             request.state.team_id = team_id
             request.state.body = await parse_body(request) if request.method in BODY_METHODS else None
             return await run_in_threadpool(handler, request)
-        except ApiError as error:
+        except ErrorAnswer as error:
             return error_response(error)
         except Exception:
             logger.exception("unhandled error in %s %s", request.method, endpoint_name)

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from warehouse_mcp.embedded import credentials_api
 from warehouse_mcp.embedded.connectors import forms, registry
-from warehouse_mcp.embedded.errors import ApiError
+from warehouse_mcp.embedded.errors import ErrorAnswer
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.vault import Vault
 
@@ -192,7 +192,7 @@ class ConnectPage:
             return again(" ".join(submission.errors))
         try:
             config = credentials_api.check_credential(source_type, submission.config)
-        except ApiError as exc:
+        except ErrorAnswer as exc:
             return again(str(exc))
         try:
             with store.transaction() as db:

@@ -11,9 +11,9 @@ from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.errors import ApiError, message_error
+from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
 
-ErrorFactory = Callable[[str], ApiError]
+ErrorFactory = Callable[[str], ErrorAnswer]
 
 
 def connector(source_type: str, error: ErrorFactory = message_error) -> Connector:

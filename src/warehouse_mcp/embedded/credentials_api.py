@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from warehouse_mcp.embedded import connector_access, request_context
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import Connector
-from warehouse_mcp.embedded.errors import ApiError, message_error
+from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.vault import Vault
 
@@ -45,7 +45,7 @@ def connector_or_error(source_type: str | None) -> Connector:
 def check_credential(source_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Validate `payload` as `source_type`'s config, then against the live source; return the config to store.
 
-    Only the form's fields are kept. Raises ApiError 400 with the form's or the source's message, which
+    Only the form's fields are kept. Raises ErrorAnswer 400 with the form's or the source's message, which
     never holds a secret: connectors word SourceError without them, and anything else is reported by
     its kind only.
     """
@@ -56,7 +56,7 @@ def check_credential(source_type: str, payload: Mapping[str, Any]) -> dict[str, 
     connector_access.check_config(source_type, config)
     try:
         connector_access.check_credentials(connector, config)
-    except ApiError:
+    except ErrorAnswer:
         raise
     except Exception as exc:
         logger.warning("credential check for %s failed unexpectedly: %s", source_type, type(exc).__name__)

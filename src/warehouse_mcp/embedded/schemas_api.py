@@ -15,7 +15,7 @@ from warehouse_mcp.embedded import (
     serializers,
     source_records,
 )
-from warehouse_mcp.embedded.errors import ApiError, message_error
+from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def cancel(request: Request) -> Response:
     )
     outcome = backend.sync.cancel(schema["id"])
     if outcome is None:
-        raise ApiError(400, {"detail": "No running sync to cancel."})
+        raise ErrorAnswer(400, {"detail": "No running sync to cancel."})
     if outcome == "settled":
         return request_context.json_response(
             {"detail": "No sync was running. The sync status has been updated."}

@@ -1,4 +1,4 @@
-"""Secrets at rest: AES-GCM (via Fernet) under a key file kept beside, not inside, the database."""
+"""Secrets at rest: Fernet (AES-128-CBC with an HMAC-SHA256 tag) under a key file kept beside, not inside, the database."""
 
 from __future__ import annotations
 
