@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,7 +146,22 @@ def fresh_postgres() -> Iterator[Database]:
         yield Database("postgres", name, config)
     finally:
         with psycopg.connect(**_pg_args("postgres"), autocommit=True) as admin:
+            drop_replication_slots(admin, name)
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def drop_replication_slots(admin: Any, database: str) -> None:
+    """Drop the CDC slots a test left in its database: a slot blocks DROP DATABASE and, left behind, keeps
+    WAL for every database on the server. (The CDC tests check that the backend itself leaves none.)"""
+    for (pid,) in admin.execute(
+        "SELECT active_pid FROM pg_replication_slots WHERE database = %s AND active_pid IS NOT NULL",
+        (database,),
+    ).fetchall():
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s AND NOT temporary",
+        (database,),
+    )
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """Helpers for the CDC tests: CDC sources and schemas, one-shot runs, and slot clean-up.
 
 Replication slots are shared by everything on the server (max_replication_slots) and an orphan slot keeps
-WAL for the whole machine, so `drop_slots` removes every slot and publication of a test database; the
-`cdc_db` fixture calls it before the database is dropped, whatever the test did.
+WAL for the whole machine: `cdc_database` (like every `fresh_postgres` database) has its slots dropped
+before the database, whatever the test did; the tests themselves check that the backend leaves none.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Database, fresh_postgres
+from tests.conftest import Database, drop_replication_slots, fresh_postgres
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
@@ -39,16 +39,7 @@ def slots_of(database: str) -> list[str]:
 
 def drop_slots(database: str) -> None:
     with admin("postgres") as connection:
-        for (pid,) in connection.execute(
-            "SELECT active_pid FROM pg_replication_slots WHERE database = %s AND active_pid IS NOT NULL",
-            (database,),
-        ).fetchall():
-            connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        connection.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE database = %s AND NOT temporary",
-            (database,),
-        )
+        drop_replication_slots(connection, database)
 
 
 @contextmanager
