@@ -8,6 +8,7 @@
     sessions  50 sequential fresh-server harness sessions (create, setup, sync, tear down)
     warehouse the readable warehouse: write path vs. DuckDB INSERT, full refresh with and without
               concurrent reader processes, query latency on the synced table
+    cdc       Postgres CDC: snapshot, apply rate (changes/s), commit → warehouse latency on reload and at 1min
     all       all of the above
 
 Each benchmark is one function taking the parsed arguments; `main()` only dispatches. They need the
@@ -21,6 +22,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+import bench_cdc
 import bench_mcp
 import bench_sync
 import bench_warehouse
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_sync.add_commands(commands)
     bench_mcp.add_commands(commands)
     bench_warehouse.add_commands(commands)
+    bench_cdc.add_commands(commands)
     every = commands.add_parser("all", help="every benchmark, one after the other (the README's figures)")
     every.set_defaults(
         run=bench_all,
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         no_dlt=False,
         readers=4,
         reader_pause=0.05,
+        cdc_rows=100_000,
+        changes=100_000,
+        minute_samples=2,
     )
 
     args = parser.parse_args(argv)
@@ -64,6 +70,7 @@ def bench_all(args: argparse.Namespace) -> int:
         ("4. sync throughput", bench_sync.bench_sync),
         ("5. harness sessions", bench_mcp.bench_sessions),
         ("6. readable warehouse", bench_warehouse.bench_warehouse),
+        ("7. CDC", bench_cdc.bench_cdc),
     ):
         print(f"\n== {title} ==")
         failed |= run(args)

@@ -404,7 +404,10 @@ class PostgresCdc:
         return bool(rows and rows[0][0])
 
     def current_lsn(self) -> int:
-        return parse_lsn(self._run("Reading the WAL position", "SELECT pg_current_wal_lsn()::text")[0][0])
+        """The flushed WAL position: every transaction that commits later commits after it."""
+        return parse_lsn(
+            self._run("Reading the WAL position", "SELECT pg_current_wal_flush_lsn()::text")[0][0]
+        )
 
     @contextmanager
     def exported_snapshot(self) -> Iterator[tuple[int, str]]:
