@@ -34,13 +34,12 @@ EXAMPLES: dict[str, Any] = {
     "payload": {"credential_id": EXAMPLE_ID},
     "config": {"host": "db.example.com", "port": 5432, "database": "app", "user": "reader"},
     "query": "sync status",
+    "sql": "SELECT count(*) FROM postgres_customers",
     "operation": "external-data-sources-list",
     "arguments": {"id": EXAMPLE_ID},
 }
 # pydantic's wording for these may carry (part of) the rejected value: say something general instead.
 OPAQUE_ERRORS = ("value_error", "assertion_error", "json_invalid")
-
-
 INVALID_ARGUMENTS = "invalid arguments, nothing was done"
 
 

@@ -206,3 +206,21 @@ async def test_an_answer_of_the_wrong_shape_is_a_clear_error(api: RecordingApi) 
         emptied = await client.call_tool("external-data-sources-reload-create", {"id": SID})
     assert listed.is_error and "where a list was expected" in listed.content[0].text
     assert not emptied.is_error and emptied.structured_content == {"ok": True, "status_code": 200}
+
+
+@pytest.mark.anyio
+async def test_argument_errors_name_the_field_what_was_expected_and_an_example(api: RecordingApi) -> None:
+    async with Client(build_server(settings(api.url))) as client:
+        result = await client.call_tool(
+            "external-data-sources-list", {"limit": "plenty-of-rows", "offset": -5, "colour": "vermilion-7"}
+        )
+    text = result.content[0].text
+    assert result.is_error and text.startswith(
+        "external-data-sources-list: invalid arguments, nothing was done."
+    )
+    assert "- limit: expected a valid integer (Page size (default 100)). Example: 1." in text
+    assert "- offset: expected a number greater than or equal to 0" in text and "Example: 1." in text
+    assert "- colour: not an argument of this tool; allowed: limit, offset, search." in text
+    assert "plenty-of-rows" not in text and "vermilion-7" not in text
+    assert "pydantic" not in text and "http" not in text  # no library documentation links
+    assert api.requests == []

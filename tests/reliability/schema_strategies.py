@@ -1,7 +1,7 @@
 """Hypothesis strategies from a tool's input JSON schema, mixed with hostile values.
 
 Covers the subset of JSON schema the tools' input models produce: object / properties / required /
-additionalProperties, $defs / $ref, anyOf, enum, string (maxLength, pattern), integer and number
+additionalProperties, $defs / $ref, anyOf, enum, string (minLength, maxLength, pattern), integer and number
 (minimum / maximum), boolean, array (items, minItems), null. Every node is "valid most of the time":
 a hostile branch (wrong types, huge and odd strings, out-of-range numbers, unknown keys, missing
 required keys) is mixed in, so examples both get past validation and probe it.
@@ -170,7 +170,7 @@ class SchemaStrategies:
         if kind == "string":
             if "pattern" in schema:
                 return st.from_regex(schema["pattern"], fullmatch=True)
-            return st.text(max_size=min(schema.get("maxLength", 40), 40))
+            return st.text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 40))
         if kind == "integer":
             return st.integers(min_value=schema.get("minimum"), max_value=schema.get("maximum"))
         if kind == "number":

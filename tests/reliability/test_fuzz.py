@@ -41,7 +41,7 @@ EXAMPLES = 25
 SID = "0b6f2f3e-4c1d-4a51-9c55-2a4b7c6f0a11"
 # Destructive tools last, so the tools before them still find the seeded source.
 TOOLS = [op.tool for op in sorted(OPERATIONS, key=lambda op: op.destructive)]
-CONFINED = re.compile(r"^/api/projects/[^/]+/external_data_(sources|schemas)/")
+CONFINED = re.compile(r"^/api/projects/[^/]+/(external_data_(sources|schemas)|warehouse)/")
 
 PATH_PARAMETERS = ("id", "project_id", "source_id")
 
