@@ -3,12 +3,14 @@ its own tool would, through the MCP client in both protocol generations."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.types import ElicitRequestURLParams, ElicitResult
 
 from tests.conftest import Database
@@ -179,3 +181,14 @@ async def test_connect_flow_setup_and_wait_through_call(
     assert len(elicited) == 1 and "/connect/" in elicited[0].url
     assert waited.structured_content["done"] is True and waited.structured_content["rows_synced"] == 500
     assert progress and progress[-1] == 500
+
+
+async def test_the_command_line_flag_selects_discovery_mode(tmp_path: Path) -> None:
+    command = str(Path(sys.executable).with_name("warehouse-mcp"))
+    env = {"PATH": os.environ["PATH"], "WAREHOUSE_MCP_HOME": str(tmp_path / "home")}
+    params = StdioServerParameters(command=command, args=["--tool-mode", "discovery"], env=env)
+    async with Client(params) as client:
+        names = sorted(tool.name for tool in (await client.list_tools()).tools)
+        instructions = client.instructions or ""
+    assert names == sorted([SEARCH, SCHEMA, CALL])
+    assert SEARCH in instructions
