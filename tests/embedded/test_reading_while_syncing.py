@@ -16,10 +16,13 @@ from tests.conftest import Database
 from tests.embedded.test_stripe_webhooks import Harness, customer
 from tests.fakes.stripe_server import make_event
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.sync.engine import JobProgress
+from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
+from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 from warehouse_mcp.embedded.vault import Vault
 
+from .cdc_support import add_cdc_schema, add_cdc_source, cdc_database, run_cdc
 from .sync_support import add_schema, add_source, run_sync
 from .warehouse_readers import assert_only_committed_states, readers
 
@@ -138,3 +141,48 @@ def test_readers_never_see_a_webhook_event_half_applied(home: Path, tmp_path: Pa
     # Each event is one commit: 10 customers (9 after the delete), each once, never 9 + 1 mid-upsert.
     assert {tuple(a[:2]) for a in answers} <= {(10, 10), (9, 9)}
     assert len({tuple(a) for a in answers}) > 1  # the readers watched the table change
+
+
+@pytest.mark.postgres
+def test_readers_see_cdc_tables_only_between_whole_source_transactions(
+    store: Store, vault: Vault, warehouse: Warehouse, home: Path, tmp_path: Path
+) -> None:
+    """Each source transaction stamps every row with its number, adds 5 rows and deletes 5: readers must
+    never see a transaction half applied, whatever page of the stream a commit carried."""
+    with cdc_database() as db:
+        db.execute(
+            "CREATE TABLE items (id integer PRIMARY KEY, gen integer NOT NULL)",
+            "INSERT INTO items SELECT g, 0 FROM generate_series(1, 200) g",
+        )
+        source_id = add_cdc_source(store, vault, db)
+        schema_id = add_cdc_schema(store, source_id, "items")
+        [snapshot] = run_cdc(store, vault, warehouse, schema_id)
+        assert snapshot.status == "Completed", snapshot.error
+        for gen in range(1, 9):
+            db.execute(
+                f"""BEGIN;
+                UPDATE items SET gen = {gen};
+                INSERT INTO items SELECT g, {gen} FROM generate_series({200 + 5 * gen - 4}, {200 + 5 * gen}) g;
+                DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 5);
+                COMMIT"""
+            )
+        committed = {(200, 200, gen, gen) for gen in range(9)}
+        with readers(home / "warehouse.duckdb", "postgres_items", tmp_path, count=2) as group:
+            pauses: list[list[Any]] = []
+
+            def pause(progress: JobProgress) -> None:
+                if progress.status == "Running" and len(pauses) < 3:
+                    group.wait_for_new_answers(2)
+                    pauses.append(group.latest())
+
+            clock = Clock()
+            job = jobs.claim(store, schema_id, clock.now())
+            assert job is not None
+            outcome = SyncEngine(store, vault, warehouse, clock, batch_rows=150).run(job, progress=pause)
+            assert outcome.status == "Completed", outcome.error
+            group.wait_for_new_answers(2)
+            assert group.latest() == [[200, 200, 8, 8]] * 2
+            answers = group.stop()
+    # The stream was committed page by page, and readers saw each page's whole transactions.
+    assert pauses == [[[200, 200, gen, gen]] * 2 for gen in (1, 2, 3)]
+    assert_only_committed_states(answers, committed)

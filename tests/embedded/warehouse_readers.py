@@ -39,6 +39,7 @@ GENERATIONS = 'SELECT count(*), count(DISTINCT id), min(gen), max(gen) FROM "{ta
 
 class Readers:
     def __init__(self, warehouse: Path, table: str, directory: Path, count: int, query: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.stop_file = directory / "stop-readers"
         self.outputs = [directory / f"reader-{i}.jsonl" for i in range(count)]
         self.processes = [
