@@ -248,3 +248,20 @@ def test_setup_with_cdc_explains_the_failed_prerequisites(api: Api, db: Database
     assert "Replication slot name is required for self-managed mode." in message
     assert "set up the source without cdc_enabled" in message
     assert api.get(SOURCES).json()["results"] == []
+
+
+def test_a_slot_consumed_by_another_client_fails_the_table(
+    api: Api, backend: EmbeddedBackend, db: Database
+) -> None:
+    _, schema_id = create_cdc_source(api, db)
+    sync(backend, schema_id)
+    [slot] = slots_of(db.name)
+    db.execute("INSERT INTO orders VALUES (8, 80)")
+    with admin(db.name) as connection:
+        connection.execute("SELECT pg_replication_slot_advance(%s, pg_current_wal_flush_lsn())", (slot,))
+    outcome = sync(backend, schema_id)
+    assert outcome.status == "Failed"
+    assert f"The replication slot '{slot}' has moved past changes this table has not applied" in (
+        outcome.error or ""
+    )
+    assert "Resync the table" in (outcome.error or "")
