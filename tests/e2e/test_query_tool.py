@@ -63,6 +63,16 @@ async def test_an_agent_lists_and_queries_what_it_synced(postgres_db: Database, 
         still = await call(client, "data-warehouse-query", {"sql": "SELECT count(*) FROM postgres_customers"})
         assert still["rows"] == [[25]]
 
+        # A second server on the same data directory (the first holds the warehouse lock) reads the same tables.
+        async with Client(build_server(embedded(home))) as other:
+            again = await call(
+                other, "data-warehouse-query", {"sql": "SELECT max(id) FROM postgres_customers"}
+            )
+            assert again["rows"] == [[25]]
+            assert {
+                t["name"] for t in (await call(other, "data-warehouse-tables-list", {}))["results"]
+            } == set(by_name)
+
 
 @pytest.mark.anyio
 async def test_the_query_tools_are_in_the_read_only_toolset(home: Path) -> None:
