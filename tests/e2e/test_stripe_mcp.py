@@ -75,7 +75,7 @@ async def test_stripe_webhook_tools_through_mcp(stripe: FakeStripe, tmp_path: Pa
         assert waited["done"], waited
         source = await ok(client, "external-data-sources-retrieve", {"id": source["id"]})
         rows = {schema["name"]: (schema["table"] or {}).get("row_count") for schema in source["schemas"]}
-        assert rows["customers"] == 3 and rows["charges"] == 1  # webhook tables got their backfill
+        assert rows["Customer"] == 3 and rows["Charge"] == 1  # webhook tables got their backfill
 
         info = await ok(client, "external-data-sources-webhook-info-retrieve", {"id": source["id"]})
         assert info["supports_webhooks"] is True and info["exists"] is True

@@ -75,7 +75,7 @@ def test_setup_registers_a_webhook_and_switches_tables_to_it(
     assert source["webhook"] == {"success": True, "webhook_url": url, "error": None, "pending_inputs": []}
     assert source["supports_webhooks"] is True
     assert source["revenue_analytics_config"] == {"enabled": True, "include_invoiceless_charges": True}
-    assert source["job_inputs"] == {"auth_method": "api_key"}
+    assert source["job_inputs"] == {"auth_method": {"selection": "api_key"}}  # PostHog's nested shape
 
     capable = {table.name for table in StripeConnector().discover(STRIPE_CONFIG) if table.supports_webhooks}
     fresh = api.source(source["id"])
@@ -109,7 +109,10 @@ def test_setup_keeps_polling_when_registration_fails(api: Api, stripe: FakeStrip
         webhook["success"] is False and webhook["error"] and webhook["pending_inputs"] == ["signing_secret"]
     )
     assert webhook_tables(source) == set()
-    assert all(schema["sync_type"] == "incremental" for schema in source["schemas"])
+    by_type = {schema["name"]: schema["sync_type"] for schema in source["schemas"]}
+    assert by_type.pop("Discount") is None, "webhook-only: nothing to poll"
+    assert by_type.pop("CustomerBalanceTransaction") == by_type.pop("CustomerPaymentMethod") == "full_refresh"
+    assert set(by_type.values()) == {"incremental"}
     assert api.get(f"{SOURCES}{source['id']}/webhook_info/").json()["exists"] is False
 
 
@@ -187,7 +190,7 @@ def test_switching_a_table_to_webhook_registers_the_webhook(
     stripe.forbidden.add("webhook_endpoints")
     source = setup_stripe(api)
     stripe.forbidden.discard("webhook_endpoints")
-    customers = next(schema for schema in source["schemas"] if schema["name"] == "customers")
+    customers = next(schema for schema in source["schemas"] if schema["name"] == "Customer")
     response = api.patch(f"{SCHEMAS}{customers['id']}/", {"sync_type": "webhook"})
     assert response.status_code == 200, response.text
     assert len(stripe.webhook_endpoints) == 1
@@ -197,7 +200,7 @@ def test_switching_a_table_to_webhook_registers_the_webhook(
 def test_a_failed_registration_refuses_the_switch(api: Api, stripe: FakeStripe) -> None:
     stripe.forbidden.add("webhook_endpoints")
     source = setup_stripe(api)
-    customers = next(schema for schema in source["schemas"] if schema["name"] == "customers")
+    customers = next(schema for schema in source["schemas"] if schema["name"] == "Customer")
     response = api.patch(f"{SCHEMAS}{customers['id']}/", {"sync_type": "webhook"})
     assert response.status_code == 400
     assert response.json()["detail"].startswith("Failed to register webhook on your source: ")
@@ -229,7 +232,7 @@ class WebhookOnlyStripe(StripeConnector):
 
     def discover(self, config: Any) -> list[TableInfo]:
         return [
-            replace(table, webhook_only=True) if table.name == "customers" else table
+            replace(table, webhook_only=True) if table.name == "Customer" else table
             for table in super().discover(config)
         ]
 
@@ -248,7 +251,7 @@ def webhook_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_webhook_only_tables(api: Api, stripe: FakeStripe) -> None:
     stripe.forbidden.add("webhook_endpoints")
     source = setup_stripe(api)
-    customers = next(schema for schema in source["schemas"] if schema["name"] == "customers")
+    customers = next(schema for schema in source["schemas"] if schema["name"] == "Customer")
     assert customers["should_sync"] is False and customers["sync_type"] is None, (
         "disabled until a webhook exists"
     )
@@ -256,10 +259,10 @@ def test_webhook_only_tables(api: Api, stripe: FakeStripe) -> None:
     assert response.status_code == 400
     assert (
         response.json()["detail"]
-        == "customers can only be synced via webhooks — pick the Webhook sync method."
+        == "Customer can only be synced via webhooks — pick the Webhook sync method."
     )
 
     stripe.forbidden.discard("webhook_endpoints")
     enabled = setup_stripe(api, prefix="second")
-    customers = next(schema for schema in enabled["schemas"] if schema["name"] == "customers")
+    customers = next(schema for schema in enabled["schemas"] if schema["name"] == "Customer")
     assert customers["should_sync"] is True and customers["sync_type"] == "webhook"

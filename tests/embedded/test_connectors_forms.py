@@ -156,11 +156,11 @@ def test_mysql_stripe_hubspot_bigquery_forms() -> None:
     assert [field["name"] for field in stripe["webhookFields"]] == ["signing_secret"]
     assert stripe["webhookFields"][0]["placeholder"] == "whsec_..."
     assert [table["table"] for table in stripe["suggestedTables"]] == [
-        "customers",
-        "charges",
-        "invoices",
-        "subscriptions",
-        "products",
+        "Customer",
+        "Charge",
+        "Invoice",
+        "Subscription",
+        "Product",
     ]
 
     hubspot = registry.form("Hubspot")

@@ -75,7 +75,7 @@ def test_account_header_is_sent_when_an_account_is_given(
     connector.validate({**CONFIG, "stripe_account_id": "acct_1Connected"})
     list(
         connector.read(
-            {**CONFIG, "stripe_account_id": "acct_1Connected"}, ReadRequest(TABLES["customers"].info())
+            {**CONFIG, "stripe_account_id": "acct_1Connected"}, ReadRequest(TABLES["Customer"].info())
         )
     )
     assert [r.headers.get("stripe-account") for r in stripe.requests] == ["acct_1Connected"] * 2
@@ -85,34 +85,47 @@ def test_account_header_is_sent_when_an_account_is_given(
 def test_discover_lists_every_table_with_columns_keys_and_cursor(connector: StripeConnector) -> None:
     tables = connector.discover(CONFIG)
     names = [table.name for table in tables]
-    assert names == sorted(names)
-    assert {
-        "customers",
-        "charges",
-        "invoices",
-        "subscriptions",
-        "products",
-        "prices",
-        "refunds",
-        "balance_transactions",
-        "payment_intents",
-    } <= set(names)
+    # PostHog's 16 Stripe resources, under PostHog's names (stripe/settings.py ENDPOINTS).
+    assert names == [
+        "BalanceTransaction",
+        "Charge",
+        "Coupon",
+        "CreditNote",
+        "Customer",
+        "CustomerBalanceTransaction",
+        "CustomerPaymentMethod",
+        "Discount",
+        "Dispute",
+        "Invoice",
+        "InvoiceItem",
+        "Payout",
+        "Price",
+        "Product",
+        "Refund",
+        "Subscription",
+    ]
+    cursors = {"InvoiceItem": "date", "Discount": None, "CustomerBalanceTransaction": None}
+    cursors["CustomerPaymentMethod"] = None
     for table in tables:
         columns = {column.name: column for column in table.columns}
         assert table.primary_keys == ["id"]
         assert columns["id"].warehouse_type == "VARCHAR" and not columns["id"].is_nullable
-        assert columns["created"].warehouse_type == "BIGINT"
-        assert [(c.field, c.field_type) for c in table.incremental_fields] == [("created", "integer")]
+        cursor = cursors.get(table.name, "created")
+        if cursor is None:
+            assert table.incremental_fields == [] and not table.supports_append
+        else:
+            assert columns[cursor].warehouse_type == "BIGINT"
+            assert [(c.field, c.field_type) for c in table.incremental_fields] == [(cursor, "integer")]
         assert table.description
     by_name = {table.name: table for table in tables}
-    assert by_name["customers"].supports_webhooks
-    assert not by_name["balance_transactions"].supports_webhooks  # Stripe sends no events for them
-    assert {c.name: c.warehouse_type for c in by_name["customers"].columns}["metadata"] == "JSON"
+    assert by_name["Customer"].supports_webhooks
+    assert not by_name["BalanceTransaction"].supports_webhooks  # Stripe sends no events for them
+    assert {c.name: c.warehouse_type for c in by_name["Customer"].columns}["metadata"] == "JSON"
 
 
 def test_read_follows_pages_until_has_more_is_false(stripe: FakeStripe, connector: StripeConnector) -> None:
     created = [stripe.add("customers", email=f"c{i}@example.com", metadata={"n": i}) for i in range(5)]
-    table = read_all(connector, "customers")
+    table = read_all(connector, "Customer")
     assert sorted(table.column("id").to_pylist()) == sorted(c["id"] for c in created)
     pages = stripe.requests_to("/v1/customers")
     assert len(pages) == 3  # 2 + 2 + 1 objects
@@ -125,7 +138,7 @@ def test_read_follows_pages_until_has_more_is_false(stripe: FakeStripe, connecto
 
 def test_read_selected_columns_only(stripe: FakeStripe, connector: StripeConnector) -> None:
     stripe.add("charges", amount=1250, currency="usd", customer={"id": "cus_expanded", "object": "customer"})
-    table = read_all(connector, "charges", columns=["id", "amount", "customer"])
+    table = read_all(connector, "Charge", columns=["id", "amount", "customer"])
     assert table.column_names == ["id", "amount", "customer"]
     assert table.to_pylist()[0]["amount"] == 1250
     assert table.to_pylist()[0]["customer"] == "cus_expanded"  # an expanded reference lands as its id
@@ -136,28 +149,28 @@ def test_incremental_read_asks_stripe_for_newer_objects_only(
 ) -> None:
     old = stripe.add("invoices", created=1_700_000_100, total=10)
     new = stripe.add("invoices", created=1_700_000_200, total=20)
-    table = read_all(connector, "invoices", incremental_field="created", cursor=old["created"])
+    table = read_all(connector, "Invoice", incremental_field="created", cursor=old["created"])
     assert table.column("id").to_pylist() == [new["id"]]
     assert stripe.requests_to("/v1/invoices")[0].query["created[gt]"] == ["1700000100"]
     with pytest.raises(SourceError, match="only by 'created'"):
-        read_all(connector, "invoices", incremental_field="total", cursor=1)
+        read_all(connector, "Invoice", incremental_field="total", cursor=1)
 
 
 def test_batches_are_bounded_and_typed(stripe: FakeStripe, connector: StripeConnector) -> None:
     for n in range(5):
         stripe.add("balance_transactions", amount=n, exchange_rate=1.5 if n else None, fee_details=[])
-    batches = list(connector.read(CONFIG, ReadRequest(TABLES["balance_transactions"].info(), batch_rows=2)))
+    batches = list(connector.read(CONFIG, ReadRequest(TABLES["BalanceTransaction"].info(), batch_rows=2)))
     assert [batch.num_rows for batch in batches] == [2, 2, 1]
     schema = batches[0].schema
     assert (schema.field("amount").type, schema.field("exchange_rate").type) == (pa.int64(), pa.float64())
     assert schema.field("fee_details").type == pa.json_()
-    assert list(connector.read(CONFIG, ReadRequest(TABLES["refunds"].info()))) == []
+    assert list(connector.read(CONFIG, ReadRequest(TABLES["Refund"].info()))) == []
 
 
 def test_cancelled_subscriptions_are_included(stripe: FakeStripe, connector: StripeConnector) -> None:
     stripe.add("subscriptions", status="active")
     stripe.add("subscriptions", status="canceled")
-    assert sorted(read_all(connector, "subscriptions").column("status").to_pylist()) == ["active", "canceled"]
+    assert sorted(read_all(connector, "Subscription").column("status").to_pylist()) == ["active", "canceled"]
 
 
 def test_rate_limit_is_retried_after_the_advertised_delay(
@@ -165,7 +178,7 @@ def test_rate_limit_is_retried_after_the_advertised_delay(
 ) -> None:
     stripe.add("products", name="Pro")
     stripe.fail_next(2, status=429, retry_after="3")
-    table = read_all(connector, "products")
+    table = read_all(connector, "Product")
     assert table.column("name").to_pylist() == ["Pro"]
     assert sleeps == [3.0, 3.0]
     assert len(stripe.requests_to("/v1/products")) == 3
@@ -209,28 +222,26 @@ def test_api_base_comes_from_the_environment(stripe: FakeStripe, monkeypatch: py
 
 def test_register_and_delete_webhook(stripe: FakeStripe, connector: StripeConnector) -> None:
     url = "https://example.com/webhooks/stripe/abc/"
-    registration = connector.register_webhook(
-        CONFIG, url, ["customers", "balance_transactions", "subscriptions"]
-    )
+    registration = connector.register_webhook(CONFIG, url, ["Customer", "BalanceTransaction", "Subscription"])
     assert registration.success and registration.error is None
     assert registration.webhook_url == url
     assert registration.signing_secret and registration.signing_secret.startswith("whsec_")
     endpoint = stripe.webhook_endpoints[registration.external_id or ""]
     assert endpoint["url"] == url
-    assert endpoint["enabled_events"] == webhook_events(["customers", "subscriptions"])
+    assert endpoint["enabled_events"] == webhook_events(["Customer", "Subscription"])
     assert "customer.subscription.deleted" in endpoint["enabled_events"]
     [create] = stripe.requests_to("/v1/webhook_endpoints")
     assert create.headers["content-type"] == "application/x-www-form-urlencoded"
     assert create.headers["idempotency-key"]
 
-    status = connector.webhook_status(CONFIG, registration.external_id or "", ["customers", "products"])
-    assert status["missing_events"] == webhook_events(["products"])
+    status = connector.webhook_status(CONFIG, registration.external_id or "", ["Customer", "Product"])
+    assert status["missing_events"] == webhook_events(["Product"])
     assert (status["external_status"]["exists"], status["external_status"]["status"]) == (True, "enabled")
 
     assert connector.delete_webhook(CONFIG, registration.external_id or "")
     assert stripe.webhook_endpoints == {}
     assert connector.delete_webhook(CONFIG, registration.external_id or "")  # already gone is gone
-    gone = connector.webhook_status(CONFIG, registration.external_id or "", ["customers"])
+    gone = connector.webhook_status(CONFIG, registration.external_id or "", ["Customer"])
     assert gone["external_status"]["exists"] is False and gone["missing_events"] == []
 
 
@@ -238,7 +249,7 @@ def test_webhook_registration_retried_after_429_creates_one_endpoint(
     stripe: FakeStripe, connector: StripeConnector
 ) -> None:
     stripe.fail_next(1)
-    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["charges"])
+    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["Charge"])
     assert registration.success
     assert len(stripe.webhook_endpoints) == 1
     first, second = stripe.requests_to("/v1/webhook_endpoints")
@@ -249,12 +260,70 @@ def test_webhook_registration_failure_is_reported_not_raised(
     stripe: FakeStripe, connector: StripeConnector
 ) -> None:
     stripe.forbidden.add("webhook_endpoints")
-    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["customers"])
+    registration = connector.register_webhook(CONFIG, "https://example.com/hook/", ["Customer"])
     assert not registration.success
     assert registration.error and registration.error.startswith("Could not register the Stripe webhook")
     assert DEFAULT_KEY[-4:] not in registration.error
     assert registration.pending_inputs == ["signing_secret"]
     assert registration.external_id is None and registration.signing_secret is None
 
-    nothing = connector.register_webhook(CONFIG, "https://example.com/hook/", ["balance_transactions"])
+    nothing = connector.register_webhook(CONFIG, "https://example.com/hook/", ["BalanceTransaction"])
     assert not nothing.success and "can sync via webhooks" in (nothing.error or "")
+
+
+def test_posthogs_nested_auth_method_carries_the_key(stripe: FakeStripe, connector: StripeConnector) -> None:
+    connector.validate({"auth_method": {"selection": "api_key", "stripe_secret_key": DEFAULT_KEY}})
+    assert stripe.requests[-1].headers["authorization"] == f"Bearer {DEFAULT_KEY}"
+    with pytest.raises(SourceError, match="OAuth connections are not supported"):
+        connector.validate({"auth_method": {"selection": "oauth", "stripe_integration_id": 3}})
+
+
+def test_tables_listed_per_customer_are_read_through_every_customer(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
+    first, second, _without_any = (stripe.add("customers") for _ in range(3))
+    made = [
+        stripe.add_to_customer(first["id"], "balance_transactions", amount=-500, type="adjustment"),
+        stripe.add_to_customer(second["id"], "balance_transactions", amount=700, type="applied_to_invoice"),
+        stripe.add_to_customer(second["id"], "balance_transactions", amount=100, type="adjustment"),
+    ]
+    table = read_all(connector, "CustomerBalanceTransaction")
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert set(rows) == {obj["id"] for obj in made}
+    assert {row["customer"] for row in rows.values()} == {first["id"], second["id"]}
+    assert sorted(row["amount"] for row in rows.values()) == [-500, 100, 700]
+
+    method = stripe.add_to_customer(second["id"], "payment_methods", type="card", card={"last4": "4242"})
+    (row,) = read_all(connector, "CustomerPaymentMethod").to_pylist()
+    assert (row["id"], row["customer"], json.loads(row["card"])) == (
+        method["id"],
+        second["id"],
+        {"last4": "4242"},
+    )
+
+
+def test_webhook_only_tables_read_nothing(stripe: FakeStripe, connector: StripeConnector) -> None:
+    assert list(connector.read(CONFIG, ReadRequest(TABLES["Discount"].info()))) == []
+    assert stripe.requests == []
+    assert TABLES["Discount"].info().webhook_only and TABLES["Discount"].info().supports_webhooks
+
+
+def test_invoice_items_sync_by_date(stripe: FakeStripe, connector: StripeConnector) -> None:
+    old = stripe.add("invoiceitems", amount=1)
+    new = stripe.add("invoiceitems", amount=2)
+    table = read_all(connector, "InvoiceItem", incremental_field="date", cursor=old["date"])
+    assert table.column("id").to_pylist() == [new["id"]]
+    assert stripe.requests[-1].query["created[gt]"] == [str(old["date"])]
+
+
+def test_endpoint_permissions_name_what_the_key_cannot_read(
+    stripe: FakeStripe, connector: StripeConnector
+) -> None:
+    stripe.forbidden.update({"disputes", "customers"})
+    answers = connector.endpoint_permissions(
+        CONFIG, ["Dispute", "Charge", "CustomerBalanceTransaction", "Discount"]
+    )
+    assert answers["Charge"] is None and answers["Discount"] is None
+    assert "rak_disputes_read" in (answers["Dispute"] or "")
+    assert "rak_customers_read" in (answers["CustomerBalanceTransaction"] or ""), "probed through customers"
+    assert all(DEFAULT_KEY not in (answer or "") for answer in answers.values())

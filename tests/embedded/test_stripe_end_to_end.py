@@ -20,6 +20,33 @@ from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, TABLES
 
 WEBHOOK_TABLES = sorted(name for name, table in TABLES.items() if table.events)
 POLLED_TABLES = sorted(name for name, table in TABLES.items() if not table.events)
+LISTED_TABLES = sorted(name for name, table in TABLES.items() if table.path is not None)
+# PostHog's table names → where the fake keeps their objects (Stripe's URL names)
+FAKE_FLAT = {
+    "BalanceTransaction": "balance_transactions",
+    "Charge": "charges",
+    "Coupon": "coupons",
+    "CreditNote": "credit_notes",
+    "Customer": "customers",
+    "Dispute": "disputes",
+    "Invoice": "invoices",
+    "InvoiceItem": "invoiceitems",
+    "Payout": "payouts",
+    "Price": "prices",
+    "Product": "products",
+    "Refund": "refunds",
+    "Subscription": "subscriptions",
+}
+FAKE_PER_CUSTOMER = {
+    "CustomerBalanceTransaction": "balance_transactions",
+    "CustomerPaymentMethod": "payment_methods",
+}
+
+
+def fake_ids(stripe: FakeStripe, table: str) -> set[str]:
+    if table in FAKE_PER_CUSTOMER:
+        return set(stripe.customer_objects[FAKE_PER_CUSTOMER[table]])
+    return set(stripe.objects[FAKE_FLAT[table]])
 
 
 @pytest.fixture
@@ -50,7 +77,14 @@ def api(backend: EmbeddedBackend) -> Iterator[Api]:
 
 def seed(stripe: FakeStripe) -> None:
     for n in range(3):
-        stripe.add("customers", email=f"c{n}@example.com", address={"city": "Berlin"})
+        customer = stripe.add("customers", email=f"c{n}@example.com", address={"city": "Berlin"})
+        stripe.add_to_customer(customer["id"], "balance_transactions", amount=-100 * n, type="adjustment")
+    stripe.add_to_customer(customer["id"], "payment_methods", type="card", card={"last4": "4242"})
+    coupon = stripe.add("coupons", percent_off=10.0, duration="once", valid=True)
+    stripe.add("credit_notes", amount=100, currency="usd", status="issued", metadata={"coupon": coupon["id"]})
+    stripe.add("disputes", amount=1500, currency="usd", status="needs_response")
+    stripe.add("invoiceitems", amount=250, currency="usd", customer=customer["id"])
+    stripe.add("payouts", amount=9000, currency="usd", status="paid")
     product = stripe.add("products", name="Pro", active=True)
     stripe.add(
         "prices", product=product["id"], unit_amount=1500, currency="usd", recurring={"interval": "month"}
@@ -76,7 +110,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
 def warehouse_ids(backend: EmbeddedBackend, table: str) -> set[str] | None:
     """The ids landed in the warehouse table of `table`, or None while it does not exist."""
     with backend.sync.warehouse_writer() as warehouse:
-        name = f"stripe_{table}"
+        name = f"stripe_{table.lower()}"
         if not warehouse.table_exists(name):
             return None
         return {row[0] for row in warehouse.cursor().execute(f'SELECT id FROM "{name}"').fetchall()}
@@ -86,7 +120,7 @@ def warehouse_value(backend: EmbeddedBackend, table: str, object_id: str, column
     with backend.sync.warehouse_writer() as warehouse:
         row = (
             warehouse.cursor()
-            .execute(f'SELECT "{column}" FROM "stripe_{table}" WHERE id = ?', [object_id])
+            .execute(f'SELECT "{column}" FROM "stripe_{table.lower()}" WHERE id = ?', [object_id])
             .fetchone()
         )
         return None if row is None else row[0]
@@ -125,26 +159,30 @@ def test_setup_without_webhook_permission_polls_every_table_into_the_warehouse(
     assert webhook["error"].startswith("Could not register the Stripe webhook")
     assert created["revenue_analytics_config"] == {"enabled": True, "include_invoiceless_charges": True}
     schemas = {schema["name"]: schema for schema in created["schemas"]}
-    assert set(TABLES) <= set(schemas)
-    for name in TABLES:  # the polling defaults stay
+    assert set(schemas) == set(TABLES)
+    assert schemas["Discount"]["should_sync"] is False, "webhook-only: nothing to poll without a webhook"
+    for name in LISTED_TABLES:  # the polling defaults stay
+        cursor = TABLES[name].incremental_field
+        expected = ("incremental", cursor) if cursor else ("full_refresh", None)
         assert schemas[name]["should_sync"] is True
-        assert (schemas[name]["sync_type"], schemas[name]["incremental_field"]) == ("incremental", "created")
+        assert (schemas[name]["sync_type"], schemas[name]["incremental_field"]) == expected, name
         assert schemas[name]["primary_key_columns"] == ["id"]
 
     backend.start()
-    wait_until(synced(api, created["id"], list(TABLES)), "every table's first sync")
-    for name in TABLES:
-        assert warehouse_ids(backend, name) == set(stripe.objects[name]), name  # cancelled subscriptions too
+    wait_until(synced(api, created["id"], LISTED_TABLES), "every table's first sync")
+    for name in LISTED_TABLES:
+        assert warehouse_ids(backend, name) == fake_ids(stripe, name), name  # cancelled subscriptions too
+        assert warehouse_ids(backend, name), name
 
     # The next run asks Stripe only for newer objects and merges them in.
     newest = max(obj["created"] for obj in stripe.objects["customers"].values())
     late = stripe.add("customers", email="late@example.com", created=newest + 10)
     before = len(stripe.requests_to("/v1/customers"))
-    assert api.post(f"{SCHEMAS}{schemas['customers']['id']}/reload/").status_code == 200
-    wait_until(lambda: late["id"] in (warehouse_ids(backend, "customers") or set()), "the incremental run")
+    assert api.post(f"{SCHEMAS}{schemas['Customer']['id']}/reload/").status_code == 200
+    wait_until(lambda: late["id"] in (warehouse_ids(backend, "Customer") or set()), "the incremental run")
     incremental = stripe.requests_to("/v1/customers")[before:]
     assert incremental and incremental[0].query["created[gt]"] == [str(newest)]
-    assert warehouse_ids(backend, "customers") == set(stripe.objects["customers"])
+    assert warehouse_ids(backend, "Customer") == set(stripe.objects["customers"])
 
 
 def test_setup_registers_the_webhook_and_pushed_events_land(
@@ -166,24 +204,26 @@ def test_setup_registers_the_webhook_and_pushed_events_land(
         WEBHOOK_TABLES
     )
     for name in POLLED_TABLES:
-        assert schemas[name]["sync_type"] == "incremental"
+        assert schemas[name]["sync_type"] == (
+            "incremental" if TABLES[name].incremental_field else "full_refresh"
+        )
 
     backend.start()
     wait_until(synced(api, source_id, POLLED_TABLES), "the polled tables' first sync")
     for name in POLLED_TABLES:
-        assert warehouse_ids(backend, name) == set(stripe.objects[name])
+        assert warehouse_ids(backend, name) == fake_ids(stripe, name)
 
     # Stripe pushes changes; each lands in the warehouse as it arrives.
     new = stripe.add("customers", email="pushed@example.com")
     [delivery] = stripe.emit("customer.created", new)
     assert delivery.status_code == 200, delivery.text
-    assert new["id"] in (warehouse_ids(backend, "customers") or set())
+    assert new["id"] in (warehouse_ids(backend, "Customer") or set())
     stripe.emit("customer.updated", stripe.update("customers", new["id"], email="changed@example.com"))
-    assert warehouse_value(backend, "customers", new["id"], "email") == "changed@example.com"
+    assert warehouse_value(backend, "Customer", new["id"], "email") == "changed@example.com"
     [deleted] = stripe.emit("customer.deleted", stripe.remove("customers", new["id"]))
     assert deleted.status_code == 200
-    assert new["id"] not in (warehouse_ids(backend, "customers") or set())
-    schema = api.schema_by_name(source_id, "customers")
+    assert new["id"] not in (warehouse_ids(backend, "Customer") or set())
+    schema = api.schema_by_name(source_id, "Customer")
     assert schema["table"] is not None and schema["last_synced_at"]
 
     # A forged delivery changes nothing.
@@ -191,7 +231,7 @@ def test_setup_registers_the_webhook_and_pushed_events_land(
         receiver_url, make_event("customer.created", {**new, "id": "cus_forged"}), "whsec_guess"
     )
     assert forged.status_code == 400
-    assert "cus_forged" not in (warehouse_ids(backend, "customers") or set())
+    assert "cus_forged" not in (warehouse_ids(backend, "Customer") or set())
 
     check_webhook_info(api, source_id, receiver_url, schemas)
     check_update_webhook_inputs(api, stripe, source_id, receiver_url)

@@ -33,10 +33,10 @@ class Harness:
         self.busy = False
         self.source_id = self.add_source()
         self.schema_ids = {
-            "customers": self.add_schema("customers", "webhook"),
-            "subscriptions": self.add_schema("subscriptions", "webhook"),
-            "products": self.add_schema("products", "webhook", enabled_columns=["name"]),
-            "charges": self.add_schema("charges", "incremental"),
+            "Customer": self.add_schema("Customer", "webhook"),
+            "Subscription": self.add_schema("Subscription", "webhook"),
+            "Product": self.add_schema("Product", "webhook", enabled_columns=["name"]),
+            "Charge": self.add_schema("Charge", "incremental"),
         }
         backend = SimpleNamespace(
             store=self.store, vault=self.vault, sync=SimpleNamespace(warehouse_writer=self.writer)
@@ -128,29 +128,29 @@ def test_signed_events_create_update_and_delete_rows(harness: Harness) -> None:
         make_event("customer.created", customer(email="a@example.com", metadata={"tier": "x"}))
     )
     assert response.status_code == 200 and response.json()["applied"] is True
-    [row] = harness.rows("stripe_customers")
+    [row] = harness.rows("stripe_customer")
     assert row["id"] == "cus_A1" and row["email"] == "a@example.com" and row["created"] == 1_700_000_001
     assert json.loads(row["metadata"]) == {"tier": "x"}
     schema = harness.store.query_one(
         "SELECT table_name, table_row_count, table_id, last_synced_at FROM schemas WHERE id = ?",
-        (harness.schema_ids["customers"],),
+        (harness.schema_ids["Customer"],),
     )
     assert schema is not None
-    assert (schema["table_name"], schema["table_row_count"]) == ("stripe_customers", 1)
+    assert (schema["table_name"], schema["table_row_count"]) == ("stripe_customer", 1)
     assert schema["table_id"] and schema["last_synced_at"]
 
     assert harness.send(make_event("customer.updated", customer(email="b@example.com"))).status_code == 200
-    assert [r["email"] for r in harness.rows("stripe_customers")] == ["b@example.com"]
+    assert [r["email"] for r in harness.rows("stripe_customer")] == ["b@example.com"]
 
     assert harness.send(make_event("customer.deleted", customer(email="b@example.com"))).status_code == 200
-    assert harness.rows("stripe_customers") == []
+    assert harness.rows("stripe_customer") == []
 
 
 def test_route_without_trailing_slash_is_served_too(harness: Harness) -> None:
     event = make_event("customer.created", customer())
     response = post_event(harness.url().rstrip("/"), event, SECRET, client=harness.client)
     assert response.status_code == 200
-    assert len(harness.rows("stripe_customers")) == 1
+    assert len(harness.rows("stripe_customer")) == 1
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_unverified_events_are_refused_and_write_nothing(harness: Harness, optio
     response = harness.send(make_event("customer.created", customer()), **options)
     assert response.status_code == 400
     assert response.json()["message"]
-    assert harness.rows("stripe_customers") == []
+    assert harness.rows("stripe_customer") == []
     assert harness.recorded_events() == 0
 
 
@@ -180,7 +180,7 @@ def test_a_signature_over_another_body_is_refused(harness: Harness) -> None:
     tampered = make_event("customer.created", customer(email="tampered@example.com"))
     response = harness.send(tampered, signature=signature_header(signed, SECRET))
     assert response.status_code == 400
-    assert harness.rows("stripe_customers") == []
+    assert harness.rows("stripe_customer") == []
 
 
 def test_unknown_deleted_or_secretless_sources_are_refused(harness: Harness) -> None:
@@ -190,7 +190,7 @@ def test_unknown_deleted_or_secretless_sources_are_refused(harness: Harness) -> 
     other_type = harness.add_source(source_type="Postgres")
     for source_id in (str(uuid.uuid4()), "not-a-uuid", gone, no_secret, other_type):
         assert harness.send(event, source_id=source_id).status_code == 400
-    assert harness.rows("stripe_customers") == []
+    assert harness.rows("stripe_customer") == []
     assert harness.recorded_events() == 0
 
 
@@ -201,7 +201,7 @@ def test_any_matching_v1_signature_is_accepted(harness: Harness) -> None:
     t, v1 = good.split(",")
     header = f"{t},v1={'0' * 64},{v1},v0=ignored"
     assert harness.send(event, signature=header).status_code == 200
-    assert len(harness.rows("stripe_customers")) == 1
+    assert len(harness.rows("stripe_customer")) == 1
 
 
 def test_replays_and_late_deliveries_do_not_roll_rows_back(harness: Harness) -> None:
@@ -218,7 +218,7 @@ def test_replays_and_late_deliveries_do_not_roll_rows_back(harness: Harness) -> 
     late["created"] = 1_700_000_150
     assert harness.send(late).json() == {"received": True, "applied": False, "stale": True}
 
-    assert [r["email"] for r in harness.rows("stripe_customers")] == ["v2@example.com"]
+    assert [r["email"] for r in harness.rows("stripe_customer")] == ["v2@example.com"]
     assert harness.recorded_events() == 3
 
 
@@ -228,21 +228,21 @@ def test_events_for_tables_not_synced_by_webhook_are_acknowledged_but_ignored(ha
     assert response.status_code == 200 and response.json()["applied"] is False
     invoice = {"id": "in_1", "object": "invoice", "created": 1_700_000_000}
     assert harness.send(make_event("invoice.paid", invoice)).json()["applied"] is False
-    assert not harness.warehouse.table_exists("stripe_charges")
-    assert not harness.warehouse.table_exists("stripe_invoices")
+    assert not harness.warehouse.table_exists("stripe_charge")
+    assert not harness.warehouse.table_exists("stripe_invoice")
 
 
 def test_a_deleted_subscription_is_kept_as_cancelled(harness: Harness) -> None:
     subscription = {"id": "sub_1", "object": "subscription", "created": 1_700_000_000, "status": "active"}
     harness.send(make_event("customer.subscription.created", subscription))
     harness.send(make_event("customer.subscription.deleted", {**subscription, "status": "canceled"}))
-    assert [r["status"] for r in harness.rows("stripe_subscriptions")] == ["canceled"]
+    assert [r["status"] for r in harness.rows("stripe_subscription")] == ["canceled"]
 
 
 def test_only_enabled_columns_land(harness: Harness) -> None:
     product = {"id": "prod_1", "object": "product", "created": 1_700_000_000, "name": "Pro", "active": True}
     harness.send(make_event("product.created", product))
-    assert harness.rows("stripe_products") == [{"id": "prod_1", "name": "Pro"}]
+    assert harness.rows("stripe_product") == [{"id": "prod_1", "name": "Pro"}]
 
 
 def test_busy_warehouse_answers_503_and_the_retry_applies(harness: Harness) -> None:
@@ -253,7 +253,7 @@ def test_busy_warehouse_answers_503_and_the_retry_applies(harness: Harness) -> N
     assert harness.recorded_events() == 0  # not marked as applied: Stripe's retry must get through
     harness.busy = False
     assert harness.send(event).json()["applied"] is True
-    assert [r["email"] for r in harness.rows("stripe_customers")] == ["later@example.com"]
+    assert [r["email"] for r in harness.rows("stripe_customer")] == ["later@example.com"]
 
 
 def test_malformed_events_are_refused(harness: Harness) -> None:

@@ -2,7 +2,8 @@
 
 What it does like Stripe: bearer (or basic) key auth with Stripe's 401 error JSON; list endpoints
 newest first with `limit` (1..100), `starting_after`/`ending_before`, `has_more` and `created[...]`
-filters; subscriptions leave out cancelled ones unless `status=all`; form-encoded
+filters; subscriptions leave out cancelled ones unless `status=all`; per-customer lists
+(`/v1/customers/{id}/balance_transactions`, `/v1/customers/{id}/payment_methods`); form-encoded
 `/v1/webhook_endpoints` (create returns the `whsec_` secret once; list, retrieve, update, delete);
 `Idempotency-Key` replays on POST; `Stripe-Account` accepted (and recorded). Test switches: answer
 the next N requests with an error (429 + Retry-After by default), forbid a resource (403), and
@@ -37,14 +38,26 @@ DEFAULT_KEY = "rk_test_51FakeKeyForWarehouseMcpTests0123"
 RESOURCES: dict[str, tuple[str, str]] = {
     "balance_transactions": ("balance_transaction", "txn"),
     "charges": ("charge", "ch"),
+    "coupons": ("coupon", "co"),
+    "credit_notes": ("credit_note", "cn"),
     "customers": ("customer", "cus"),
+    "disputes": ("dispute", "dp"),
+    "invoiceitems": ("invoiceitem", "ii"),
     "invoices": ("invoice", "in"),
     "payment_intents": ("payment_intent", "pi"),
+    "payouts": ("payout", "po"),
     "prices": ("price", "price"),
     "products": ("product", "prod"),
     "refunds": ("refund", "re"),
     "subscriptions": ("subscription", "sub"),
 }
+# lists under one customer (`/v1/customers/{id}/<name>`) → (object type, id prefix)
+CUSTOMER_RESOURCES: dict[str, tuple[str, str]] = {
+    "balance_transactions": ("customer_balance_transaction", "cbtxn"),
+    "payment_methods": ("payment_method", "pm"),
+}
+# The resources whose objects carry their creation time as `date` (and are filtered as `created`).
+DATED = frozenset({"invoiceitems"})
 
 FILTER_OPS = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
 
@@ -126,6 +139,9 @@ class FakeStripe:
     def __init__(self, api_key: str = DEFAULT_KEY) -> None:
         self.api_key = api_key
         self.objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in RESOURCES}
+        self.customer_objects: dict[str, dict[str, dict[str, Any]]] = {
+            name: {} for name in CUSTOMER_RESOURCES
+        }
         self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
         self.forbidden: set[str] = set()  # resources answered with 403
@@ -192,7 +208,27 @@ class FakeStripe:
                 "metadata": {},
                 **fields,
             }
+            if table in DATED:
+                obj.setdefault("date", obj["created"])
             self.objects[table][obj["id"]] = obj
+            self._order[obj["id"]] = number
+            return dict(obj)
+
+    def add_to_customer(self, customer_id: str, table: str, **fields: Any) -> dict[str, Any]:
+        """Create an object listed under a customer (`table` of CUSTOMER_RESOURCES); returns it."""
+        object_type, prefix = CUSTOMER_RESOURCES[table]
+        with self._lock:
+            number = next(self._sequence)
+            obj = {
+                "id": f"{prefix}_{number:06d}{secrets.token_hex(4)}",
+                "object": object_type,
+                "created": 1_700_000_000 + number,
+                "livemode": False,
+                "customer": customer_id,
+                "metadata": {},
+                **fields,
+            }
+            self.customer_objects[table][obj["id"]] = obj
             self._order[obj["id"]] = number
             return dict(obj)
 
@@ -268,12 +304,7 @@ class FakeStripe:
             raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
         resource = parts[1]
         if resource in self.forbidden:
-            raise StripeError(
-                403,
-                f"The provided key '{self.api_key[:8]}***{self.api_key[-4:]}' does not have the required "
-                f"permissions for this endpoint. Having the 'rak_{resource}_read' permission would allow this "
-                "request to continue.",
-            )
+            raise self._forbidden(resource)
         if resource == "balance" and request.method == "GET":
             return 200, {
                 "object": "balance",
@@ -282,35 +313,58 @@ class FakeStripe:
             }
         if resource in RESOURCES and len(parts) == 2 and request.method == "GET":
             return 200, self._list(resource, request)
+        if resource == "customers" and len(parts) == 4 and parts[3] in CUSTOMER_RESOURCES:
+            if request.method != "GET":
+                raise StripeError(405, f"Unrecognized request URL ({request.method}: {request.path}).")
+            if parts[3] in self.forbidden:
+                raise self._forbidden(parts[3])
+            self._retrieve(self.objects["customers"], "customer", parts[2])
+            listed = [o for o in self.customer_objects[parts[3]].values() if o["customer"] == parts[2]]
+            return 200, self._page(
+                listed, f"/v1/customers/{parts[2]}/{parts[3]}", CUSTOMER_RESOURCES[parts[3]][0], request
+            )
         if resource in RESOURCES and len(parts) == 3 and request.method == "GET":
             return 200, self._retrieve(self.objects[resource], RESOURCES[resource][0], parts[2])
         if resource == "webhook_endpoints":
             return self._webhook_endpoints(request, parts[2] if len(parts) > 2 else None)
         raise StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
 
+    def _forbidden(self, resource: str) -> StripeError:
+        return StripeError(
+            403,
+            f"The provided key '{self.api_key[:8]}***{self.api_key[-4:]}' does not have the required "
+            f"permissions for this endpoint. Having the 'rak_{resource}_read' permission would allow this "
+            "request to continue.",
+        )
+
     def _list(self, resource: str, request: RecordedRequest) -> dict[str, Any]:
+        query = {key: values[-1] for key, values in request.query.items()}
+        objects = list(self.objects[resource].values())
+        if resource == "subscriptions" and query.get("status") != "all":
+            wanted = query.get("status")
+            objects = [
+                o for o in objects if (o.get("status") == wanted if wanted else o.get("status") != "canceled")
+            ]
+        return self._page(objects, f"/v1/{resource}", RESOURCES[resource][0], request)
+
+    def _page(
+        self, found: list[dict[str, Any]], url: str, object_type: str, request: RecordedRequest
+    ) -> dict[str, Any]:
+        """One page of a list, newest first, with Stripe's `limit`, cursor and `created` filters."""
         query = {key: values[-1] for key, values in request.query.items()}
         limit = _int_param(query, "limit", 10)
         if not 1 <= limit <= 100:
             raise StripeError(
                 400, "This value must be greater than or equal to 1 and less than 100.", param="limit"
             )
-        objects = sorted(
-            self.objects[resource].values(), key=lambda o: (o["created"], self._order[o["id"]]), reverse=True
-        )
+        objects = sorted(found, key=lambda o: (o["created"], self._order[o["id"]]), reverse=True)
         if "created" in query:
             objects = [o for o in objects if o["created"] == _int_param(query, "created", 0)]
         for op, test in FILTER_OPS.items():
             if f"created[{op}]" in query:
                 bound = _int_param(query, f"created[{op}]", 0)
                 objects = [o for o in objects if test(o["created"], bound)]
-        if resource == "subscriptions" and query.get("status") != "all":
-            wanted = query.get("status")
-            objects = [
-                o for o in objects if (o.get("status") == wanted if wanted else o.get("status") != "canceled")
-            ]
         ids = [o["id"] for o in objects]
-        object_type = RESOURCES[resource][0]
         if "ending_before" in query:
             before = objects[: self._position(ids, query["ending_before"], object_type)]
             page, has_more = before[-limit:], len(before) > limit
@@ -318,7 +372,7 @@ class FakeStripe:
             if "starting_after" in query:
                 objects = objects[self._position(ids, query["starting_after"], object_type) + 1 :]
             page, has_more = objects[:limit], len(objects) > limit
-        return {"object": "list", "url": f"/v1/{resource}", "has_more": has_more, "data": page}
+        return {"object": "list", "url": url, "has_more": has_more, "data": page}
 
     @staticmethod
     def _position(ids: list[str], object_id: str, object_type: str) -> int:

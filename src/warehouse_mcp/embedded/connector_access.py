@@ -103,9 +103,10 @@ def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any
     """The config keys a source stores: its form's fields (public and secret) and the CDC settings.
 
     Anything else in a payload (`schemas`, `source_type`, stray keys) is not configuration and is
-    not stored, so an unknown key can never park a secret in the plain-text column.
+    not stored, so an unknown key can never park a secret in the plain-text column. Selects whose
+    options carry fields are stored nested, as PostHog stores them (forms.nest_selects).
     """
-    public, secret = forms.split_secrets(source_type, payload)
+    public, secret = forms.split_secrets(source_type, forms.nest_selects(source_type, payload))
     return forms.merge_secrets(
         forms.public_job_inputs(source_type, public), _known_secret(source_type, secret)
     )

@@ -163,8 +163,8 @@ def incremental_candidates(table: TableInfo) -> list[dict[str, Any]]:
     answer: list[dict[str, Any]] = []
     for candidate in table.incremental_fields:
         entry: dict[str, Any] = {
-            "label": candidate.field,
-            "type": candidate.field_type,
+            "label": candidate.label or candidate.field,
+            "type": candidate.display_type or candidate.field_type,
             "field": candidate.field,
             "field_type": candidate.field_type,
             "nullable": candidate.nullable,

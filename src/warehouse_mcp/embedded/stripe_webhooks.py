@@ -4,7 +4,7 @@ Stripe signs each delivery with the endpoint's secret (`Stripe-Signature: t=<uni
 HMAC-SHA256 over `"<t>.<raw body>"`). Anything unsigned, mis-signed, older (or newer) than five
 minutes, or addressed to an unknown or deleted source is answered 400 and writes nothing.
 
-A verified event's `data.object` goes to the table of its object type (customer → customers, ...),
+A verified event's `data.object` goes to the table of its object type (customer → Customer, ...),
 but only for a schema of that source that syncs by webhook: upserted on `id` through the
 warehouse's staging merge, or deleted for `*.deleted` events (a "deleted" subscription is a
 cancelled one and stays, as Stripe still lists it). Applied event ids are kept (`webhook_events`):

@@ -40,6 +40,8 @@ class IncrementalCandidate:
     field_type: IncrementalFieldType
     nullable: bool
     is_indexed: bool | None = None  # the leading column of an index (SQL sources); None when not known
+    label: str | None = None  # how PostHog shows it, when not the field's own name (Stripe's "created_at")
+    display_type: str | None = None  # PostHog's `type`, when not `field_type` (Stripe's "datetime")
 
 
 @dataclass(frozen=True)

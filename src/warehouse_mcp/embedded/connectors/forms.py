@@ -245,6 +245,35 @@ def connection_string_password(value: str) -> str | None:
     return password or None
 
 
+def nest_selects(source_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` with each select whose options carry fields stored as PostHog stores it: nested
+    `{"selection": value, ...the chosen option's fields}` (Stripe's `auth_method`), whether the caller sent
+    that shape or the legacy flat one (`auth_method: "api_key"` beside `stripe_secret_key`). A flat value
+    sent beside a nested one wins: it is the newer (a PATCH merges flat keys over the stored nested ones)."""
+    definition = registry.form_ref(source_type)
+    result = dict(config)
+    if definition is None:
+        return result
+    for field in definition["fields"]:
+        options = {option["value"]: option for option in field.get("options") or []}
+        if field["type"] != "select" or not any(option.get("fields") for option in options.values()):
+            continue
+        value = result.get(field["name"])
+        nested = dict(value) if isinstance(value, Mapping) else {}
+        selection = nested.get("selection") if isinstance(value, Mapping) else value
+        if _is_empty(selection):
+            selection = field.get("defaultValue")
+        if selection not in options:
+            continue  # validation names the bad value
+        nested["selection"] = selection
+        for child in options[selection].get("fields") or []:
+            for variant in _variants(child["name"]):
+                if variant in result:
+                    nested[child["name"]] = result.pop(variant)
+        result[field["name"]] = nested
+    return result
+
+
 # --- validation -----------------------------------------------------------------------------------------
 
 

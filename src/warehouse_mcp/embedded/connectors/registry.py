@@ -362,7 +362,7 @@ _FORMS_LIST: list[dict[str, Any]] = [
         caption="Connect your Stripe account to automatically sync your Stripe data into PostHog. "
         "Use a restricted API key (rk_live_...) with read access, or an OAuth connection.",
         featured=True,
-        suggested=("customers", "charges", "invoices", "subscriptions", "products"),
+        suggested=("Customer", "Charge", "Invoice", "Subscription", "Product"),
         suggested_tooltip=_REVENUE_TOOLTIP,
         webhook_fields=[_password("signing_secret", "Signing secret", placeholder="whsec_...")],
     ),

@@ -1,8 +1,10 @@
 """Stripe: API objects read through Stripe's list protocol, and webhook endpoints that push changes.
 
-Every table is one Stripe list endpoint (`GET /v1/customers`, ...), newest first, paged with
-`limit` + `starting_after` while `has_more`. Incremental reads filter server-side with
-`created[gt]=<cursor>` (`created` is a unix timestamp). The column set per table is fixed: the
+The tables are PostHog's 16 Stripe resources under PostHog's names (`Charge`, `Customer`, ...). Each is
+one Stripe list endpoint (`GET /v1/charges`, ...; `CustomerBalanceTransaction` and
+`CustomerPaymentMethod` are listed per customer, `Discount` only arrives by webhook), newest first,
+paged with `limit` + `starting_after` while `has_more`. Incremental reads filter server-side with
+`created[gt]=<cursor>` (`created`, or an invoice item's `date`, is a unix timestamp). The column set per table is fixed: the
 main scalar fields as themselves, nested objects and arrays as JSON, so a table lands with the
 same shape whether it came from a poll or from a webhook (`object_row` serves both).
 
@@ -72,37 +74,56 @@ _WAREHOUSE_TYPES = {
 
 @dataclass(frozen=True)
 class StripeTable:
-    """One synced Stripe resource: its list endpoint, its object type and its fixed columns."""
+    """One synced Stripe resource, under PostHog's name: where it is listed, its object type, its fixed columns.
+
+    `path` is the list endpoint; `/v1/customers/{id}/...` resources are listed per customer (`nested`), and a
+    resource with no list endpoint (`path` None) is filled by webhooks only. `incremental_field` is the
+    creation timestamp the list filters on (`created[gt]`), None for resources read whole every time.
+    """
 
     name: str
-    path: str
+    path: str | None
     object_type: str
     description: str
     columns: tuple[tuple[str, str], ...]  # (field, Stripe type); `id` first
     events: tuple[str, ...] = ()  # webhook events that carry this object
     list_params: Mapping[str, str] = field(default_factory=dict)
+    incremental_field: str | None = INCREMENTAL_FIELD
+    nested: bool = False
 
     @property
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    @property
+    def webhook_only(self) -> bool:
+        return self.path is None
+
     def info(self) -> TableInfo:
+        cursor = self.incremental_field
+        # PostHog's label and type for Stripe's creation timestamps (stripe/settings.py INCREMENTAL_FIELDS).
+        label = "created_at" if cursor == INCREMENTAL_FIELD else cursor
         return TableInfo(
             name=self.name,
             columns=[
                 ColumnInfo(
                     name=name,
                     data_type=stripe_type,
-                    is_nullable=name not in ("id", "created"),
+                    is_nullable=name not in ("id", cursor),
                     warehouse_type=_WAREHOUSE_TYPES[stripe_type],
                 )
                 for name, stripe_type in self.columns
             ],
             primary_keys=["id"],
-            incremental_fields=[IncrementalCandidate(INCREMENTAL_FIELD, "integer", nullable=False)],
-            supports_incremental=True,
-            supports_append=True,
+            incremental_fields=[
+                IncrementalCandidate(cursor, "integer", nullable=False, label=label, display_type="datetime")
+            ]
+            if cursor
+            else [],
+            supports_incremental=cursor is not None,
+            supports_append=cursor is not None,
             supports_webhooks=bool(self.events),
+            webhook_only=self.webhook_only,
             description=self.description,
         )
 
@@ -118,7 +139,7 @@ TABLES: dict[str, StripeTable] = {
     table.name: table
     for table in (
         StripeTable(
-            "balance_transactions",
+            "BalanceTransaction",
             "/v1/balance_transactions",
             "balance_transaction",
             "Movements of funds through the Stripe balance: charges, refunds, fees, payouts.",
@@ -129,7 +150,7 @@ TABLES: dict[str, StripeTable] = {
             ),
         ),
         StripeTable(
-            "charges",
+            "Charge",
             "/v1/charges",
             "charge",
             "Attempts to move money from a card or other payment method.",
@@ -151,7 +172,31 @@ TABLES: dict[str, StripeTable] = {
             ),
         ),
         StripeTable(
-            "customers",
+            "Coupon",
+            "/v1/coupons",
+            "coupon",
+            "Discounts that can be applied to customers, subscriptions and invoices.",
+            _cols(
+                f"{_COMMON} name:string amount_off:integer percent_off:number currency:string duration:string "
+                "duration_in_months:integer max_redemptions:integer redeem_by:integer times_redeemed:integer "
+                "valid:boolean metadata:object"
+            ),
+            events=("coupon.created", "coupon.deleted", "coupon.updated"),
+        ),
+        StripeTable(
+            "CreditNote",
+            "/v1/credit_notes",
+            "credit_note",
+            "Adjustments that reduce the amount of a finalized invoice.",
+            _cols(
+                f"{_COMMON} amount:integer currency:string customer:string invoice:string memo:string "
+                "number:string reason:string status:string type:string subtotal:integer total:integer "
+                "voided_at:integer lines:object metadata:object"
+            ),
+            events=("credit_note.created", "credit_note.updated", "credit_note.voided"),
+        ),
+        StripeTable(
+            "Customer",
             "/v1/customers",
             "customer",
             "The people and companies you charge, with their contact and billing details.",
@@ -164,7 +209,60 @@ TABLES: dict[str, StripeTable] = {
             events=("customer.created", "customer.deleted", "customer.updated"),
         ),
         StripeTable(
-            "invoices",
+            "CustomerBalanceTransaction",
+            "/v1/customers/{customer}/balance_transactions",
+            "customer_balance_transaction",
+            "Changes to customers' credit balances, listed per customer.",
+            _cols(
+                f"{_COMMON} amount:integer currency:string customer:string credit_note:string "
+                "description:string ending_balance:integer invoice:string type:string metadata:object"
+            ),
+            incremental_field=None,
+            nested=True,
+        ),
+        StripeTable(
+            "CustomerPaymentMethod",
+            "/v1/customers/{customer}/payment_methods",
+            "payment_method",
+            "The payment methods attached to customers, listed per customer.",
+            _cols(
+                f"{_COMMON} customer:string type:string billing_details:object card:object metadata:object"
+            ),
+            incremental_field=None,
+            nested=True,
+        ),
+        StripeTable(
+            "Discount",
+            None,
+            "discount",
+            "Coupons applied to customers and subscriptions; Stripe lists them nowhere, so only webhooks fill it.",
+            _cols(
+                "id:string customer:string subscription:string invoice:string invoice_item:string "
+                "promotion_code:string checkout_session:string start:integer end:integer coupon:object"
+            ),
+            events=("customer.discount.created", "customer.discount.deleted", "customer.discount.updated"),
+            incremental_field=None,
+        ),
+        StripeTable(
+            "Dispute",
+            "/v1/disputes",
+            "dispute",
+            "Customers' challenges of charges with their card issuers.",
+            _cols(
+                f"{_COMMON} amount:integer currency:string charge:string payment_intent:string reason:string "
+                "status:string is_charge_refundable:boolean balance_transactions:array evidence:object "
+                "evidence_details:object metadata:object"
+            ),
+            events=(
+                "charge.dispute.closed",
+                "charge.dispute.created",
+                "charge.dispute.funds_reinstated",
+                "charge.dispute.funds_withdrawn",
+                "charge.dispute.updated",
+            ),
+        ),
+        StripeTable(
+            "Invoice",
             "/v1/invoices",
             "invoice",
             "Statements of amounts owed by a customer, one-off or generated by subscriptions.",
@@ -192,30 +290,42 @@ TABLES: dict[str, StripeTable] = {
             ),
         ),
         StripeTable(
-            "payment_intents",
-            "/v1/payment_intents",
-            "payment_intent",
-            "The lifecycle of collecting one payment, across attempts and authentication steps.",
+            "InvoiceItem",
+            "/v1/invoiceitems",
+            "invoiceitem",
+            "Line items added to a customer's upcoming or draft invoice.",
             _cols(
-                f"{_COMMON} amount:integer amount_received:integer amount_capturable:integer currency:string "
-                "customer:string description:string status:string invoice:string latest_charge:string "
-                "payment_method:string capture_method:string confirmation_method:string "
-                "canceled_at:integer cancellation_reason:string receipt_email:string "
-                "payment_method_types:array last_payment_error:object metadata:object"
+                "id:string date:integer livemode:boolean amount:integer currency:string customer:string "
+                "description:string discountable:boolean invoice:string subscription:string "
+                "proration:boolean quantity:integer unit_amount:integer period:object price:object "
+                "metadata:object"
+            ),
+            events=("invoiceitem.created", "invoiceitem.deleted"),
+            # Invoice items carry their creation time as `date` (PostHog's cursor), filtered as `created`.
+            incremental_field="date",
+        ),
+        StripeTable(
+            "Payout",
+            "/v1/payouts",
+            "payout",
+            "Transfers of funds from the Stripe balance to bank accounts or cards.",
+            _cols(
+                f"{_COMMON} amount:integer currency:string arrival_date:integer automatic:boolean "
+                "balance_transaction:string description:string destination:string failure_code:string "
+                "failure_message:string method:string status:string type:string "
+                "statement_descriptor:string metadata:object"
             ),
             events=(
-                "payment_intent.amount_capturable_updated",
-                "payment_intent.canceled",
-                "payment_intent.created",
-                "payment_intent.partially_funded",
-                "payment_intent.payment_failed",
-                "payment_intent.processing",
-                "payment_intent.requires_action",
-                "payment_intent.succeeded",
+                "payout.canceled",
+                "payout.created",
+                "payout.failed",
+                "payout.paid",
+                "payout.reconciliation_completed",
+                "payout.updated",
             ),
         ),
         StripeTable(
-            "prices",
+            "Price",
             "/v1/prices",
             "price",
             "How much and how often to charge for products.",
@@ -227,7 +337,7 @@ TABLES: dict[str, StripeTable] = {
             events=("price.created", "price.deleted", "price.updated"),
         ),
         StripeTable(
-            "products",
+            "Product",
             "/v1/products",
             "product",
             "The goods and services you sell.",
@@ -238,7 +348,7 @@ TABLES: dict[str, StripeTable] = {
             events=("product.created", "product.deleted", "product.updated"),
         ),
         StripeTable(
-            "refunds",
+            "Refund",
             "/v1/refunds",
             "refund",
             "Money returned to customers for previous charges.",
@@ -249,7 +359,7 @@ TABLES: dict[str, StripeTable] = {
             events=("charge.refund.updated", "refund.created", "refund.failed", "refund.updated"),
         ),
         StripeTable(
-            "subscriptions",
+            "Subscription",
             "/v1/subscriptions",
             "subscription",
             "Recurring charges of customers for prices, including cancelled ones.",
@@ -388,23 +498,48 @@ class StripeConnector:
         unknown = sorted(set(columns) - set(table.column_names))
         if unknown:
             raise SourceError(f"Unknown columns for Stripe table '{table.name}': {', '.join(unknown)}")
+        if table.path is None:
+            return  # webhook-only: Stripe lists these nowhere, so a backfill finds nothing to read
         params: dict[str, Any] = {"limit": self.page_size, **table.list_params}
         if request.incremental_field and request.cursor is not None:
-            if request.incremental_field != INCREMENTAL_FIELD:
+            if request.incremental_field != table.incremental_field:
                 raise SourceError(
-                    f"Stripe tables sync incrementally only by '{INCREMENTAL_FIELD}', not '{request.incremental_field}'."
+                    f"Stripe's {table.name} syncs incrementally only by "
+                    f"'{table.incremental_field or 'nothing'}', not '{request.incremental_field}'."
                 )
             params["created[gt]"] = _cursor_seconds(request.cursor)
         batch_rows = max(1, min(request.batch_rows, ROWS_PER_BATCH))
         rows: list[dict[str, Any]] = []
         with self._client(config) as client:
-            for page in self._pages(client, config, table.path, params):
+            for page in self._table_pages(client, config, table, params):
                 rows.extend(object_row(table, obj, columns) for obj in page)
                 while len(rows) >= batch_rows:
                     yield record_batch(table, rows[:batch_rows], columns)
                     rows = rows[batch_rows:]
         if rows:
             yield record_batch(table, rows, columns)
+
+    def endpoint_permissions(self, config: Mapping[str, Any], names: list[str]) -> dict[str, str | None]:
+        """Per table, why the key cannot read it (Stripe's 403), else None — PostHog's per-endpoint probe.
+
+        Tables listed per customer are probed through the customers list; webhook-only ones need no read.
+        Other failures are not permission problems: the table is reported readable.
+        """
+        answers: dict[str, str | None] = {}
+        with self._client(config) as client:
+            for name in names:
+                table = TABLES.get(name)
+                answers[name] = None
+                if table is None or table.path is None:
+                    continue
+                path = "/v1/customers" if table.nested else table.path
+                try:
+                    self._request(client, config, "GET", path, params={"limit": 1})
+                except _Forbidden as exc:
+                    answers[name] = str(exc)
+                except SourceError:
+                    pass
+        return answers
 
     # WebhookConnector protocol
 
@@ -502,6 +637,20 @@ class StripeConnector:
             headers["Stripe-Account"] = account
         return httpx.Client(base_url=self.api_base, headers=headers, timeout=self._timeout)
 
+    def _table_pages(
+        self, client: httpx.Client, config: Mapping[str, Any], table: StripeTable, params: dict[str, Any]
+    ) -> Iterator[list[dict[str, Any]]]:
+        assert table.path is not None
+        if not table.nested:
+            yield from self._pages(client, config, table.path, params)
+            return
+        for customers in self._pages(client, config, "/v1/customers", {"limit": self.page_size}):
+            for customer in customers:
+                path = table.path.format(customer=customer["id"])
+                for page in self._pages(client, config, path, params):
+                    # Listed under a customer: the objects name it (payment methods may not).
+                    yield [{"customer": customer["id"], **obj} for obj in page]
+
     def _pages(
         self, client: httpx.Client, config: Mapping[str, Any], path: str, params: dict[str, Any]
     ) -> Iterator[list[dict[str, Any]]]:
@@ -562,6 +711,10 @@ class _NotFound(SourceError):
     pass
 
 
+class _Forbidden(SourceError):
+    pass
+
+
 def _external_status(
     *,
     exists: bool,
@@ -589,12 +742,16 @@ def webhook_events(tables: list[str]) -> list[str]:
 
 
 def _secret_key(config: Mapping[str, Any]) -> str:
-    if config.get("auth_method") == "oauth":
+    """The API key, from PostHog's nested `auth_method: {selection, stripe_secret_key}` or the flat legacy shape."""
+    auth = config.get("auth_method")
+    nested = auth if isinstance(auth, Mapping) else {}
+    selection = nested.get("selection") if isinstance(auth, Mapping) else auth
+    if selection == "oauth":
         raise SourceError(
             "Stripe OAuth connections are not supported by the embedded backend: choose auth_method "
             "'api_key' and enter a restricted API key (rk_live_...)."
         )
-    key = str(config.get("stripe_secret_key") or "").strip()
+    key = str(nested.get("stripe_secret_key") or config.get("stripe_secret_key") or "").strip()
     if not key:
         raise SourceError("Invalid source config: Required field 'stripe_secret_key' is missing")
     return key
@@ -639,7 +796,7 @@ def _error(response: httpx.Response, key: str, attempts: int) -> SourceError:
     if status == 401:
         return SourceError(f"Invalid credentials: {message}")
     if status == 403:
-        return SourceError(
+        return _Forbidden(
             f"The Stripe key lacks a permission: {message} Grant it in Stripe's dashboard (Developers → API keys)."
         )
     if status == 404:
