@@ -292,4 +292,6 @@ def test_a_select_option_field_reaches_the_connector_stripe(
     payload = credentials_api.take_stored_credential(
         backend.store, backend.vault, TEAM, credential["credential_id"], "Stripe"
     )
-    assert payload == {"auth_method": "api_key", "stripe_secret_key": DEFAULT_KEY}
+    assert payload == {
+        "auth_method": {"selection": "api_key", "stripe_secret_key": DEFAULT_KEY}
+    }  # PostHog's shape

@@ -120,7 +120,7 @@ def test_readers_never_see_a_webhook_event_half_applied(home: Path, tmp_path: Pa
                 make_event("customer.created", customer(id=object_id, balance=0, created=1_700_000_000 + i))
             )
         query = 'SELECT count(*), count(DISTINCT id), sum(balance), max(balance) FROM "{table}"'
-        with readers(home / "warehouse.duckdb", "stripe_customers", tmp_path, count=2, query=query) as group:
+        with readers(home / "warehouse.duckdb", "stripe_customer", tmp_path, count=2, query=query) as group:
             for step in range(1, 16):
                 object_id = customers[step % len(customers)]
                 response = harness.send(make_event("customer.updated", customer(id=object_id, balance=step)))

@@ -245,18 +245,22 @@ def connection_string_password(value: str) -> str | None:
     return password or None
 
 
+# The selects PostHog's config classes store nested (its _NESTED_AUTH_CONTAINERS): how a source signs in.
+NESTED_SELECTS = ("auth_method", "auth_type")
+
+
 def nest_selects(source_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` with each select whose options carry fields stored as PostHog stores it: nested
-    `{"selection": value, ...the chosen option's fields}` (Stripe's `auth_method`), whether the caller sent
-    that shape or the legacy flat one (`auth_method: "api_key"` beside `stripe_secret_key`). A flat value
-    sent beside a nested one wins: it is the newer (a PATCH merges flat keys over the stored nested ones)."""
+    """`config` with its sign-in select stored as PostHog stores it: nested `{"selection": value, ...the
+    chosen option's fields}` (Stripe's `auth_method`), whether the caller sent that shape or the legacy flat
+    one (`auth_method: "api_key"` beside `stripe_secret_key`). A flat value sent beside a nested one wins: it
+    is the newer (a PATCH merges flat keys over the stored nested ones). Other selects (TLS modes) stay flat."""
     definition = registry.form_ref(source_type)
     result = dict(config)
     if definition is None:
         return result
     for field in definition["fields"]:
         options = {option["value"]: option for option in field.get("options") or []}
-        if field["type"] != "select" or not any(option.get("fields") for option in options.values()):
+        if field["type"] != "select" or field["name"] not in NESTED_SELECTS:
             continue
         value = result.get(field["name"])
         nested = dict(value) if isinstance(value, Mapping) else {}

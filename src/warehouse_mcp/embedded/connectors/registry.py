@@ -18,6 +18,9 @@ from warehouse_mcp.models import SourceType
 
 SOURCE_TYPES: tuple[str, ...] = tuple(member.value for member in SourceType)
 RUNNABLE_TYPES: tuple[str, ...] = ("Postgres", "MySQL", "Stripe")
+# Source types whose tables are a fixed set of PostHog's names, distinct once lower-cased: their warehouse
+# tables are named as PostHog names them (`Charge` → `stripe_charge`), with no collision suffix.
+FIXED_TABLE_NAMES: frozenset[str] = frozenset({"Stripe"})
 
 # Source type -> (module in this package, connector class). Each class has a no-argument constructor.
 _CONNECTORS: dict[str, tuple[str, str]] = {

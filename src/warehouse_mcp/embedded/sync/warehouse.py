@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from warehouse_mcp.embedded.connectors.registry import FIXED_TABLE_NAMES
 from warehouse_mcp.embedded.sync.catalog import (
     CATALOG_DIR,
     TABLES_DIR,
@@ -78,10 +79,12 @@ def warehouse_table_name(prefix: str | None, source_type: str, schema_name: str)
     punctuation, spaces, non-ASCII) is folded (accents dropped, the rest as `_`) and gets `_` plus the first
     8 hex digits of the SHA-256 of the exact source name (`Orders` → `postgres_orders_<8 hex>`), so two
     source tables never share a warehouse table, and a table keeps its name whatever others appear.
+    Stripe's fixed resource names are only lower-cased, as PostHog does (`Charge` → `stripe_charge`).
     """
     raw = f"{prefix}_{source_type}_" if prefix else f"{source_type}_"
     name = _fold(raw) + _fold(schema_name)
-    if _fold(schema_name) != schema_name:
+    # A source with a fixed set of table names (Stripe's resources) cannot collide: PostHog's plain name.
+    if _fold(schema_name) != schema_name and source_type not in FIXED_TABLE_NAMES:
         name += "_" + hashlib.sha256(schema_name.encode()).hexdigest()[:8]
     return name
 
