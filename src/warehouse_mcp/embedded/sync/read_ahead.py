@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_DEPTH = 2
+DEFAULT_DEPTH = 1
 _POLL_SECONDS = 0.1
 _JOIN_SECONDS = 5.0
 
