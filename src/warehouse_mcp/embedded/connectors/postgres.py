@@ -1,5 +1,5 @@
-"""The Postgres connector (psycopg 3): check credentials, list tables, stream a table as Arrow batches,
-and check CDC readiness.
+"""The Postgres connector: check credentials, list tables and check CDC readiness (psycopg 3), and stream
+a table as Arrow batches (ADBC's binary COPY, postgres_arrow.py).
 
 Types land in DuckDB faithfully (see `warehouse_type`); where DuckDB has no lossless equivalent the
 value lands as its Postgres text form in VARCHAR. In particular an unconstrained `numeric` (or one
