@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,13 @@ from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, Sour
 from warehouse_mcp.embedded.sync import cdc, jobs, runnable
 from warehouse_mcp.embedded.sync import cursor as sync_cursor
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
-from warehouse_mcp.embedded.sync.warehouse import Staging, TableState, Warehouse, warehouse_table_name
+from warehouse_mcp.embedded.sync.warehouse import (
+    SchemaDriftError,
+    Staging,
+    TableState,
+    Warehouse,
+    warehouse_table_name,
+)
 from warehouse_mcp.embedded.vault import Vault, VaultError
 from warehouse_mcp.models import JobStatus, SyncType
 
@@ -199,7 +205,7 @@ class SyncEngine:
             _discard(staging)
             jobs.record_interrupted(self.store, job, rows_synced=rows, finished_at=self.clock.now())
             return report(JobStatus.Failed, jobs.INTERRUPTED_ERROR)
-        except (SourceError, VaultError) as exc:  # worded for the user (UnsupportedSource is one)
+        except (SourceError, VaultError, SchemaDriftError) as exc:  # worded for the user
             _discard(staging)
             error = _scrub(str(exc), secrets)
             logger.warning("Sync job %s failed: %s", job.job_id, error)
@@ -343,6 +349,8 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
     elif sync_type == SyncType.xmin and saved is not None:
         since_xid = saved.xid
     keyed = sync_type == SyncType.xmin or (sync_type == SyncType.incremental and bool(primary_keys))
+    if keyed:
+        _check_primary_key(target, table, primary_keys, saved)
     # No cursor (first run, resync, delete_data): read everything and replace whatever is there.
     first = cursor is None and since_xid is None
     write = "replace" if first else "merge" if keyed else "append"
@@ -373,6 +381,30 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
         sync_type=sync_type,
         saved=saved,
     )
+
+
+def _check_primary_key(
+    target: jobs.SyncTarget, table: TableInfo, primary_keys: list[str], saved: sync_cursor.SyncCursor | None
+) -> None:
+    """Rows are merged on `primary_keys`: refuse to merge on a key the source no longer has."""
+    fix = "Delete the synced data (delete_data), set primary_key_columns to the key to merge on, and sync again."
+    names = {column.name for column in table.columns}
+    gone = [key for key in primary_keys if key not in names]
+    if gone:
+        raise SourceError(
+            f"The primary key column(s) {', '.join(gone)} of '{target.schema_name}' no longer exist at the source, "
+            f"so its rows cannot be merged. {fix}"
+        )
+    if saved is not None and saved.key is not None and tuple(table.primary_keys) != saved.key:
+        raise SourceError(
+            f"The primary key of '{target.schema_name}' changed at the source since the last sync "
+            f"(was {_key_text(saved.key)}, now {_key_text(table.primary_keys)}); rows merged on the old key could "
+            f"be mixed up, so this table was not synced. {fix}"
+        )
+
+
+def _key_text(key: Sequence[str]) -> str:
+    return "(" + ", ".join(key) + ")" if key else "none"
 
 
 def _commit(staging: Staging, plan: _Plan) -> TableState:
@@ -408,14 +440,15 @@ class _HighWater:
 def _next_cursor(plan: _Plan, high_water: _HighWater) -> sync_cursor.SyncCursor | None:
     """Where the next run starts: everything up to the snapshot this read saw is in the warehouse now."""
     xid = plan.request.marks.snapshot_xmin
+    key = tuple(plan.table.primary_keys) if plan.primary_keys else None
     if plan.sync_type == SyncType.xmin:
-        return sync_cursor.SyncCursor(xid=xid)
+        return sync_cursor.SyncCursor(xid=xid, key=key)
     if plan.request.incremental_field is None:
         return None  # full refresh: a later switch to incremental starts with a full load
     value = high_water.value if high_water.value is not None else plan.saved and plan.saved.value
     if value is None:
         return None  # no cursor value yet (no rows, or only NULLs): the next run reads everything again
-    return sync_cursor.SyncCursor(sync_cursor.json_value(value), xid)
+    return sync_cursor.SyncCursor(sync_cursor.json_value(value), xid, key)
 
 
 def _close(batches: Iterable[Any]) -> None:

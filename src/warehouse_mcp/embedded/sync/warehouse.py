@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WAREHOUSE_FILE",
+    "SchemaDriftError",
     "Staging",
     "TableState",
     "Warehouse",
@@ -97,6 +98,10 @@ def _fold(text: str) -> str:
 def data_dir_for(path: Path) -> Path:
     """Where the warehouse at `path` (`warehouse.duckdb`) keeps its files: `warehouse_data/` beside it."""
     return path.with_name(f"{path.stem}_data")
+
+
+class SchemaDriftError(Exception):
+    """A source change the warehouse table cannot take without changing values; worded for the user."""
 
 
 @dataclass(frozen=True)
@@ -542,9 +547,11 @@ class Staging:
         """The staged rows the table does not hold yet, written as one new file (none when there are none)."""
         f = quote(field)
         old = f"({table_select(self._warehouse.data_dir, entry)}) AS old"
+        # Compared on the columns this read has: a column dropped at the source is NULL in every staged row.
+        shared = [column for column in columns if column.name in self._declared]
         query = (
-            f"WITH landed AS (SELECT {_projection(columns, entry.columns, 'old')} FROM {old}), "
-            f"staged AS (SELECT {_projection(columns, self._columns, 'new')} FROM {self._staged_source()} AS new), "
+            f"WITH landed AS (SELECT {_projection(shared, entry.columns, 'old')} FROM {old}), "
+            f"staged AS (SELECT {_projection(shared, self._columns, 'new')} FROM {self._staged_source()} AS new), "
             f"bounds AS (SELECT (SELECT max({f}) FROM landed) AS hi, (SELECT min({f}) FROM staged) AS lo) "
             f"SELECT staged.* FROM staged, bounds "
             f"WHERE staged.{f} > bounds.hi OR (bounds.hi IS NULL AND staged.{f} IS NOT NULL) "
@@ -554,6 +561,7 @@ class Staging:
             f"SELECT landed.* FROM landed, bounds "
             f"WHERE landed.{f} BETWEEN bounds.lo AND bounds.hi OR landed.{f} IS NULL)"
         )
+        query = f"SELECT {_projection(columns, shared, 'added')} FROM ({query}) AS added"
         file = self._warehouse._new_file(self.target)
         rows = _count(self._cursor.execute(f"COPY ({query}) TO {literal(str(file))} {PARQUET}").fetchone())
         if rows == 0:
@@ -590,9 +598,43 @@ class Staging:
         return f"read_parquet([{files}]{order})"
 
     def _combined_columns(self, entry: TableEntry) -> list[WarehouseColumn]:
-        """Schema drift: the target keeps its columns and types and gains the columns it lacks."""
+        """Schema drift: the target keeps its columns (a column the source dropped fills with NULL) and gains
+        the ones it lacks; a column whose type changed at the source gets a type that holds every value, old and
+        new, unchanged (see `_retyped`)."""
+        staged = {column.name: column.type for column in self._columns}
+        kept = [
+            column
+            if staged.get(column.name, column.type) == column.type
+            else self._retyped(entry, column, staged[column.name])
+            for column in entry.columns
+        ]
         existing = {column.name for column in entry.columns}
-        return [*entry.columns, *(c for c in self._columns if c.name not in existing)]
+        return [*kept, *(c for c in self._columns if c.name not in existing)]
+
+    def _retyped(self, entry: TableEntry, column: WarehouseColumn, new_type: str) -> WarehouseColumn:
+        """The new type when every landed value converts to it and back unchanged (a widening: INTEGER →
+        DECIMAL(10,2)); else the old type when every staged value does the same into it; else SchemaDriftError."""
+        landed = f"({table_select(self._warehouse.data_dir, entry)})"
+        if not self._changes_values(landed, column.name, column.type, new_type):
+            return WarehouseColumn(column.name, new_type)
+        if not self._parts or not self._changes_values(
+            self._staged_source(), column.name, new_type, column.type
+        ):
+            return column
+        raise SchemaDriftError(
+            f"Column '{column.name}' of '{self.target}' changed type at the source ({column.type} → {new_type}), "
+            "and neither type holds both the rows already synced and the new ones unchanged, so this table was "
+            "not synced. Resync the table to reload it whole with the new type."
+        )
+
+    def _changes_values(self, source: str, name: str, from_type: str, to_type: str) -> bool:
+        value = quote(name)
+        converted = f"TRY_CAST({value} AS {to_type})"
+        row = self._cursor.execute(
+            f"SELECT count(*) FROM {source} WHERE {value} IS NOT NULL "
+            f"AND ({converted} IS NULL OR CAST({converted} AS {from_type}) IS DISTINCT FROM {value})"
+        ).fetchone()
+        return bool(row and row[0])
 
 
 def _projection(columns: Sequence[WarehouseColumn], available: Sequence[WarehouseColumn], alias: str) -> str:
