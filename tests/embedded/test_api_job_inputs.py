@@ -114,3 +114,35 @@ def test_nested_auth_containers_keep_their_secret_or_drop_it_on_a_new_selection(
         "Snowflake", SNOWFLAKE, {"auth_type": {"selection": "keypair", "user": "v", "private_key": "k"}}
     )
     assert switched["auth_type"] == {"selection": "keypair", "user": "v", "private_key": "k"}
+
+
+def test_a_pinned_host_key_stays_with_its_bastion_only() -> None:
+    pinned = {**PG, "ssh_tunnel": {**PG["ssh_tunnel"], "host_key_fingerprint": "SHA256:" + "A" * 43}}
+    same = merge_job_inputs(
+        "Postgres", pinned, {"ssh_tunnel": {"enabled": True, "host": "bastion.example.com", "port": 22}}
+    )
+    assert same["ssh_tunnel"]["host_key_fingerprint"] == "SHA256:" + "A" * 43
+    auth = {"selection": "password", "username": "jump", "password": "pw"}
+    moved = merge_job_inputs(
+        "Postgres",
+        pinned,
+        {
+            "password": "db-pw",
+            "ssh_tunnel": {"enabled": True, "host": "new-bastion", "port": 22, "auth": auth},
+        },
+    )
+    assert "host_key_fingerprint" not in moved["ssh_tunnel"]  # trusted on first use again
+    repinned = merge_job_inputs(
+        "Postgres",
+        pinned,
+        {
+            "password": "db-pw",
+            "ssh_tunnel": {
+                "enabled": True,
+                "host": "new-bastion",
+                "auth": auth,
+                "host_key_fingerprint": "SHA256:x",
+            },
+        },
+    )
+    assert repinned["ssh_tunnel"]["host_key_fingerprint"] == "SHA256:x"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Database
+from tests.conftest import Bastion, Database
+from warehouse_mcp.embedded.connectors import ssh_tunnel
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 from warehouse_mcp.embedded.vault import Vault
@@ -296,3 +297,31 @@ def test_a_streamed_row_lands_exactly_like_a_snapshot_row(
 def _nan_equal(row: tuple) -> tuple:
     """NaN != NaN: compare it as a marker."""
     return tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row)
+
+
+def test_cdc_snapshot_and_stream_through_an_ssh_tunnel_one_tunnel_per_run(
+    db: Database,
+    store: Store,
+    vault: Vault,
+    warehouse: Warehouse,
+    bastion: Bastion,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[ssh_tunnel.Tunnel] = []
+    real_open = ssh_tunnel.Tunnel.open
+
+    def counting_open(self: ssh_tunnel.Tunnel) -> ssh_tunnel.Tunnel:
+        opened.append(self)
+        return real_open(self)
+
+    monkeypatch.setattr(ssh_tunnel.Tunnel, "open", counting_open)
+    source_id = add_cdc_source(store, vault, db, ssh_tunnel=bastion.tunnel())
+    schema_id = add_cdc_schema(store, source_id, "items", "consolidated")
+    [first] = run_cdc(store, vault, warehouse, schema_id)  # discovery, snapshot slot, snapshot read, slot
+    assert (first.status, first.rows_synced, first.error) == ("Completed", 20, None)
+    assert len(opened) == 1 and opened[0].destination == ("127.0.0.1", 5432)
+    change_the_source(db)
+    [second] = run_cdc(store, vault, warehouse, schema_id)  # the changes streamed from the slot
+    assert (second.status, second.error) == ("Completed", None)
+    assert len(opened) == 2
+    assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))

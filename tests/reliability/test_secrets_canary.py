@@ -20,7 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Bastion, Database
 from tests.fakes.recording_api import Recorded, RecordingApi, Reply
 from tests.reliability.support import BIN, files_containing, result_text
 from warehouse_mcp.embedded.source_records import source_config
@@ -246,6 +246,90 @@ def test_raw_api_errors_never_quote_the_password(
     assert answer.status_code == 400, answer.text
     assert CANARY_PASSWORD not in answer.text
     assert files_containing(tmp_path, CANARY) == []
+
+
+async def test_ssh_tunnel_secrets_are_canaries_too(
+    tmp_path: Path, postgres_db: Database, bastion: Bastion, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SSH password, the private key and its passphrase travel the connect page (refusals included),
+    setup, syncs through the tunnel, error paths, logs and the disk, and are found only as ciphertext."""
+    caplog.set_level(logging.DEBUG)
+    seed(postgres_db)
+    home, transcript = tmp_path / "home", tmp_path / "transcript.jsonl"
+    key_line = bastion.encrypted_key.splitlines()[1]
+    canaries = [CANARY_PASSWORD, bastion.password, bastion.passphrase, key_line]
+    tunnel = {
+        "ssh_tunnel.enabled": True,
+        "ssh_tunnel.host": bastion.host,
+        "ssh_tunnel.port": bastion.port,
+        "ssh_tunnel.auth.username": bastion.user,
+    }
+    with_password = {
+        **tunnel,
+        "ssh_tunnel.auth.selection": "password",
+        "ssh_tunnel.auth.password.password": bastion.password,
+    }
+    with_key = {
+        **tunnel,
+        "ssh_tunnel.auth.selection": "keypair",
+        "ssh_tunnel.auth.keypair.private_key": bastion.encrypted_key,
+        "ssh_tunnel.auth.keypair.passphrase": bastion.passphrase,
+    }
+    settings = Settings(backend="embedded", home=home, transcript_path=transcript)
+    page_errors: list[str] = []
+    async with Client(build_server(settings)) as client:
+        call = Recorder(client)
+        refused = await call("data-warehouse-source-connect-link", {"source_type": "Postgres"})
+        for wrong in (
+            {**with_password, "ssh_tunnel.host": "no-such-host.invalid"},  # the password goes nowhere
+            {**with_key, "port": 1},  # the bastion cannot reach the database
+            {**with_key, "password": "wrong-db-password"},  # the database refuses, through the tunnel
+            {**with_key, "ssh_tunnel.auth.username": "nobody_here"},  # the bastion refuses the key
+        ):
+            page_errors.append(refused_page_html(refused["connect_url"], {**postgres_db.config, **wrong}))
+        assert "SSH tunnel: SSH host 127.0.0.1" in page_errors[1]
+        keyed = await call("data-warehouse-source-connect-link", {"source_type": "Postgres"})
+        complete_connect_page(keyed["connect_url"], {**postgres_db.config, **with_key})
+        link = await call("data-warehouse-source-connect-link", {"source_type": "Postgres"})
+        credential_id = complete_connect_page(link["connect_url"], {**postgres_db.config, **with_password})
+        source = await call(
+            "data-warehouse-source-setup",
+            {"source_type": "Postgres", "payload": {"credential_id": credential_id}},
+        )
+        source_id = source["id"]
+        assert (await call("data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}))[
+            "done"
+        ]
+        retrieved = await call("external-data-sources-retrieve", {"id": source_id})
+        assert retrieved["status"] == "Completed", retrieved
+        await call("external-data-sources-check-cdc-prerequisites-for-source-create", {"id": source_id})
+        await call("external-data-sources-cdc-status-retrieve", {"id": source_id})
+        await call("external-data-sources-refresh-schemas-create", {"id": source_id})
+        stored_tunnel = retrieved["job_inputs"]["ssh_tunnel"]
+        await call(  # another bastion with the stored SSH password: refused
+            "external-data-sources-partial-update",
+            {"id": source_id, "job_inputs": {"ssh_tunnel": {**stored_tunnel, "host": "elsewhere"}}},
+            error=True,
+        )
+        await call(  # the stored secrets reused against a port nothing listens on: a clear error
+            "external-data-sources-partial-update",
+            {"id": source_id, "job_inputs": {"port": 1}},
+            error=True,
+        )
+        postgres_db.execute("DROP TABLE events")
+        events = next(schema["id"] for schema in retrieved["schemas"] if schema["name"] == "events")
+        await call("external-data-schemas-reload-create", {"id": events})
+        await call("data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60})
+        await call("external-data-sources-jobs-retrieve", {"id": source_id})
+
+    for canary in canaries:
+        assert [result_text(r)[:200] for r in call.results if canary in r.model_dump_json()] == []
+        assert [text[:200] for text in page_errors if canary in text] == []
+        assert canary not in caplog.text
+        assert files_containing(tmp_path, canary.encode()) == []
+    stored = source_config(Store(home), Vault(home), source_id)["ssh_tunnel"]
+    assert stored["auth"]["password"] == bastion.password  # stored, as ciphertext
+    assert stored["host_key_fingerprint"] == bastion.fingerprint
 
 
 # --- guards: the same scans, with the protection switched off, must find the canary ----------------------

@@ -427,6 +427,8 @@ def render_fields(
 def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str]) -> Mapping[str, Any] | None:
     """The option the user picked (or the default when the select was not posted at all)."""
     raw: Any = posted.get(_select_name(spec, key))
+    if _has_option_fields(spec) and posted.get(key):
+        raw = posted[key]  # a harness may post such a select under its bare name, as the config names it
     if raw is None or raw == "":
         raw = spec.get("defaultValue")
     if raw is None or raw == "":
