@@ -5,6 +5,7 @@ use, and each failure names the hop that failed without echoing a secret."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,11 @@ from warehouse_mcp.embedded.connectors import mysql, postgres, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError
 from warehouse_mcp.embedded.connectors.mysql import MySQLConnector
 from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
+from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.sync.warehouse import Warehouse
+from warehouse_mcp.embedded.vault import Vault
+
+from .sync_support import add_schema, add_source, run_sync
 
 SEED = (
     "CREATE TABLE items (id integer PRIMARY KEY, name varchar(20))",
@@ -251,3 +257,33 @@ def test_mysql_connection_args_go_through_the_tunnel(mysql_db: Database, bastion
                 assert cursor.fetchone() == (mysql_db.name,)
         finally:
             connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.mysql
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_sync_job_uses_one_tunnel_and_closes_it(
+    kind: str, request: pytest.FixtureRequest, bastion: Bastion, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db: Database = request.getfixturevalue(f"{kind}_db")
+    db.execute(*SEED)
+    opened: list[ssh_tunnel.Tunnel] = []
+    real_open = ssh_tunnel.Tunnel.open
+
+    def counting_open(self: ssh_tunnel.Tunnel) -> ssh_tunnel.Tunnel:
+        opened.append(self)
+        return real_open(self)
+
+    monkeypatch.setattr(ssh_tunnel.Tunnel, "open", counting_open)
+    store, vault = Store(home), Vault(home)
+    warehouse = Warehouse(home / "warehouse.duckdb")
+    try:
+        source_type = "Postgres" if kind == "postgres" else "MySQL"
+        source_id = add_source(store, vault, source_type, {**db.config, "ssh_tunnel": bastion.tunnel()})
+        schema_id = add_schema(store, source_id, "items")
+        outcome = run_sync(store, vault, warehouse, schema_id)  # discovery and the read: one tunnel
+        assert (outcome.status, outcome.rows_synced, outcome.error) == ("Completed", 2, None)
+        assert len(opened) == 1
+        assert not _listening(opened[0].local_port)  # closed with the job
+    finally:
+        warehouse.close()

@@ -8,6 +8,7 @@ so reading the next batch and writing this one really run at once.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Generator, Iterable
@@ -58,7 +59,9 @@ def read_ahead(items: Iterable[T], depth: int = DEFAULT_DEPTH) -> Generator[T, N
             if callable(close):
                 close()
 
-    reader = threading.Thread(target=produce, name="sync-read-ahead", daemon=True)
+    # The reader sees the job's context: its SSH tunnel scope, so the read shares the job's one tunnel.
+    context = contextvars.copy_context()
+    reader = threading.Thread(target=context.run, args=(produce,), name="sync-read-ahead", daemon=True)
     reader.start()
     try:
         while True:
