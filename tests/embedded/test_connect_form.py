@@ -192,3 +192,23 @@ def test_messages_never_echo_a_submitted_secret() -> None:
         _scrub(message, ["sekret-pass-99", "ab"])
         == 'could not connect to "db" as [hidden] (password [hidden])'
     )
+
+
+def test_the_tunnel_form_takes_a_pinned_fingerprint_and_the_success_page_shows_the_trusted_one() -> None:
+    from warehouse_mcp.embedded.connect_page import _success_page
+
+    fingerprint = "SHA256:" + "C" * 43
+    posted = {
+        "ssh_tunnel.enabled": "on",
+        "ssh_tunnel.host": "bastion",
+        "ssh_tunnel.host_key_fingerprint": f" {fingerprint} ",
+        "ssh_tunnel.auth.selection": "password",
+        "ssh_tunnel.auth.username": "me",
+        "ssh_tunnel.auth.password.password": "pw",
+    }
+    tunnel = collect(fields_of("Postgres"), posted).config["ssh_tunnel"]
+    assert tunnel["host_key_fingerprint"] == fingerprint and tunnel["port"] == 22
+    assert 'name="ssh_tunnel.host_key_fingerprint"' in render_fields(fields_of("Postgres"))
+    page = bytes(_success_page("Postgres", "cred-1", fingerprint).body).decode()
+    assert f"SSH host key: <code>{fingerprint}</code>" in page
+    assert "SSH host key" not in bytes(_success_page("Postgres", "cred-1").body).decode()

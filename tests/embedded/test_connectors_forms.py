@@ -91,7 +91,7 @@ def test_postgres_form_is_posthogs() -> None:
         "ssh_tunnel",
     ]
     ssl_mode = _field(postgres, "ssl_mode")
-    assert (ssl_mode["type"], ssl_mode["defaultValue"], ssl_mode["required"]) == ("select", "prefer", False)
+    assert (ssl_mode["type"], ssl_mode["defaultValue"], ssl_mode["required"]) == ("select", "prefer", True)
     assert [option["value"] for option in ssl_mode["options"]] == [
         "prefer",
         "require",

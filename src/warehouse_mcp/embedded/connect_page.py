@@ -638,7 +638,7 @@ class _Renderer:
         keypair_group = self.textarea(
             f"{key}.auth.keypair.private_key",
             "Private key",
-            "Paste the private key (PEM).",
+            "Paste the whole private key (OpenSSH or PEM), with its BEGIN and END lines.",
             required=False,
             secret=True,
         ) + self._input(

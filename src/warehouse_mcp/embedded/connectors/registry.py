@@ -174,7 +174,6 @@ def _postgres_tls() -> Field:
             _option("No TLS", "disable"),
         ],
         "prefer",
-        required=False,
     )
 
 
@@ -184,7 +183,6 @@ def _mysql_tls() -> Field:
         "Certificate check",
         [_option("Encrypt only (don't check the certificate)", "require"), *_verify_options()],
         "require",
-        required=False,
     )
 
 
