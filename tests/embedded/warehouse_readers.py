@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 READER = r"""
-import json, pathlib, sys, duckdb
+import json, pathlib, sys, time, duckdb
 warehouse, table, out, stop = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4])
 query = sys.argv[5].format(table=table)
 with out.open("a") as sink:
@@ -30,6 +30,7 @@ with out.open("a") as sink:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         sink.write(json.dumps(answer, default=str) + "\n")
         sink.flush()
+        time.sleep(0.01)  # leave the writer some CPU on a small machine
 """
 
 

@@ -159,6 +159,7 @@ class Warehouse:
 
     def close(self) -> None:
         self._db.close()
+        self._catalog.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection to the current version (what a reader opening warehouse.duckdb sees)."""
@@ -270,8 +271,10 @@ class Warehouse:
     def _publish_table(
         self, name: str, files: Sequence[Path], columns: Sequence[WarehouseColumn], rows: int
     ) -> TableEntry:
+        previous = self.manifest.tables.get(name)
         for file in files:
-            fsync_file(file)
+            if previous is None or f"{TABLES_DIR}/{file.name}" not in previous.files:
+                fsync_file(file)  # new; the others were fsynced when first published
         entry = TableEntry(_relative(files), tuple(columns), rows)
         self._catalog.publish({**self.manifest.tables, name: entry})
         return entry
