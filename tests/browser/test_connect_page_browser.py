@@ -25,7 +25,7 @@ from tests.browser.browser_support import (
     submit,
     token_hash,
 )
-from tests.conftest import CANARY_PASSWORD, Database
+from tests.conftest import CANARY_PASSWORD, Bastion, Database
 from warehouse_mcp.embedded.store import iso, utcnow
 from warehouse_mcp.server import build_server
 
@@ -185,3 +185,31 @@ async def test_a_post_without_the_csrf_token_is_refused(
         await page.goto(url)
         await fill_postgres_form(page, postgres_db.config)
         assert await submit(page) == 200
+
+
+async def test_user_connects_postgres_through_an_ssh_tunnel_with_a_key(
+    page: Page, postgres_db: Database, home: Path, bastion: Bastion
+) -> None:
+    async with Client(build_server(embedded_settings(home))) as client:
+        url = await new_link(client)
+        await page.goto(url)
+        await fill_postgres_form(page, postgres_db.config)
+        await page.get_by_label(label("Connect through an SSH tunnel")).check()
+        await page.get_by_label(label("SSH host")).fill(bastion.host)
+        await page.get_by_label(label("SSH port")).fill(str(bastion.port))
+        await page.get_by_label(label("SSH username")).fill(bastion.user)
+        assert not await page.get_by_label(label("Private key")).is_visible()  # password is the default
+        await page.get_by_label(label("Authentication")).select_option("keypair")
+        assert not await page.get_by_label(label("SSH password")).is_visible()
+        await page.get_by_label(label("Private key")).fill(bastion.encrypted_key)
+        await page.get_by_label(label("Key passphrase (optional)")).fill(bastion.passphrase)
+        await screenshot(page, "connect-form-postgres-ssh-tunnel")
+        assert await submit(page) == 200
+
+        assert await heading(page) == "Postgres connected"
+        status_text = await page.get_by_role("status").inner_text()
+        assert f"SSH host key: {bastion.fingerprint}" in status_text
+        content = await page.content()
+        for secret in (CANARY_PASSWORD, bastion.passphrase, bastion.encrypted_key.splitlines()[1]):
+            assert secret not in content
+        assert len(await stored_ids(client)) == 1
