@@ -265,3 +265,20 @@ def test_a_slot_consumed_by_another_client_fails_the_table(
         outcome.error or ""
     )
     assert "Resync the table" in (outcome.error or "")
+
+
+def test_delete_data_drops_both_tables_and_the_next_run_loads_again(
+    api: Api, backend: EmbeddedBackend, db: Database
+) -> None:
+    _, schema_id = create_cdc_source(api, db)
+    assert api.patch(f"external_data_schemas/{schema_id}/", {"cdc_table_mode": "both"}).status_code == 200
+    sync(backend, schema_id)
+    with backend.sync.warehouse_writer() as warehouse:
+        assert warehouse.table_exists("postgres_orders") and warehouse.table_exists("postgres_orders_cdc")
+    assert api.delete(f"external_data_schemas/{schema_id}/delete_data/").status_code in (200, 204)
+    with backend.sync.warehouse_writer() as warehouse:
+        assert not warehouse.table_exists("postgres_orders")
+        assert not warehouse.table_exists("postgres_orders_cdc")
+    db.execute("DELETE FROM orders WHERE id = 1")
+    again = sync(backend, schema_id)
+    assert (again.status, again.rows_synced) == ("Completed", 4)

@@ -325,3 +325,20 @@ def test_cdc_snapshot_and_stream_through_an_ssh_tunnel_one_tunnel_per_run(
     assert (second.status, second.error) == ("Completed", None)
     assert len(opened) == 2
     assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))
+
+
+def test_a_slot_that_lost_changes_is_explained_with_the_fix() -> None:
+    from warehouse_mcp.embedded.connectors.postgres_cdc import SlotHealth
+    from warehouse_mcp.embedded.sync.cdc import lost_changes
+
+    assert lost_changes(SlotHealth(exists=True, confirmed_lsn=100), 100, "s", managed=True) is None
+    assert lost_changes(SlotHealth(exists=True, confirmed_lsn=90), 100, "s", managed=True) is None
+    dropped = lost_changes(SlotHealth(exists=False), 100, "s", managed=True) or ""
+    assert "'s' no longer exists" in dropped and "Resync the table" in dropped
+    invalidated = lost_changes(SlotHealth(exists=True, lost=True), 100, "s", managed=False) or ""
+    assert "fell too far behind and PostgreSQL invalidated it" in invalidated
+    assert "raise max_slot_wal_keep_size" in invalidated and "Resync the table" in invalidated
+    consumed = (
+        lost_changes(SlotHealth(exists=True, confirmed_lsn=0x1_0000_0001), 0x10, "s", managed=True) or ""
+    )
+    assert "(it is at 1/1, the table at 0/10)" in consumed

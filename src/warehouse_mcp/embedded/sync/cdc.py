@@ -53,7 +53,12 @@ from warehouse_mcp.models import CdcTableMode
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from warehouse_mcp.embedded.connectors.postgres_cdc import ChangedTable, PostgresCdc, TableChange
+    from warehouse_mcp.embedded.connectors.postgres_cdc import (
+        ChangedTable,
+        PostgresCdc,
+        SlotHealth,
+        TableChange,
+    )
     from warehouse_mcp.embedded.store import Store
     from warehouse_mcp.embedded.sync.scheduler import Clock
     from warehouse_mcp.embedded.vault import Vault
@@ -287,31 +292,12 @@ class CdcRun:
     def _check_slot(self, cdc: PostgresCdc, tables: list[_Table]) -> None:
         """Tables that stream on from a position fail when the slot lost changes they have not applied."""
         health = cdc.slot_health()
-        slot = cdc.slot
-        resync = "Resync the table (external-data-schemas-resync-create) to load it again"
         for table in tables:
-            if table.needs_snapshot or table.position is None:
-                continue
-            if not health.exists:
-                table.fail(
-                    f"The replication slot '{slot}' no longer exists (dropped outside warehouse-mcp), so changes "
-                    f"since the last sync are lost. {resync}"
-                    + (" and recreate the slot." if cdc.managed else " after recreating the slot.")
-                )
-            elif health.lost:
-                table.fail(
-                    f"The replication slot '{slot}' fell too far behind and PostgreSQL invalidated it "
-                    "(max_slot_wal_keep_size), so changes since the last sync are lost. "
-                    f"{resync}; sync more often or raise max_slot_wal_keep_size to prevent it."
-                )
-            elif health.confirmed_lsn is not None and health.confirmed_lsn > table.position.lsn:
-                table.fail(
-                    f"The replication slot '{slot}' has moved past changes this table has not applied "
-                    f"(it is at {lsn_text(health.confirmed_lsn)}, the table at {lsn_text(table.position.lsn)}): "
-                    f"another client consumed it or it was recreated. {resync}."
-                )
-        if health.problem:
-            for table in tables:
+            if not table.needs_snapshot and table.position is not None:
+                problem = lost_changes(health, table.position.lsn, cdc.slot, managed=cdc.managed)
+                if problem:
+                    table.fail(problem)
+            if health.problem:
                 table.fail(health.problem)
 
     # Snapshot.
@@ -472,6 +458,30 @@ class CdcRun:
                     self.progress(table.target.schema_id, table.outcome.rows)
                 state = states.get(table.consolidated or "") or states.get(table.changelog or "")
                 table.outcome.state = state or table.outcome.state
+
+
+def lost_changes(health: SlotHealth, position: int, slot: str, *, managed: bool) -> str | None:
+    """Why a table applied up to `position` can no longer stream from the slot (with the fix), or None."""
+    resync = "Resync the table (external-data-schemas-resync-create) to load it again"
+    if not health.exists:
+        return (
+            f"The replication slot '{slot}' no longer exists (dropped outside warehouse-mcp), so changes since "
+            f"the last sync are lost. {resync}"
+            + (" and recreate the slot." if managed else " after recreating the slot.")
+        )
+    if health.lost:
+        return (
+            f"The replication slot '{slot}' fell too far behind and PostgreSQL invalidated it "
+            "(max_slot_wal_keep_size), so changes since the last sync are lost. "
+            f"{resync}; sync more often or raise max_slot_wal_keep_size to prevent it."
+        )
+    if health.confirmed_lsn is not None and health.confirmed_lsn > position:
+        return (
+            f"The replication slot '{slot}' has moved past changes this table has not applied "
+            f"(it is at {lsn_text(health.confirmed_lsn)}, the table at {lsn_text(position)}): "
+            f"another client consumed it or it was recreated. {resync}."
+        )
+    return None
 
 
 def lsn_text(lsn: int) -> str:
