@@ -275,3 +275,70 @@ def test_posthogs_error_texts_and_codes(api: Api, backend: EmbeddedBackend, post
         f"{SOURCES}check_cdc_prerequisites/", {"source_type": "Postgres", **pg.config, "port": 1}
     )
     assert message(unreachable).startswith("Could not connect to Postgres to check prerequisites: ")
+
+
+# --- 4. direct_query_enabled and direct sources -----------------------------------------------------
+
+
+def test_direct_query_enabled_is_set_on_create_and_patch(api: Api, postgres_db: Database) -> None:
+    pg = pg_with_tables(postgres_db)
+    synced = pg_source(api, pg)
+    assert api.source(synced)["direct_query_enabled"] is False
+    assert api.get(f"{SOURCES}connections/").json() == []
+    turned_on = api.patch(f"{SOURCES}{synced}/", {"direct_query_enabled": True})
+    assert turned_on.status_code == 200 and turned_on.json()["direct_query_enabled"] is True
+    assert api.get(f"{SOURCES}connections/").json() == [{"id": synced, "prefix": None, "engine": "postgres"}]
+
+    created = api.create_source(
+        "Postgres", {**pg.config, "schemas": [orders_schema()]}, prefix="both", direct_query_enabled=True
+    )
+    assert api.source(created)["direct_query_enabled"] is True
+    assert_drf(
+        api.patch(f"{SOURCES}{created}/", {"direct_query_enabled": "maybe"}),
+        "Must be a valid boolean.",
+        attr="direct_query_enabled",
+    )
+
+
+def test_a_direct_sources_enabled_tables_are_exposed_live(
+    api: Api, backend: EmbeddedBackend, postgres_db: Database
+) -> None:
+    pg = pg_with_tables(postgres_db)
+    source_id = api.create_source(
+        "Postgres",
+        {**pg.config, "schemas": [{"name": "orders", "should_sync": True}, {"name": "events"}]},
+        access_method="direct",
+        prefix="live",
+    )
+    orders = api.schema_by_name(source_id, "orders")
+    assert orders["table"]["name"] == "orders" and orders["table"]["row_count"] is None
+    assert [column["name"] for column in orders["table"]["columns"]] == ["id", "amount", "note", "updated_at"]
+    events = api.schema_by_name(source_id, "events")
+    assert events["table"] is None
+
+    enabled = api.patch(f"{SCHEMAS}{events['id']}/", {"should_sync": True}).json()
+    assert enabled["table"]["name"] == "events"
+    assert api.delete(f"{SCHEMAS}{orders['id']}/delete_data/").status_code == 200
+    orders = api.schema_by_name(source_id, "orders")
+    assert (orders["should_sync"], orders["table"]) == (False, None), "delete_data disables a direct table"
+
+
+def test_a_direct_source_with_a_blank_schema_lists_every_schema(api: Api, postgres_db: Database) -> None:
+    pg = pg_with_tables(postgres_db)
+    pg.execute("CREATE SCHEMA billing", "CREATE TABLE billing.invoices (id int PRIMARY KEY)")
+    config = {**pg.config, "schema": ""}
+    source_id = api.create_source(
+        "Postgres",
+        {**config, "schemas": [{"name": "billing.invoices", "should_sync": True}]},
+        access_method="direct",
+        prefix="everything",
+    )
+    names = {schema["name"] for schema in api.source(source_id)["schemas"]}
+    assert {"public.orders", "public.events", "billing.invoices"} <= names
+
+    changed = api.patch(
+        f"{SOURCES}{source_id}/", {"job_inputs": {"schema": "billing", "password": pg.config["password"]}}
+    )
+    assert changed.status_code == 200, changed.text
+    live = {schema["name"] for schema in changed.json()["schemas"]}
+    assert "invoices" in live and "public.orders" not in live, "changing the schema refreshed the list"

@@ -288,7 +288,7 @@ def test_a_direct_source_needs_a_name_and_never_syncs(
     assert (
         source["access_method"] == "direct" and source["engine"] == "postgres" and source["prefix"] == "live"
     )
-    assert source["direct_query_enabled"] is True
+    assert source["direct_query_enabled"] is False, "PostHog's default; it is ignored for direct sources"
     assert all(schema["sync_type"] is None for schema in source["schemas"])
     assert api.get(f"{SOURCES}connections/").json() == [
         {"id": source_id, "prefix": "live", "engine": "postgres"}

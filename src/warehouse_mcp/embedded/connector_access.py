@@ -52,9 +52,14 @@ def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFact
 
 
 def discover(
-    found: Connector, config: dict[str, Any], error: ErrorFactory = message_error
+    found: Connector, config: dict[str, Any], error: ErrorFactory = message_error, *, direct: bool = False
 ) -> list[TableInfo]:
+    """The source's tables. A direct source with a blank `schema` lists every schema's tables under
+    qualified names (`public.orders`), as PostHog's direct engines do."""
     try:
+        every_schema = getattr(found, "discover_every_schema", None)
+        if direct and callable(every_schema) and not str(config.get("schema") or "").strip():
+            return list(every_schema(config))
         return found.discover(config)
     except SourceError as exc:
         raise error(str(exc)) from None
@@ -79,6 +84,11 @@ _DISCOVERY_FAILURES = (
     ("could not establish session to ssh gateway", "Could not establish an SSH tunnel to the source."),
 )
 DISCOVERY_FAILED = "Could not fetch schemas from source."
+
+
+def refresh_failure(message: str) -> ErrorAnswer:
+    """refresh_schemas' answer to a failed discovery: PostHog's classified words, never the raw error."""
+    return message_error(refresh_error_message(SourceError(message)))
 
 
 def refresh_error_message(error: SourceError) -> str:

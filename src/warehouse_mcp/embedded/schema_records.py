@@ -169,3 +169,23 @@ def restore(db: sqlite3.Connection, schema_id: str, table: TableInfo) -> None:
             "available_columns": json.dumps(available_columns(table)),
         },
     )
+
+
+# A direct (queried in place) source's enabled schema exposes its live table, as PostHog's direct engines
+# upsert a DataWarehouseTable; disabling or delete_data hides it again.
+NO_TABLE: dict[str, Any] = {
+    "table_id": None,
+    "table_name": None,
+    "table_columns": None,
+    "table_row_count": None,
+}
+
+
+def live_table(schema_id: str, name: str, available_columns_json: str | None) -> dict[str, Any]:
+    columns = json.loads(available_columns_json or "[]")
+    return {
+        "table_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warehouse-mcp:direct:{schema_id}")),
+        "table_name": name,
+        "table_columns": json.dumps([{"name": c["name"], "type": c["data_type"]} for c in columns]),
+        "table_row_count": None,
+    }

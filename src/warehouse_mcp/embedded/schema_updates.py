@@ -176,6 +176,13 @@ def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any
     if should_sync is not None:
         columns["should_sync"] = int(should_sync)
         change.reschedule = True
+        if not warehouse and should_sync != bool(schema["should_sync"]):
+            # A direct source's enabled table is exposed live; disabling hides it (PostHog's direct engines).
+            columns.update(
+                schema_records.live_table(schema["id"], name, schema["available_columns"])
+                if should_sync
+                else schema_records.NO_TABLE
+            )
 
     if type_given and sync_type == "webhook" and sync_type != schema["sync_type"]:
         _ensure_webhook(backend, source, name)

@@ -84,9 +84,14 @@ def cancel(request: Request) -> Response:
 
 def delete_data(request: Request) -> Response:
     backend = request_context.backend(request)
-    schema = schema_records.get(
-        backend.store, request_context.team_id(request), request_context.path_id(request)
-    )
+    team_id = request_context.team_id(request)
+    schema = schema_records.get(backend.store, team_id, request_context.path_id(request))
+    source = source_records.get(backend.store, team_id, schema["source_id"])
+    if source["access_method"] == "direct":
+        # Nothing was copied: as PostHog, the live table is hidden and the schema disabled.
+        with backend.store.transaction() as db:
+            schema_records.update(db, schema["id"], {"should_sync": 0, **schema_records.NO_TABLE})
+        return request_context.empty_response()
     from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
 
     try:

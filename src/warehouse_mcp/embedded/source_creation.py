@@ -7,6 +7,7 @@ Tables the payload leaves out are stored too, disabled, as PostHog's periodic di
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class NewSource:
     description: str | None
     access_method: str
     created_via: str
+    direct_query_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def create_source(
         config = connector_access.only_form_fields(new.source_type, payload)
         connector_access.check_config(new.source_type, config)
         connector_access.check_credentials(connector, config)
-        tables = connector_access.discover(connector, config)
+        tables = connector_access.discover(connector, config, direct=direct)
     else:
         config, tables = checked
 
@@ -173,6 +175,7 @@ def create_source(
             job_inputs=job_inputs,
             job_inputs_secret=job_inputs_secret,
             connection_metadata=metadata,
+            direct_query_enabled=new.direct_query_enabled,
         )
         for plan in plans:
             schema_id = schema_records.insert(
@@ -193,6 +196,9 @@ def create_source(
             )
             if plan.should_sync and not direct:
                 to_sync.append(schema_id)
+            elif plan.should_sync:
+                columns = json.dumps(schema_records.available_columns(plan.table))
+                schema_records.update(db, schema_id, schema_records.live_table(schema_id, plan.name, columns))
         # Tables the payload left out are known too (disabled), as PostHog's discovery adds them.
         for table in tables:
             if table.name not in planned:

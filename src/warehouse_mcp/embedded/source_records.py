@@ -50,11 +50,13 @@ def page(store: Store, team_id: int, search: str | None, limit: int, offset: int
     return count, rows
 
 
-def direct_connections(store: Store, team_id: int) -> list[Row]:
+def direct_connections(store: Store, team_id: int, source_types: tuple[str, ...]) -> list[Row]:
+    """Sources queried in place: direct ones, and synced ones with `direct_query_enabled`, newest first."""
     return store.query(
-        "SELECT * FROM sources WHERE team_id = ? AND deleted = 0 AND access_method = 'direct' "
-        "ORDER BY created_at DESC",
-        (team_id,),
+        "SELECT * FROM sources WHERE team_id = ? AND deleted = 0 "
+        "AND (access_method = 'direct' OR direct_query_enabled = 1) "
+        f"AND source_type IN ({', '.join('?' for _ in source_types)}) ORDER BY created_at DESC",
+        (team_id, *source_types),
     )
 
 
@@ -103,6 +105,7 @@ def insert(
     job_inputs: str,
     job_inputs_secret: bytes,
     connection_metadata: dict[str, Any],
+    direct_query_enabled: bool = False,
 ) -> None:
     now = utcnow()
     db.execute(
@@ -118,7 +121,7 @@ def insert(
             description,
             created_via,
             access_method,
-            int(access_method == "direct"),
+            int(direct_query_enabled),
             job_inputs,
             job_inputs_secret,
             json.dumps(connection_metadata),

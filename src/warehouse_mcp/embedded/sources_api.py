@@ -120,6 +120,7 @@ def create(request: Request) -> Response:
             data, "access_method", tuple(AccessMethod), AccessMethod.warehouse
         ),
         created_via=request_context.choice(data, "created_via", tuple(CreatedVia), CreatedVia.api),
+        direct_query_enabled=bool(request_context.optional_bool(data, "direct_query_enabled")),
     )
     source_id = source_creation.create_source(backend, request_context.team_id(request), new)
     return request_context.json_response({"id": source_id}, 201)
@@ -144,6 +145,10 @@ def partial_update(request: Request) -> Response:
     changes: dict[str, Any] = {}
     if "description" in data:
         changes["description"] = request_context.optional_str(data, "description", max_length=400)
+    direct_query_enabled = request_context.optional_bool(data, "direct_query_enabled")
+    if direct_query_enabled is not None and source["access_method"] != AccessMethod.direct:
+        changes["direct_query_enabled"] = int(direct_query_enabled)  # PostHog ignores it on direct sources
+    refresh = False
     if source["access_method"] == AccessMethod.direct:
         # For direct sources the prefix is the source's name; warehouse prefixes never change.
         prefix = data.get("prefix", source["prefix"])
@@ -164,6 +169,17 @@ def partial_update(request: Request) -> Response:
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
             backend.vault, source_type, config
         )
+        # A direct source queries the schema it names: another schema means another table list.
+        refresh = (
+            source["access_method"] == AccessMethod.direct
+            and "schema" in incoming
+            and (str(incoming.get("schema") or "") != str(existing.get("schema") or ""))
+        )
+    if refresh:
+        with backend.store.transaction() as db:
+            source_records.update(db, source["id"], changes)
+        _refresh_tables(backend, source_records.get(backend.store, team_id, source["id"]))
+        changes = {}
     return _save_and_answer(backend, team_id, source["id"], changes)
 
 
@@ -277,12 +293,14 @@ def refresh_schemas(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
+    return request_context.json_response(_refresh_tables(backend, source))
+
+
+def _refresh_tables(backend: EmbeddedBackend, source: Row) -> dict[str, int]:
     connector = connector_access.connector(source["source_type"])
     config = source_config(backend.store, backend.vault, source["id"])
-    try:
-        tables = connector.discover(config)
-    except SourceError as exc:
-        raise message_error(connector_access.refresh_error_message(exc)) from None
+    direct = source["access_method"] == AccessMethod.direct
+    tables = connector_access.discover(connector, config, connector_access.refresh_failure, direct=direct)
     existing = {schema["name"]: schema for schema in schema_records.of_source(backend.store, source["id"])}
     seen = {table.name for table in tables}
     added = deleted = 0
@@ -308,13 +326,12 @@ def refresh_schemas(request: Request) -> Response:
                 schema_records.soft_delete(db, schema["id"])
                 deleted += 1
             else:  # keep the user's choice and the data it holds, visibly off
-                schema_records.update(db, schema["id"], {"should_sync": 0, "status": "Completed"})
+                hidden = schema_records.NO_TABLE if source["access_method"] == AccessMethod.direct else {}
+                schema_records.update(db, schema["id"], {"should_sync": 0, "status": "Completed", **hidden})
                 rescheduled.append(schema["id"])
     for schema_id in rescheduled:
         backend.sync.schedule_changed(schema_id)
-    return request_context.json_response(
-        {"added": added, "deleted": deleted, "total_tables_seen": len(tables)}
-    )
+    return {"added": added, "deleted": deleted, "total_tables_seen": len(tables)}
 
 
 def _add_discovered(db: sqlite3.Connection, source: Row, table: TableInfo) -> None:
@@ -390,14 +407,17 @@ def _timestamp_param(request: Request, name: str) -> datetime | None:
 
 
 def connections(request: Request) -> Response:
+    """Sources queried in place: direct ones and synced ones with `direct_query_enabled` (PostHog's filter)."""
     backend = request_context.backend(request)
-    rows = source_records.direct_connections(backend.store, request_context.team_id(request))
+    engines = source_creation.DIRECT_ENGINES
+    rows = source_records.direct_connections(backend.store, request_context.team_id(request), tuple(engines))
     return request_context.json_response(
         [
             {
                 "id": row["id"],
                 "prefix": row["prefix"],
-                "engine": serializers.loads(row["connection_metadata"], {}).get("engine"),
+                "engine": serializers.loads(row["connection_metadata"], {}).get("engine")
+                or engines[row["source_type"]],
             }
             for row in rows
         ]
@@ -431,7 +451,9 @@ def database_schema(request: Request) -> Response:
     config = connector_access.only_form_fields(source_type, data)
     connector_access.check_config(source_type, config)
     connector_access.check_credentials(connector, config)
-    tables = connector_access.discover(connector, config)
+    tables = connector_access.discover(
+        connector, config, direct=data.get("access_method") == AccessMethod.direct
+    )
     permissions = connector_access.endpoint_permissions(connector, config, [table.name for table in tables])
     return request_context.json_response(
         [
@@ -503,7 +525,13 @@ def setup(request: Request) -> Response:
     payload["schemas"] = default_schemas(tables, cdc=cdc_on)
 
     new = source_creation.NewSource(
-        source_type, payload, prefix, description, AccessMethod.warehouse, CreatedVia.mcp
+        source_type,
+        payload,
+        prefix,
+        description,
+        AccessMethod.warehouse,
+        CreatedVia.mcp,
+        direct_query_enabled=bool(request_context.optional_bool(data, "direct_query_enabled")),
     )
     source_id = source_creation.create_source(backend, team_id, new, checked=(config, tables))
     if credential_id is not None:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -526,6 +526,26 @@ class PostgresConnector:
             ).fetchone()
         if row is None:
             raise SourceError(f"Schema '{target.schema}' does not exist in database '{target.database}'")
+
+    def discover_every_schema(self, config: Mapping[str, Any]) -> list[TableInfo]:
+        """Every user schema's tables, named `schema.table` (a direct source with a blank `schema`)."""
+        target = _target(config)
+        try:
+            with _connect(target) as connection:
+                names = [
+                    row[0]
+                    for row in connection.execute(
+                        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                        "AND nspname <> 'information_schema' ORDER BY nspname"
+                    )
+                ]
+        except psycopg.Error as error:
+            raise SourceError(f"Could not list the schemas: {target.scrub(str(error))}") from None
+        return [
+            replace(table, name=f"{schema}.{table.name}")
+            for schema in names
+            for table in self.discover({**config, "schema": schema})
+        ]
 
     def discover(self, config: Mapping[str, Any]) -> list[TableInfo]:
         target = _target(config)
