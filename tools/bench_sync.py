@@ -45,7 +45,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MY = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "warehouse-mcp-bench"
 DLT_VENV = CACHE / "dlt-venv"
-DLT_PACKAGES = ["dlt[duckdb]", "sqlalchemy", "pyarrow", "connectorx", "psycopg[binary]", "pymysql"]
+DLT_PACKAGES = ["dlt[duckdb]", "sqlalchemy", "pyarrow", "pandas", "connectorx", "psycopg[binary]", "pymysql"]
 RSS_TOLERANCE = 0.10  # the big table's peak RSS may exceed the small one's by this much
 
 PG_TABLE = """
