@@ -31,7 +31,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
@@ -111,6 +111,7 @@ class _Table:
     position: CdcPosition | None
     outcome: TableOutcome
     needs_snapshot: bool = False
+    failed_until_resync: bool = False
     consolidated: str | None = None
     changelog: str | None = None
 
@@ -122,9 +123,12 @@ class _Table:
     def active(self) -> bool:
         return self.outcome.error is None
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, *, until_resync: bool = False) -> None:
+        """Stop this table for this run; `until_resync`: also every later run, with the same reason (the slot
+        moves on without it, so it cannot stream on)."""
         if self.outcome.error is None:
             self.outcome.error = error
+            self.failed_until_resync = until_resync
             logger.warning("CDC table %s failed: %s", self.target.schema_name, error)
 
     def take_relation(self, changed: ChangedTable, has_default: Callable[[str, str], bool]) -> None:
@@ -141,7 +145,8 @@ class _Table:
                     self.fail(
                         f"Column '{column.name}' was added to '{self.target.schema_name}' at the source with a "
                         "default value, which PostgreSQL gives the existing rows without a change to stream. "
-                        "Resync the table to load it again with the new column."
+                        "Resync the table to load it again with the new column.",
+                        until_resync=True,
                     )
                     return
                 self.columns[column.name] = column
@@ -153,7 +158,8 @@ class _Table:
             self.fail(
                 f"Column '{column.name}' of '{self.target.schema_name}' changed type at the source "
                 f"({warehouse_type} → {column.warehouse_type}). Resync the table to load it again with the new "
-                "type."
+                "type.",
+                until_resync=True,
             )
 
     @property
@@ -274,7 +280,9 @@ class CdcRun:
                 outcome=TableOutcome(cursor_before=target.sync_cursor_json, table_id=target.table_id),
             )
             table.needs_snapshot = position is None or position.token != token or position.mode != table.mode
-            if position is not None and not table.needs_snapshot:
+            if position is not None and not table.needs_snapshot and position.error:
+                table.fail(position.error)
+            elif position is not None and not table.needs_snapshot:
                 # Columns added at the source since join when their first change shows them (take_relation).
                 table.columns = {n: c for n, c in columns.items() if n in position.columns}
                 for column in table.columns.values():
@@ -416,6 +424,8 @@ class CdcRun:
         stagings: list[Staging] = []
         try:
             for table in tables:
+                if table.failed_until_resync and table.position is not None:
+                    positions[table.target.schema_id] = replace(table.position, error=table.outcome.error)
                 if not table.active or table.position is None:
                     continue
                 positions[table.target.schema_id] = CdcPosition(

@@ -121,6 +121,7 @@ class CdcPosition:
     token: str  # which snapshot the table was loaded from (the schema's cursor names the same one)
     mode: str  # the cdc_table_mode it was loaded in
     columns: Mapping[str, str] = field(default_factory=dict)  # the source columns it holds: warehouse types
+    error: str | None = None  # why it cannot stream on until a resync (a change the stream cannot carry)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,11 @@ class Warehouse:
         stored = self.manifest.state.get(CDC_POSITIONS, {})
         return {
             s: CdcPosition(
-                stored[s]["lsn"], stored[s]["token"], stored[s]["mode"], dict(stored[s].get("columns", {}))
+                stored[s]["lsn"],
+                stored[s]["token"],
+                stored[s]["mode"],
+                dict(stored[s].get("columns", {})),
+                stored[s].get("error"),
             )
             for s in schema_ids
             if s in stored
@@ -243,6 +248,7 @@ class Warehouse:
                     "token": position.token,
                     "mode": position.mode,
                     "columns": dict(position.columns),
+                    "error": position.error,
                 }
             state[CDC_POSITIONS] = stored
             self._catalog.publish(tables, state)
