@@ -2,8 +2,8 @@
 
 Every sync streams its batches into private Parquet parts (`warehouse_data/staging/<job>/`) and only
 touches the target table in one final commit: a full refresh publishes the parts as the table, an
-incremental sync merges them on the primary key into a new file, an append sync adds them to the
-table's files. A commit is one new catalog version (catalog.py): readers see the old table or the new
+incremental sync merges them on the primary key (rewriting only the table's files that hold a staged key,
+then adding the staged rows as a new file), an append sync adds them to the table's files. A commit is one new catalog version (catalog.py): readers see the old table or the new
 one, never half a table or a mix of two syncs. A sync that fails, is cancelled, or dies with its process
 therefore never leaves a half-written target; leftover parts and unreferenced files are deleted when the
 warehouse is next opened.
