@@ -339,6 +339,32 @@ def test_zero_dates_geometry_and_fine_decimals_arrive_exactly(mysql_db: Database
     }
 
 
+def test_unsigned_widths_charsets_and_fractions_arrive_exactly(mysql_db: Database) -> None:
+    mysql_db.execute(
+        "CREATE TABLE more (id int PRIMARY KEY, l varchar(10) CHARACTER SET latin1, e varchar(10) CHARACTER SET "
+        "utf8mb4, tu tinyint unsigned, su smallint unsigned, mu mediumint unsigned, iu int unsigned, b4 binary(4), "
+        "tm time(6), bt bit(64), dec0 decimal(5,0))",
+        "INSERT INTO more VALUES (1, 'café', '😀x', 255, 65535, 16777215, 4294967295, 'ab', '12:34:56.789012', "
+        "b'1111111111111111111111111111111111111111111111111111111111111111', -12345)",
+    )
+    table = _table(mysql_db.config, "more")
+    assert _read_rows(mysql_db.config, ReadRequest(table=table)) == [
+        {
+            "id": 1,
+            "l": "café",
+            "e": "😀x",
+            "tu": 255,
+            "su": 65535,
+            "mu": 16777215,
+            "iu": 4294967295,
+            "b4": b"ab\x00\x00",
+            "tm": dt.time(12, 34, 56, 789012),
+            "bt": 18446744073709551615,
+            "dec0": Decimal(-12345),
+        }
+    ]
+
+
 def test_tls_reads_return_the_same_rows(everything: Database) -> None:
     if dict(everything.fetch("SHOW VARIABLES LIKE 'have_ssl'")).get("have_ssl") != "YES":
         pytest.skip("the local MariaDB has no TLS")
