@@ -342,3 +342,16 @@ def test_a_direct_source_with_a_blank_schema_lists_every_schema(api: Api, postgr
     assert changed.status_code == 200, changed.text
     live = {schema["name"] for schema in changed.json()["schemas"]}
     assert "invoices" in live and "public.orders" not in live, "changing the schema refreshed the list"
+
+
+def test_posthogs_text_booleans_are_read_as_booleans(api: Api, postgres_db: Database) -> None:
+    """PostHog answers job_inputs booleans as "True"/"False"; a client echoing them must not turn CDC on."""
+    pg = pg_with_tables(postgres_db)
+    source_id = api.create_source(
+        "Postgres", {**pg.config, "cdc_enabled": "False", "schemas": [orders_schema()]}
+    )
+    job_inputs = api.source(source_id)["job_inputs"]
+    assert job_inputs.get("cdc_enabled", False) is False
+    orders = api.schema_by_name(source_id, "orders")
+    refused = api.patch(f"{SCHEMAS}{orders['id']}/", {"sync_type": "cdc"})
+    assert refused.status_code == 400 and "CDC must be enabled on the source" in refused.json()["detail"]

@@ -109,6 +109,10 @@ def endpoint_permissions(found: Connector, config: dict[str, Any], names: list[s
         return {}
 
 
+# Settings that are booleans, whatever text a client echoes for them.
+BOOLEAN_SETTINGS = ("cdc_enabled", "cdc_auto_drop_slot")
+
+
 def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The config keys a source stores: its form's fields (public and secret) and the CDC settings.
 
@@ -117,9 +121,13 @@ def only_form_fields(source_type: str, payload: dict[str, Any]) -> dict[str, Any
     options carry fields are stored nested, as PostHog stores them (forms.nest_selects).
     """
     public, secret = forms.split_secrets(source_type, forms.nest_selects(source_type, payload))
-    return forms.merge_secrets(
+    config = forms.merge_secrets(
         forms.public_job_inputs(source_type, public), _known_secret(source_type, secret)
     )
+    for key in BOOLEAN_SETTINGS:
+        if isinstance(config.get(key), str):  # PostHog answers booleans as "True"/"False": read them as such
+            config[key] = forms.truthy(config[key])
+    return config
 
 
 def _known_secret(source_type: str, secret: dict[str, Any]) -> dict[str, Any]:

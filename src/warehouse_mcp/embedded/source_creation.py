@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded import connector_access, schema_records, schema_updates, source_records
+from warehouse_mcp.embedded.connectors import forms
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.errors import message_error, validation_error
 from warehouse_mcp.embedded.sync import runnable
@@ -142,7 +143,7 @@ def create_source(
         config, tables = checked
 
     source_id = str(uuid.uuid4())
-    cdc_on = bool(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
+    cdc_on = forms.truthy(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
     plans = _schema_plans(
         payload.get("schemas"), tables, source_type=new.source_type, cdc_on=cdc_on, direct=direct
     )
@@ -327,7 +328,7 @@ def _cdc_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:
         "cdc_management_mode": cdc_mode(payload),
         "cdc_slot_name": payload.get("cdc_slot_name") or default_slot_name(source_id),
         "cdc_publication_name": payload.get("cdc_publication_name") or default_publication_name(source_id),
-        "cdc_auto_drop_slot": payload.get("cdc_auto_drop_slot", True),
+        "cdc_auto_drop_slot": forms.truthy(payload.get("cdc_auto_drop_slot", True)),
         "cdc_lag_warning_threshold_mb": payload.get("cdc_lag_warning_threshold_mb", 1024),
         "cdc_lag_critical_threshold_mb": payload.get("cdc_lag_critical_threshold_mb", 10240),
     }
