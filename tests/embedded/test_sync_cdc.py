@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Bastion, Database
 from warehouse_mcp.embedded.connectors import ssh_tunnel
-from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.sync.scheduler import ManualClock
+from warehouse_mcp.embedded.sync.service import SyncService
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 from warehouse_mcp.embedded.vault import Vault
 
@@ -343,3 +347,49 @@ def test_a_slot_that_lost_changes_is_explained_with_the_fix() -> None:
         lost_changes(SlotHealth(exists=True, confirmed_lsn=0x1_0000_0001), 0x10, "s", managed=True) or ""
     )
     assert "(it is at 1/1, the table at 0/10)" in consumed
+
+
+def test_the_scheduler_runs_a_source_s_cdc_tables_together_every_minute(
+    db: Database, store: Store, vault: Vault, home: Path
+) -> None:
+    db.execute("CREATE TABLE other (id integer PRIMARY KEY, v integer)", "INSERT INTO other VALUES (1, 1)")
+    source_id = add_cdc_source(store, vault, db)
+    items = add_cdc_schema(store, source_id, "items")
+    other = add_cdc_schema(store, source_id, "other")
+    with store.transaction() as sqlite:  # both due now, as a new source's tables are
+        sqlite.execute("UPDATE schemas SET next_sync_at = ? WHERE source_id = ?", (iso(START), source_id))
+    clock = ManualClock(START)
+    service = SyncService(store, vault, home, clock, poll_seconds=0.05)
+    service.start()
+    try:
+        wait_for(lambda: completed(store, items) == 1 and completed(store, other) == 1, "the first run")
+        first = {job["schema_id"]: job for job in store.query("SELECT * FROM jobs")}
+        assert first[items]["created_at"] == first[other]["created_at"]  # one run served both
+        db.execute("UPDATE items SET name = 'x' WHERE id = 1", "INSERT INTO other VALUES (2, 2)")
+        clock.advance(30)
+        time.sleep(0.3)
+        assert completed(store, items) == 1  # not due before the minute
+        clock.advance(31)
+        wait_for(
+            lambda: completed(store, items) == 2 and completed(store, other) == 2, "the run a minute later"
+        )
+    finally:
+        service.stop()
+    assert [job["rows_synced"] for job in job_rows(store, items)] == [20, 1]
+    assert [job["rows_synced"] for job in job_rows(store, other)] == [1, 1]
+
+
+START = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def completed(store: Store, schema_id: str) -> int:
+    return sum(1 for job in job_rows(store, schema_id) if job["status"] == "Completed")
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
