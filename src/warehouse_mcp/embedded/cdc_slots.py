@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import SourceError
+from warehouse_mcp.embedded.connectors.forms import truthy
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ ACTIVE_SLOT_WAIT_SECONDS = 10.0
 def drop_if_managed(source_id: str, config: dict[str, Any]) -> None:
     """Drop the slot and publication of a posthog-mode CDC source (with cdc_auto_drop_slot); SourceError
     says why when that is not possible."""
-    if not config.get("cdc_enabled") or config.get("cdc_auto_drop_slot") is False:
+    if not truthy(config.get("cdc_enabled")) or not truthy(config.get("cdc_auto_drop_slot", True)):
         return
     # Imported here: sync.cdc loads DuckDB, which the API (and so the server's start) must not.
     from warehouse_mcp.embedded.sync.cdc import slot_and_publication

@@ -164,7 +164,7 @@ def partial_update(request: Request) -> Response:
         connector = connector_access.connector(source_type, validation_error)
         connector_access.check_config(source_type, config, validation_error)
         connector_access.check_credentials(connector, config, validation_error)
-        if existing.get("cdc_enabled") and not config.get("cdc_enabled"):
+        if forms.truthy(existing.get("cdc_enabled")) and not forms.truthy(config.get("cdc_enabled")):
             _drop_cdc_slot(backend, source["id"], existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
             backend.vault, source_type, config

@@ -222,7 +222,7 @@ class CdcRun:
         config = forms.merge_secrets(first.job_inputs, self.vault.decrypt(first.job_inputs_secret))
         secrets = forms.secret_values(first.source_type, config)
         try:
-            if not config.get("cdc_enabled"):
+            if not forms.truthy(config.get("cdc_enabled")):
                 raise SourceError(
                     "CDC is turned off for this source. Turn it on again (job_inputs cdc_enabled), or give "
                     "the table another sync type."
