@@ -270,7 +270,9 @@ class PostgresCdc:
         self._exit_stack = contextlib.ExitStack()
         self._relations: dict[int, Relation] = {}
         self._types: dict[int, tuple[str, int, str, str | None, int, bool, bool]] = {}
-        self._loaders: dict[tuple[int, int, int], tuple[ColumnInfo, Callable[[bytes], Any]]] = {}
+        # Per relation oid: the Relation message it was built from (a new one after a schema change) and
+        # the table with its value loaders.
+        self._tables: dict[int, tuple[Relation, ChangedTable, list[Callable[[bytes], Any]]]] = {}
 
     def __enter__(self) -> PostgresCdc:
         self._connection = self._exit_stack.enter_context(_connect(self._target))
@@ -488,12 +490,13 @@ class PostgresCdc:
 
     def _load(self, raw: RawTransaction) -> Transaction:
         loaded = Transaction(raw.commit_lsn, raw.end_lsn, raw.commit_time, [])
-        tables: dict[int, tuple[ChangedTable, list[Callable[[bytes], Any]]]] = {}
         for change in raw.changes:
             relation = change.relation
-            if relation.oid not in tables:
-                tables[relation.oid] = self._table(relation)
-            table, loaders = tables[relation.oid]
+            cached = self._tables.get(relation.oid)
+            if cached is None or cached[0] is not relation:
+                cached = (relation, *self._table(relation))
+                self._tables[relation.oid] = cached
+            _, table, loaders = cached
             names = [column.name for column in relation.columns]
             new = old = old_text = None
             unchanged: set[str] = set()
