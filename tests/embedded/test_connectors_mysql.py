@@ -303,6 +303,26 @@ def test_stopping_a_read_early_releases_the_connection(mysql_db: Database) -> No
     assert sum(batch.num_rows for batch in CONNECTOR.read(mysql_db.config, ReadRequest(table=table))) == 100
 
 
+def test_a_connection_killed_mid_read_fails_the_read_clearly(mysql_db: Database) -> None:
+    mysql_db.execute(
+        "CREATE TABLE wide (n int PRIMARY KEY, label char(32))",
+        "INSERT INTO wide SELECT seq, md5(seq) FROM seq_1_to_1000000",
+    )
+    table = _table(mysql_db.config, "wide")
+    reader = CONNECTOR.read(mysql_db.config, ReadRequest(table=table, batch_rows=1000))
+    assert next(reader).num_rows == 1000
+    readers = mysql_db.fetch(
+        "SELECT ID FROM information_schema.PROCESSLIST "
+        f"WHERE DB = '{mysql_db.name}' AND USER = 'wmcp_secure' AND INFO LIKE 'SELECT%wide%'"
+    )
+    assert len(readers) == 1
+    mysql_db.execute(f"KILL {readers[0][0]}")
+    with pytest.raises(SourceError, match=r"Reading '.*wide' failed: ") as raised:
+        for _batch in reader:
+            pass
+    assert CANARY_PASSWORD not in str(raised.value)
+
+
 def test_time_outside_a_day_fails_the_read_clearly(mysql_db: Database) -> None:
     mysql_db.execute(
         "CREATE TABLE spans (id int PRIMARY KEY, took time)", "INSERT INTO spans VALUES (1, '-01:00:00')"

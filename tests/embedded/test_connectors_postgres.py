@@ -326,6 +326,24 @@ def test_stopping_a_read_early_releases_the_connection(postgres_db: Database) ->
     assert sessions == [(0,)]
 
 
+def test_a_connection_killed_mid_read_fails_the_read_clearly(postgres_db: Database) -> None:
+    postgres_db.execute(
+        "CREATE TABLE wide AS SELECT g AS n, md5(g::text) AS label FROM generate_series(1, 1000000) g"
+    )
+    table = _table(postgres_db.config, "wide")
+    reader = CONNECTOR.read(postgres_db.config, ReadRequest(table=table, batch_rows=1000))
+    assert next(reader).num_rows == 1000
+    killed = postgres_db.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{postgres_db.name}' AND query LIKE 'COPY%'"
+    )
+    assert killed == [(True,)]
+    with pytest.raises(SourceError, match=r"Reading 'public\.wide' failed: ") as raised:
+        for _batch in reader:
+            pass
+    assert CANARY_PASSWORD not in str(raised.value)
+
+
 def test_read_rejects_unknown_columns_and_tables(everything: Database) -> None:
     table = _table(everything.config, "everything")
     with pytest.raises(SourceError, match=r"Unknown column\(s\) in table 'public.everything': nope"):

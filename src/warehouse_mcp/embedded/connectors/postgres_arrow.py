@@ -66,10 +66,11 @@ def read_query(
             checked = _drop_dimension_checks(batch, schema, qualified)
             for offset in range(0, checked.num_rows, batch_rows):
                 yield conform_batch(checked.slice(offset, batch_rows), schema, qualified)
-    except adbc_driver_manager.Error as error:
+    # The batch reader reports a broken stream (a killed backend, a dropped link) as an Arrow/OS error.
+    except (adbc_driver_manager.Error, pa.ArrowException, OSError) as error:
         raise SourceError(f"Reading '{qualified}' failed: {scrub(_reason(error))}") from None
     finally:
-        with contextlib.suppress(adbc_driver_manager.Error):
+        with contextlib.suppress(adbc_driver_manager.Error, pa.ArrowException, OSError):
             connection.close()
 
 
