@@ -45,8 +45,9 @@ def drop_if_managed(source_id: str, config: dict[str, Any]) -> None:
             if "is active for PID" not in str(error) or time.monotonic() > deadline:
                 raise SourceError(
                     f"Could not drop the replication slot '{slot}' and publication '{publication}' at the "
-                    f"source: {error} Fix the connection and retry; or set cdc_auto_drop_slot to false and "
-                    f"drop them yourself (SELECT pg_drop_replication_slot('{slot}'); "
+                    f"source: {error} Fix the connection and retry; or (a database that is gone, or a slot you "
+                    "will remove yourself) set job_inputs.cdc_auto_drop_slot to false, retry, and drop them "
+                    f"yourself (SELECT pg_drop_replication_slot('{slot}'); "
                     f"DROP PUBLICATION {publication};)."
                 ) from None
             time.sleep(0.2)

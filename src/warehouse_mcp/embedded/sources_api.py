@@ -163,7 +163,10 @@ def partial_update(request: Request) -> Response:
         config = connector_access.only_form_fields(source_type, merged)
         connector = connector_access.connector(source_type, validation_error)
         connector_access.check_config(source_type, config, validation_error)
-        connector_access.check_credentials(connector, config, validation_error)
+        if not set(incoming) <= CDC_UPKEEP_SETTINGS:
+            # Only CDC upkeep settings changed, nothing about the connection: the live check is skipped, so
+            # a source whose database is gone can still give up its slot drop and be deleted.
+            connector_access.check_credentials(connector, config, validation_error)
         if forms.truthy(existing.get("cdc_enabled")) and not forms.truthy(config.get("cdc_enabled")):
             _drop_cdc_slot(backend, source["id"], existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
@@ -209,6 +212,9 @@ def destroy(request: Request) -> Response:
     except Exception:
         logger.exception("could not drop the synced tables of deleted source %s", source["id"])
     return request_context.empty_response(204)
+
+
+CDC_UPKEEP_SETTINGS = {"cdc_auto_drop_slot", "cdc_lag_warning_threshold_mb", "cdc_lag_critical_threshold_mb"}
 
 
 def _drop_cdc_slot(backend: EmbeddedBackend, source_id: str, config: dict[str, Any]) -> None:
