@@ -1,4 +1,4 @@
-"""Overlap a source read with the warehouse writes: a reader thread runs ahead by a few batches.
+"""Overlap a source read with the warehouse writes: a reader thread runs ahead by `depth` batches (one).
 
 The connector's iterator runs on its own thread (its connection is used by that thread only) and
 hands batches over through a bounded queue, so memory stays at `depth` batches plus the ones being
