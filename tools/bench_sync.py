@@ -33,13 +33,12 @@ from typing import Any
 import psycopg
 import pymysql
 
-from warehouse_mcp.embedded import schema_records, source_records
-from warehouse_mcp.embedded.store import Store, utcnow
+from warehouse_mcp.embedded.store import Store, schema_records, source_records, utcnow
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MY = {"host": "127.0.0.1", "port": 3306, "user": "root"}

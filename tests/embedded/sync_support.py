@@ -9,13 +9,12 @@ from typing import Any
 
 import duckdb
 
-from warehouse_mcp.embedded import schema_records, source_records
-from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.store import Store, iso, schema_records, source_records
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import cursor, jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, ProgressCallback, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 from warehouse_mcp.models import FREQUENCY_SECONDS
 
 

@@ -20,8 +20,8 @@ from tests.embedded.api_support import (
     orders_schema,
     pg_with_tables,
 )
-from warehouse_mcp.embedded.app import ENDPOINTS
 from warehouse_mcp.embedded.backend import EmbeddedBackend
+from warehouse_mcp.embedded.http.app import ENDPOINTS
 
 __all__ = ["api", "backend"]  # fixtures
 
@@ -211,7 +211,7 @@ def test_unexpected_errors_are_a_generic_500_and_logged(
             "VALUES (?, 1, 'Postgres', '{broken json secret-in-error', '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z')",
             (SOURCE_ID,),
         )
-    with caplog.at_level(logging.ERROR, logger="warehouse_mcp.embedded.app"):
+    with caplog.at_level(logging.ERROR, logger="warehouse_mcp.embedded.http.app"):
         response = api.get(f"{SOURCES}{SOURCE_ID}/")
     assert response.status_code == 500
     assert response.json() == {

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from warehouse_mcp.embedded.errors import ErrorAnswer
-from warehouse_mcp.embedded.job_inputs_update import merge_job_inputs
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 
 PG: dict[str, Any] = {
     "host": "db.example.com",

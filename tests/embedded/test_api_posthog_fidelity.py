@@ -23,9 +23,8 @@ from tests.embedded.api_support import (
     pg_with_tables,
     set_schema,
 )
-from warehouse_mcp.embedded import source_records
 from warehouse_mcp.embedded.backend import EmbeddedBackend
-from warehouse_mcp.embedded.store import utcnow
+from warehouse_mcp.embedded.store import source_records, utcnow
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from tests.conftest import CANARY_PASSWORD, Database
-from warehouse_mcp.embedded import connect_page, credentials_api
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
-from warehouse_mcp.embedded.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.http import connect_page, credentials_api
 
 SOURCES = "/api/projects/@current/external_data_sources"
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from warehouse_mcp.embedded.connect_page import OAUTH_NOTE, collect, render_fields
 from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.http.connect_page import OAUTH_NOTE, collect, render_fields
 
 KEY_FILE = {
     "type": "service_account",
@@ -185,7 +185,7 @@ def test_a_re_render_shows_public_values_and_never_secrets() -> None:
 
 
 def test_messages_never_echo_a_submitted_secret() -> None:
-    from warehouse_mcp.embedded.connect_page import _scrub
+    from warehouse_mcp.embedded.http.connect_page import _scrub
 
     message = 'could not connect to "db" as sekret-pass-99 (password sekret-pass-99)'
     assert (
@@ -195,7 +195,7 @@ def test_messages_never_echo_a_submitted_secret() -> None:
 
 
 def test_the_tunnel_form_takes_a_pinned_fingerprint_and_the_success_page_shows_the_trusted_one() -> None:
-    from warehouse_mcp.embedded.connect_page import _success_page
+    from warehouse_mcp.embedded.http.connect_page import _success_page
 
     fingerprint = "SHA256:" + "C" * 43
     posted = {

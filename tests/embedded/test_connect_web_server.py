@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from warehouse_mcp.embedded.web_server import LoopbackServer, WebServerError
+from warehouse_mcp.embedded.http.web_server import LoopbackServer, WebServerError
 
 
 def hello_app() -> Starlette:

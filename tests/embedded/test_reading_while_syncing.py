@@ -16,11 +16,11 @@ from tests.conftest import Database
 from tests.embedded.test_stripe_webhooks import Harness, customer
 from tests.fakes.stripe_server import make_event
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 
 from .cdc_support import add_cdc_schema, add_cdc_source, cdc_database, run_cdc
 from .sync_support import add_schema, add_source, run_sync

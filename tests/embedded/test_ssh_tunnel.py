@@ -18,7 +18,7 @@ from warehouse_mcp.embedded.connectors.mysql import MySQLConnector
 from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.vault import Vault
 
 from .sync_support import add_schema, add_source, run_sync
 

@@ -16,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.fakes.stripe_server import make_event, post_event, signature_header
+from warehouse_mcp.embedded.http.stripe_webhooks import SignatureError, routes, verify_signature
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.stripe_webhooks import SignatureError, routes, verify_signature
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 
 SECRET = "whsec_test_receiver_secret_0123456789"
 

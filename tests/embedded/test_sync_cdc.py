@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import Bastion, Database
 from warehouse_mcp.embedded.connectors import ssh_tunnel
 from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.scheduler import ManualClock
 from warehouse_mcp.embedded.sync.service import SyncService
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 
 from .cdc_support import add_cdc_schema, add_cdc_source, cdc_database, cursor_of, rows, run_cdc, slots_of
 from .sync_support import job_rows, schema_row

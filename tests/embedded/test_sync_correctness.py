@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import Database, _pg_args
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
-from warehouse_mcp.embedded.vault import Vault
 
 from .sync_support import add_schema, add_source, run_sync, schema_row, update_schema
 

@@ -18,12 +18,12 @@ import pytest
 
 from tests.conftest import Database
 from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import scheduler
 from warehouse_mcp.embedded.sync.engine import JobProgress
 from warehouse_mcp.embedded.sync.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.embedded.sync.scheduler import ManualClock, Scheduler, next_run_at
 from warehouse_mcp.embedded.sync.service import SyncService, WarehouseBusyError
-from warehouse_mcp.embedded.vault import Vault
 
 from .sync_support import add_schema, add_source, job_rows, schema_row
 
@@ -305,7 +305,7 @@ CRASHING_SYNC = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from warehouse_mcp.embedded.store import Store
-    from warehouse_mcp.embedded.vault import Vault
+    from warehouse_mcp.embedded.store.vault import Vault
     from warehouse_mcp.embedded.sync.service import SyncService
 
     home, schema_id = Path(sys.argv[1]), sys.argv[2]

@@ -21,9 +21,9 @@ from tests.conftest import Database
 from tests.embedded.cdc_support import add_cdc_schema, add_cdc_source, cdc_database, run_cdc
 from tests.reliability.support import kill_hard
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 
 pytestmark = pytest.mark.reliability
 
@@ -32,7 +32,7 @@ SERVER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from warehouse_mcp.embedded.store import Store
-    from warehouse_mcp.embedded.vault import Vault
+    from warehouse_mcp.embedded.store.vault import Vault
     from warehouse_mcp.embedded.sync.service import SyncService
 
     home, schema_id = Path(sys.argv[1]), sys.argv[2]

@@ -23,9 +23,9 @@ from mcp.types import CallToolResult
 from tests.conftest import CANARY_PASSWORD, Bastion, Database
 from tests.fakes.recording_api import Recorded, RecordingApi, Reply
 from tests.reliability.support import BIN, files_containing, result_text
-from warehouse_mcp.embedded.source_records import source_config
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.source_records import source_config
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.harness import ConnectPageError, EmbeddedApi, _FormReader, complete_connect_page
 from warehouse_mcp.secret_guard import Redactor
 from warehouse_mcp.server import build_server

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.vault import Vault
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from warehouse_mcp.embedded.http.web_server import LoopbackServer
     from warehouse_mcp.embedded.sync.scheduler import Clock
     from warehouse_mcp.embedded.sync.service import SyncService
-    from warehouse_mcp.embedded.web_server import LoopbackServer
 
 
 class EmbeddedBackend:
@@ -51,7 +51,7 @@ class EmbeddedBackend:
         self._web: LoopbackServer | None = None
         self._lock = threading.Lock()
 
-        from warehouse_mcp.embedded.app import build_app
+        from warehouse_mcp.embedded.http.app import build_app
 
         self.app: Starlette = build_app(self)
 
@@ -83,7 +83,7 @@ class EmbeddedBackend:
         """`http://host:port` of the loopback web server (connect page, webhooks), started on first call."""
         with self._lock:
             if self._web is None:
-                from warehouse_mcp.embedded.web_server import LoopbackServer
+                from warehouse_mcp.embedded.http.web_server import LoopbackServer
 
                 self._web = LoopbackServer(self.app, self.connect_host, self.connect_port).start()
             return self._web.base_url

@@ -11,7 +11,7 @@ from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
 
 ErrorFactory = Callable[[str], ErrorAnswer]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms
-from warehouse_mcp.embedded.errors import validation_error
+from warehouse_mcp.embedded.domain.errors import validation_error
 
 CONNECTION_TARGET_FIELDS = ("host", "instance_url")
 SSH_TARGET_FIELDS = ("enabled", "host", "port")

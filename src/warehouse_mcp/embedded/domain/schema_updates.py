@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded import (
-    connector_access,
-    request_context,
-    schema_records,
-    serializers,
-    source_records,
-    webhooks_api,
-)
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.errors import validation_error
+from warehouse_mcp.embedded.domain import connector_access, serializers
+from warehouse_mcp.embedded.domain.errors import validation_error
+from warehouse_mcp.embedded.http import request_context, webhooks_api
+from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import (
     FREQUENCY_SECONDS,

@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded import connector_access, schema_records, schema_updates, source_records
 from warehouse_mcp.embedded.connectors import forms
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.errors import message_error, validation_error
+from warehouse_mcp.embedded.domain import connector_access, schema_updates
+from warehouse_mcp.embedded.domain.errors import message_error, validation_error
+from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
 

@@ -11,7 +11,6 @@ generic 500, never with its text (it could quote a source's error).
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 import logging
 import re
@@ -26,15 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from warehouse_mcp.embedded import (
-    cdc_api,
-    credentials_api,
-    schemas_api,
-    sources_api,
-    warehouse_api,
-    webhooks_api,
-)
-from warehouse_mcp.embedded.errors import (
+from warehouse_mcp.embedded.domain.errors import (
     ErrorAnswer,
     authentication_failed,
     method_not_allowed,
@@ -42,6 +33,16 @@ from warehouse_mcp.embedded.errors import (
     not_found,
     parse_error,
     server_error,
+)
+from warehouse_mcp.embedded.http import (
+    cdc_api,
+    connect_page,
+    credentials_api,
+    schemas_api,
+    sources_api,
+    stripe_webhooks,
+    warehouse_api,
+    webhooks_api,
 )
 from warehouse_mcp.operations import OPERATIONS
 
@@ -195,23 +196,10 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return error_response(server_error())
 
 
-def optional_routes(module_name: str, backend: EmbeddedBackend) -> list[BaseRoute]:
-    """Routes another module contributes (connect page, webhook receivers), when that module exists."""
-    try:
-        module = importlib.import_module(f"warehouse_mcp.embedded.{module_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"warehouse_mcp.embedded.{module_name}":
-            raise
-        # TODO(lead): make mandatory once stripe_webhooks.py / connect_page.py have landed.
-        logger.warning("embedded module %s is not available: its routes are not served", module_name)
-        return []
-    return list(module.routes(backend))
-
-
 def build_app(backend: EmbeddedBackend) -> Starlette:
     routes: list[BaseRoute] = [
-        *optional_routes("connect_page", backend),
-        *optional_routes("stripe_webhooks", backend),
+        *connect_page.routes(backend),
+        *stripe_webhooks.routes(backend),
         Route("/api/{path:path}", make_dispatcher(backend), methods=ALL_METHODS),
     ]
     app = Starlette(routes=routes, exception_handlers={404: http_exception, 405: http_exception})

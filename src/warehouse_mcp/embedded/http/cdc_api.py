@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded import connector_access, request_context, source_records
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
-from warehouse_mcp.embedded.errors import message_error
-from warehouse_mcp.embedded.source_creation import (
+from warehouse_mcp.embedded.domain import connector_access
+from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.domain.source_creation import (
     CDC_SOURCE_TYPES,
     cdc_mode,
     default_publication_name,
     default_slot_name,
 )
+from warehouse_mcp.embedded.http import request_context
+from warehouse_mcp.embedded.store import source_records
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from warehouse_mcp.embedded import credentials_api
 from warehouse_mcp.embedded.connectors import forms, registry
-from warehouse_mcp.embedded.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.http import credentials_api
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.vault import Vault
 
 logger = logging.getLogger(__name__)
 

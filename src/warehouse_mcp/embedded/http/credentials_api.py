@@ -17,12 +17,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from warehouse_mcp.embedded import connector_access, request_context
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import Connector
-from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.domain import connector_access
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def connect_link_instructions(source_type: str, minutes: int) -> str:
 
 
 def connect_link(request: Request) -> Response:
-    from warehouse_mcp.embedded import connect_page  # it imports this module
+    from warehouse_mcp.embedded.http import connect_page
 
     source_type = request.query_params.get("source_type", "").strip()
     connector_or_error(source_type)

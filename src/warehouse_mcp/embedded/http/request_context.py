@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from warehouse_mcp.embedded.errors import (
+from warehouse_mcp.embedded.domain.errors import (
     invalid_choice,
     not_a_boolean,
     not_a_dict,

@@ -7,15 +7,10 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded import (
-    connector_access,
-    request_context,
-    schema_records,
-    schema_updates,
-    serializers,
-    source_records,
-)
-from warehouse_mcp.embedded.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.domain import connector_access, schema_updates, serializers
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.http import request_context
+from warehouse_mcp.embedded.store import schema_records, source_records
 
 logger = logging.getLogger(__name__)
 

@@ -17,30 +17,26 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded import (
-    cdc_api,
+from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
+from warehouse_mcp.embedded.domain import (
     cdc_slots,
     connector_access,
-    credentials_api,
-    request_context,
-    schema_records,
     schema_updates,
     serializers,
     source_creation,
-    source_records,
-    webhooks_api,
 )
-from warehouse_mcp.embedded.connectors import forms, registry
-from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.errors import (
+from warehouse_mcp.embedded.domain.errors import (
     message_error,
     not_a_list,
     required,
     validation_error,
 )
-from warehouse_mcp.embedded.job_inputs_update import merge_job_inputs
-from warehouse_mcp.embedded.setup_defaults import default_schemas
-from warehouse_mcp.embedded.source_records import source_config
+from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
+from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
+from warehouse_mcp.embedded.http import cdc_api, credentials_api, request_context, webhooks_api
+from warehouse_mcp.embedded.store import schema_records, source_records
+from warehouse_mcp.embedded.store.source_records import source_config
 from warehouse_mcp.models import (
     DEFAULT_FREQUENCY,
     FREQUENCY_SECONDS,

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from warehouse_mcp.embedded.connectors.stripe import TABLE_FOR_OBJECT, StripeTable, object_row, record_batch
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.vault import Vault, VaultError
+from warehouse_mcp.embedded.store.vault import Vault, VaultError
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend

@@ -13,8 +13,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded import request_context, schema_records
-from warehouse_mcp.embedded.errors import message_error, validation_error
+from warehouse_mcp.embedded.domain.errors import message_error, validation_error
+from warehouse_mcp.embedded.http import request_context
+from warehouse_mcp.embedded.store import schema_records
 
 MAX_SQL_CHARACTERS = 20_000
 

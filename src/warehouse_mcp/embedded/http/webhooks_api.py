@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded import connector_access, request_context, schema_records, source_records
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError, WebhookConnector
-from warehouse_mcp.embedded.errors import message_error
+from warehouse_mcp.embedded.domain import connector_access
+from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.http import request_context
+from warehouse_mcp.embedded.store import schema_records, source_records
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend

@@ -60,8 +60,8 @@ if TYPE_CHECKING:
         TableChange,
     )
     from warehouse_mcp.embedded.store import Store
+    from warehouse_mcp.embedded.store.vault import Vault
     from warehouse_mcp.embedded.sync.scheduler import Clock
-    from warehouse_mcp.embedded.vault import Vault
 
 logger = logging.getLogger(__name__)
 

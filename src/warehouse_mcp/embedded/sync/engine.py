@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
+from warehouse_mcp.embedded.store.vault import Vault, VaultError
 from warehouse_mcp.embedded.sync import cdc, jobs, runnable
 from warehouse_mcp.embedded.sync import cursor as sync_cursor
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
@@ -39,7 +40,6 @@ from warehouse_mcp.embedded.sync.warehouse import (
     Warehouse,
     warehouse_table_name,
 )
-from warehouse_mcp.embedded.vault import Vault, VaultError
 from warehouse_mcp.models import JobStatus, SyncType
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from datetime import time as time_of_day
 from pathlib import Path
 
 from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import (
     DEFAULT_BATCH_ROWS,
@@ -33,7 +34,6 @@ from warehouse_mcp.embedded.sync.engine import (
     SyncEngine,
 )
 from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE, Warehouse
-from warehouse_mcp.embedded.vault import Vault
 from warehouse_mcp.models import SyncType
 
 logger = logging.getLogger(__name__)

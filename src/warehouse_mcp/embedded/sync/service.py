@@ -13,11 +13,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import cdc, jobs, scheduler
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
 from warehouse_mcp.embedded.sync.scheduler import Clock, Scheduler, WarehouseBusyError
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, warehouse_table_name
-from warehouse_mcp.embedded.vault import Vault
 
 __all__ = ["SyncService", "WarehouseBusyError"]
 

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.errors import not_found
+from warehouse_mcp.embedded.domain.errors import not_found
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 
 Row = sqlite3.Row

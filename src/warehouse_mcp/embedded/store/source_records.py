@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms
-from warehouse_mcp.embedded.errors import not_found
+from warehouse_mcp.embedded.domain.errors import not_found
 from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.vault import Vault
+from warehouse_mcp.embedded.store.vault import Vault
 
 Row = sqlite3.Row
 
