@@ -2,42 +2,36 @@
 
 Every operation is served under both path families, `/api/environments/{project}/` and
 `/api/projects/{project}/` (project: digits, or `@current` = 1), with or without the trailing
-slash. One dispatcher resolves the path, checks the bearer token (when the backend has one),
-checks the method, parses the JSON body, and runs the handler in the thread pool. Failures answer
-PostHog's DRF error shape; an unexpected exception is logged with its traceback and answered as a
-generic 500, never with its text (it could quote a source's error).
+slash, by Starlette's own routing: one `Mount` per family over one `Route` per catalog path.
+Each path's endpoint is an `HTTPEndpoint` with one method per operation, so a path that matches
+with another method answers 405, as PostHog's router does (the path decides the view, then the
+view checks the method). The endpoint checks the bearer token (when the backend has one) before
+the method, parses the JSON body, and runs the handler in the thread pool. Errors become answers
+in one place, `http.errors`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
 
-from warehouse_mcp.embedded.domain.errors import (
-    ErrorAnswer,
-    authentication_failed,
-    method_not_allowed,
-    not_authenticated,
-    not_found,
-    parse_error,
-    server_error,
-)
+from warehouse_mcp.embedded.domain.errors import authentication_failed, not_authenticated, parse_error
 from warehouse_mcp.embedded.http import (
     cdc_api,
     connect_page,
     credentials_api,
+    errors,
     schemas_api,
     sources_api,
     stripe_webhooks,
@@ -49,21 +43,31 @@ from warehouse_mcp.operations import OPERATIONS
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
 
-logger = logging.getLogger(__name__)
-
 Handler = Callable[[Request], Response]
 
-# Project ids: ASCII digits that fit SQLite's INTEGER (at most 18 of them), or @current.
-API_PATH = re.compile(r"^/api/(?:environments|projects)/(?P<project>[0-9]{1,18}|@current)/(?P<rest>.*?)/?$")
 CURRENT_PROJECT = 1
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PATH_FAMILIES = ("environments", "projects")
+
+
+class ProjectConvertor(Convertor[int]):
+    """A project id: ASCII digits that fit SQLite's INTEGER (at most 18 of them), or `@current` (= 1)."""
+
+    regex = "[0-9]{1,18}|@current"
+
+    def convert(self, value: str) -> int:
+        return CURRENT_PROJECT if value == "@current" else int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("project", ProjectConvertor())
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    name: str
-    pattern: re.Pattern[str]
+    name: str  # the catalog path without its trailing slash, e.g. `external_data_sources/{id}`
     methods: dict[str, Handler]
 
 
@@ -114,29 +118,13 @@ def _endpoints() -> tuple[Endpoint, ...]:
     for op in OPERATIONS:
         if not op.composite:
             by_path.setdefault(op.path.rstrip("/"), {})[op.method] = HANDLERS[op.tool]
-    # Collection actions before `{id}`, so that `wizard` is never read as a source id.
+    # Collection actions before `{id}`: the first route whose path matches wins, so `wizard` is never
+    # read as a source id (a wrong method on it is a 405, as on PostHog).
     ordered = sorted(by_path.items(), key=lambda item: "{id}" in item[0])
-    return tuple(
-        Endpoint(path, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), methods)
-        for path, methods in ordered
-    )
+    return tuple(Endpoint(path, methods) for path, methods in ordered)
 
 
 ENDPOINTS = _endpoints()
-
-
-def resolve(path: str) -> tuple[int, Endpoint, dict[str, str]]:
-    """`(team_id, endpoint, path params)` for an API path, or a 404."""
-    match = API_PATH.match(path)
-    if match is None:
-        raise not_found()
-    project = match["project"]
-    team_id = CURRENT_PROJECT if project == "@current" else int(project)
-    for endpoint in ENDPOINTS:
-        found = endpoint.pattern.match(match["rest"])
-        if found:
-            return team_id, endpoint, found.groupdict()
-    raise not_found()
 
 
 def check_token(request: Request, expected: str) -> None:
@@ -158,50 +146,48 @@ async def parse_body(request: Request) -> object:
         raise parse_error(str(exc)) from None
 
 
-def error_response(error: ErrorAnswer) -> Response:
-    return JSONResponse(error.body, status_code=error.status)
+def _method(handler: Handler) -> Callable[[Any, Request], Any]:
+    async def run(self: OperationEndpoint, request: Request) -> Response:
+        request.state.team_id = request.path_params["project"]
+        request.state.body = await parse_body(request) if request.method in BODY_METHODS else None
+        return await run_in_threadpool(handler, request)
+
+    return run
 
 
-def make_dispatcher(backend: EmbeddedBackend) -> Callable[[Request], object]:
-    async def dispatch(request: Request) -> Response:
-        endpoint_name = "?"
+class OperationEndpoint(HTTPEndpoint):
+    """One API path: a method per operation (subclasses add them); the token is checked first."""
+
+    api_token: str | None = None
+
+    async def dispatch(self) -> None:
+        request = Request(self.scope, receive=self.receive)
         try:
-            team_id, endpoint, params = resolve(request.url.path)
-            endpoint_name = endpoint.name
-            if backend.api_token:
-                check_token(request, backend.api_token)
-            handler = endpoint.methods.get("GET" if request.method == "HEAD" else request.method)
-            if handler is None:
-                raise method_not_allowed(request.method)
-            request.scope["path_params"] = params
-            request.state.team_id = team_id
-            request.state.body = await parse_body(request) if request.method in BODY_METHODS else None
-            return await run_in_threadpool(handler, request)
-        except ErrorAnswer as error:
-            return error_response(error)
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, endpoint_name)
-            return error_response(server_error())
-
-    return dispatch
+            if self.api_token:
+                check_token(request, self.api_token)
+            await super().dispatch()
+        except Exception as exc:
+            await errors.answer(request, exc)(self.scope, self.receive, self.send)
 
 
-async def http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (paths outside the API) in the API's error shape."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    if status == 404:
-        return error_response(not_found())
-    if status == 405:
-        return error_response(method_not_allowed(request.method))
-    return error_response(server_error())
+def api_routes(backend: EmbeddedBackend) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for endpoint in ENDPOINTS:
+        members = {method.lower(): _method(handler) for method, handler in endpoint.methods.items()}
+        endpoint_class = type(
+            f"Endpoint[{endpoint.name}]", (OperationEndpoint,), {"api_token": backend.api_token, **members}
+        )
+        for path in (f"/{endpoint.name}", f"/{endpoint.name}/"):  # the trailing slash is optional
+            routes.append(Route(path, endpoint_class))
+    return [Mount(f"/api/{family}/{{project:project}}", routes=routes) for family in PATH_FAMILIES]
 
 
 def build_app(backend: EmbeddedBackend) -> Starlette:
     routes: list[BaseRoute] = [
         *connect_page.routes(backend),
         *stripe_webhooks.routes(backend),
-        Route("/api/{path:path}", make_dispatcher(backend), methods=ALL_METHODS),
+        *api_routes(backend),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: http_exception, 405: http_exception})
+    app = Starlette(routes=routes, exception_handlers=errors.EXCEPTION_HANDLERS)
     app.state.backend = backend
     return app
