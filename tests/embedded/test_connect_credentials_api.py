@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer
-from warehouse_mcp.embedded.http import connect_page, credentials_api
 
 SOURCES = "/api/projects/@current/external_data_sources"
 
@@ -38,9 +38,7 @@ def stash(backend: EmbeddedBackend, source_type: str, payload: dict[str, Any], t
     """A stored credential without the live check (listing and taking do not care how it got there)."""
     with backend.store.transaction() as db:
         return str(
-            credentials_api.insert_credential(db, backend.vault, team_id, source_type, payload)[
-                "credential_id"
-            ]
+            credentials.insert_credential(db, backend.vault, team_id, source_type, payload)["credential_id"]
         )
 
 
@@ -68,7 +66,7 @@ def test_connect_link_answers_a_fresh_one_time_link(backend: EmbeddedBackend, ap
     rows = backend.store.query("SELECT token_hash, created_at, expires_at FROM connect_tokens")
     assert len(rows) == 2 and all(token not in row["token_hash"] for row in rows)
     lifetime = datetime.fromisoformat(rows[0]["expires_at"]) - datetime.fromisoformat(rows[0]["created_at"])
-    assert lifetime == connect_page.CONNECT_LINK_TTL == timedelta(minutes=30)
+    assert lifetime == credentials.CONNECT_LINK_TTL == timedelta(minutes=30)
     assert api.get(body["connect_url"]).status_code == 200
 
 
@@ -97,9 +95,9 @@ def test_connect_link_refuses_a_type_only_posthog_runs(api: httpx.Client) -> Non
 
 
 def test_auth_method_is_oauth_only_when_oauth_is_the_only_way_in() -> None:
-    assert credentials_api.auth_method(registry.form("Hubspot")) == "oauth"
-    assert credentials_api.auth_method(registry.form("Stripe")) == "credentials"  # API key or OAuth
-    assert credentials_api.auth_method(registry.form("Postgres")) == "credentials"
+    assert credentials.auth_method(registry.form("Hubspot")) == "oauth"
+    assert credentials.auth_method(registry.form("Stripe")) == "credentials"  # API key or OAuth
+    assert credentials.auth_method(registry.form("Postgres")) == "credentials"
 
 
 @pytest.mark.postgres
@@ -129,7 +127,7 @@ def test_store_credentials_checks_the_live_source_then_keeps_it_24_hours(
     assert datetime.fromisoformat(body["expires_at"]) - created == timedelta(hours=24)
     assert CANARY_PASSWORD not in stored.text
 
-    taken = credentials_api.take_stored_credential(
+    taken = credentials.take_stored_credential(
         backend.store, backend.vault, 1, body["credential_id"], "Postgres"
     )
     assert taken["password"] == CANARY_PASSWORD
@@ -186,7 +184,7 @@ def test_take_stored_credential_explains_what_is_wrong(backend: EmbeddedBackend)
 
     def refusal(team_id: int, credential_id: str, source_type: str) -> ErrorAnswer:
         with pytest.raises(ErrorAnswer) as refused:
-            credentials_api.take_stored_credential(store, vault, team_id, credential_id, source_type)
+            credentials.take_stored_credential(store, vault, team_id, credential_id, source_type)
         assert refused.value.status == 400
         return refused.value
 
@@ -203,10 +201,10 @@ def test_take_stored_credential_explains_what_is_wrong(backend: EmbeddedBackend)
     # Taking does not consume it; deleting does (setup deletes after a successful create).
     for _ in range(2):
         assert (
-            credentials_api.take_stored_credential(store, vault, 1, credential, "Postgres")["password"]
+            credentials.take_stored_credential(store, vault, 1, credential, "Postgres")["password"]
             == CANARY_PASSWORD
         )
-    credentials_api.delete_stored_credential(store, credential)
+    credentials.delete_stored_credential(store, credential)
     refusal(1, credential, "Postgres")
 
     stale = stash(backend, "Postgres", {"host": "b"})

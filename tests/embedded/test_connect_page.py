@@ -20,8 +20,9 @@ from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError
+from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer
-from warehouse_mcp.embedded.http import connect_page, credentials_api
+from warehouse_mcp.embedded.http import connect_page
 
 pytestmark = pytest.mark.postgres
 
@@ -77,9 +78,9 @@ def files_holding(root: Path, needle: str) -> list[Path]:
 def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
     backend: EmbeddedBackend, client: httpx.Client, postgres_db: Database, home: Path
 ) -> None:
-    url, token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, token = credentials.new_connect_link(backend, TEAM, "Postgres")
     assert url == f"{backend.connect_base_url()}/connect/{token}"
-    assert connect_page.connect_status(backend.store, token) == {"state": "pending"}
+    assert credentials.connect_status(backend.store, token) == {"state": "pending"}
 
     page = client.get(url)
     assert page.status_code == 200
@@ -108,13 +109,13 @@ def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
     assert f'value="{html.escape(postgres_db.config["database"])}"' in again.text
     assert csrf_of(again.text) == csrf
     assert stored_rows(backend) == 0
-    assert connect_page.connect_status(backend.store, token) == {"state": "pending"}
+    assert credentials.connect_status(backend.store, token) == {"state": "pending"}
 
     done = client.post(url, data=form_values(postgres_db, CANARY_PASSWORD, csrf))
     assert done.status_code == 200, done.text
     assert "Connected. Return to your assistant and tell it you are done." in done.text
     assert CANARY_PASSWORD not in done.text
-    listed = credentials_api.list_stored_credentials(backend.store, TEAM, source_type="Postgres")
+    listed = credentials.list_stored_credentials(backend.store, TEAM, source_type="Postgres")
     assert len(listed) == 1
     credential = listed[0]
     assert set(credential) == {"credential_id", "source_type", "created_at", "expires_at"}
@@ -126,7 +127,7 @@ def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
     assert status.json() == {"state": "completed", "credential_id": credential["credential_id"]}
     assert status.headers["cache-control"] == "no-store"
 
-    payload = credentials_api.take_stored_credential(
+    payload = credentials.take_stored_credential(
         backend.store, backend.vault, TEAM, credential["credential_id"], "Postgres"
     )
     assert payload["password"] == CANARY_PASSWORD
@@ -149,7 +150,7 @@ def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
 def test_an_expired_link_is_refused(
     backend: EmbeddedBackend, client: httpx.Client, postgres_db: Database
 ) -> None:
-    url, _token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, _token = credentials.new_connect_link(backend, TEAM, "Postgres")
     csrf = csrf_of(client.get(url).text)
     with backend.store.transaction() as db:
         db.execute(
@@ -176,7 +177,7 @@ def test_unknown_links_are_refused(backend: EmbeddedBackend, client: httpx.Clien
 def test_a_submit_without_the_right_csrf_token_is_refused(
     backend: EmbeddedBackend, client: httpx.Client, postgres_db: Database, csrf: str | None
 ) -> None:
-    url, token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, token = credentials.new_connect_link(backend, TEAM, "Postgres")
     real = csrf_of(client.get(url).text)
     data = form_values(postgres_db, CANARY_PASSWORD, real)
     if csrf is None:
@@ -187,7 +188,7 @@ def test_a_submit_without_the_right_csrf_token_is_refused(
     assert refused.status_code == 403
     assert CANARY_PASSWORD not in refused.text
     assert stored_rows(backend) == 0
-    assert connect_page.connect_status(backend.store, token) == {"state": "pending"}
+    assert credentials.connect_status(backend.store, token) == {"state": "pending"}
     # The real token still works afterwards: a forged post does not burn the link.
     assert client.post(url, data=form_values(postgres_db, CANARY_PASSWORD, real)).status_code == 200
 
@@ -195,7 +196,7 @@ def test_a_submit_without_the_right_csrf_token_is_refused(
 def test_two_tabs_submitting_at_once_store_one_credential(
     backend: EmbeddedBackend, postgres_db: Database
 ) -> None:
-    url, _token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, _token = credentials.new_connect_link(backend, TEAM, "Postgres")
     csrf = csrf_of(httpx.get(url).text)
     data = form_values(postgres_db, CANARY_PASSWORD, csrf)
     statuses: list[int] = []
@@ -217,7 +218,7 @@ def test_two_tabs_submitting_at_once_store_one_credential(
 def test_a_form_error_keeps_public_values_and_drops_secrets(
     backend: EmbeddedBackend, client: httpx.Client, postgres_db: Database
 ) -> None:
-    url, _token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, _token = credentials.new_connect_link(backend, TEAM, "Postgres")
     csrf = csrf_of(client.get(url).text)
     data = form_values(postgres_db, CANARY_PASSWORD, csrf)
     data["port"] = "fifty"
@@ -234,7 +235,7 @@ def test_a_form_error_keeps_public_values_and_drops_secrets(
 def test_the_page_refuses_what_only_a_posthog_backend_can_do(
     backend: EmbeddedBackend, client: httpx.Client
 ) -> None:
-    url, _token = connect_page.new_connect_link(backend, TEAM, "Stripe")
+    url, _token = credentials.new_connect_link(backend, TEAM, "Stripe")
     page = client.get(url)
     assert connect_page.OAUTH_NOTE in page.text
     answer = client.post(url, data={"csrf_token": csrf_of(page.text), "auth_method.selection": "oauth"})
@@ -247,19 +248,17 @@ def test_store_credentials_and_the_page_share_one_check(
     backend: EmbeddedBackend, postgres_db: Database
 ) -> None:
     with pytest.raises(ErrorAnswer) as wrong:
-        credentials_api.store_credential(
+        credentials.store_credential(
             backend.store, backend.vault, TEAM, "Postgres", {**postgres_db.config, "password": WRONG_PASSWORD}
         )
     assert wrong.value.status == 400
     assert WRONG_PASSWORD not in str(wrong.value.body)
-    stored = credentials_api.store_credential(
-        backend.store, backend.vault, TEAM, "Postgres", postgres_db.config
-    )
+    stored = credentials.store_credential(backend.store, backend.vault, TEAM, "Postgres", postgres_db.config)
     assert stored["source_type"] == "Postgres"
 
 
 def test_an_oversized_form_is_refused_without_storing(backend: EmbeddedBackend, client: httpx.Client) -> None:
-    url, token = connect_page.new_connect_link(backend, TEAM, "Postgres")
+    url, token = credentials.new_connect_link(backend, TEAM, "Postgres")
     csrf = csrf_of(client.get(url).text)
     huge = client.post(url, data={"csrf_token": csrf, "host": "x" * (connect_page.MAX_FORM_BYTES + 1)})
     assert huge.status_code == 413
@@ -268,7 +267,7 @@ def test_an_oversized_form_is_refused_without_storing(backend: EmbeddedBackend, 
     )
     assert many.status_code == 413
     assert stored_rows(backend) == 0
-    assert connect_page.connect_status(backend.store, token) == {"state": "pending"}
+    assert credentials.connect_status(backend.store, token) == {"state": "pending"}
 
 
 def test_a_select_option_field_reaches_the_connector_stripe(
@@ -279,7 +278,7 @@ def test_a_select_option_field_reaches_the_connector_stripe(
 
     with FakeStripe() as stripe:
         monkeypatch.setenv(API_BASE_ENV, stripe.url)
-        url, _token = connect_page.new_connect_link(backend, TEAM, "Stripe")
+        url, _token = credentials.new_connect_link(backend, TEAM, "Stripe")
         csrf = csrf_of(client.get(url).text)
         chosen = {"csrf_token": csrf, "auth_method.selection": "api_key"}
         wrong = client.post(
@@ -288,8 +287,8 @@ def test_a_select_option_field_reaches_the_connector_stripe(
         assert wrong.status_code == 400 and "rk_test_wrong_key_000" not in wrong.text
         done = client.post(url, data={**chosen, "auth_method:api_key.stripe_secret_key": DEFAULT_KEY})
         assert done.status_code == 200, done.text
-    (credential,) = credentials_api.list_stored_credentials(backend.store, TEAM, source_type="Stripe")
-    payload = credentials_api.take_stored_credential(
+    (credential,) = credentials.list_stored_credentials(backend.store, TEAM, source_type="Stripe")
+    payload = credentials.take_stored_credential(
         backend.store, backend.vault, TEAM, credential["credential_id"], "Stripe"
     )
     assert payload == {

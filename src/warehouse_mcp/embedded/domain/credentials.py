@@ -7,28 +7,32 @@ store_credentials, stored_credentials). Only metadata ever leaves this module th
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from typing import Any, Protocol
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import Connector
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
-from warehouse_mcp.embedded.http import request_context
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import Store, utcnow
+from warehouse_mcp.embedded.store import credentials as credential_records
+from warehouse_mcp.embedded.store.credentials import ConnectToken
 from warehouse_mcp.embedded.store.vault import Vault
 
 logger = logging.getLogger(__name__)
 
 CREDENTIAL_TTL = timedelta(hours=24)
 INTEGRATION_FIELD = "credential_id"
+CONNECT_LINK_TTL = timedelta(minutes=30)
+# Used and expired tokens stay a day so the MCP layer can still read "completed"/"expired".
+TOKEN_RETENTION = timedelta(days=1)
+MAX_TOKEN_CHARS = 200
 
 
 # --- the checks every way in shares (store_credentials and the connect page) ---------------------
@@ -78,20 +82,16 @@ def insert_credential(
 ) -> dict[str, Any]:
     """Store a checked config (inside the caller's transaction); return its metadata."""
     created = now or utcnow()
-    expires = created + CREDENTIAL_TTL
-    credential_id = str(uuid.uuid4())
-    _purge_expired_credentials(db, created)
-    db.execute(
-        "INSERT INTO stored_credentials (id, team_id, source_type, payload_secret, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (credential_id, team_id, source_type, vault.encrypt(dict(config)), iso(created), iso(expires)),
+    stored = credential_records.insert_credential(
+        db,
+        str(uuid.uuid4()),
+        team_id,
+        source_type,
+        vault.encrypt(dict(config)),
+        created,
+        created + CREDENTIAL_TTL,
     )
-    return {
-        "credential_id": credential_id,
-        "source_type": source_type,
-        "created_at": iso(created),
-        "expires_at": iso(expires),
-    }
+    return stored.metadata()
 
 
 def store_credential(
@@ -107,26 +107,9 @@ def list_stored_credentials(
     store: Store, team_id: int, source_type: str | None = None, search: str | None = None
 ) -> list[dict[str, Any]]:
     """The team's unexpired credentials, newest first, metadata only."""
-    sql = (
-        "SELECT id, source_type, created_at, expires_at FROM stored_credentials "
-        "WHERE team_id = ? AND julianday(expires_at) > julianday(?)"
-    )
-    params: list[Any] = [team_id, iso(utcnow())]
-    if source_type:
-        sql += " AND source_type = ?"
-        params.append(source_type)
-    if search:
-        sql += " AND (instr(lower(source_type), ?) > 0 OR instr(lower(id), ?) > 0)"
-        params += [search.lower(), search.lower()]
-    sql += " ORDER BY julianday(created_at) DESC, rowid DESC"
     return [
-        {
-            "credential_id": row["id"],
-            "source_type": row["source_type"],
-            "created_at": row["created_at"],
-            "expires_at": row["expires_at"],
-        }
-        for row in store.query(sql, tuple(params))
+        stored.metadata()
+        for stored in credential_records.live_credentials(store, team_id, utcnow(), source_type, search)
     ]
 
 
@@ -134,25 +117,21 @@ def take_stored_credential(
     store: Store, vault: Vault, team_id: int, credential_id: str, source_type: str
 ) -> dict[str, Any]:
     """The payload of an unexpired stored credential of this team and type (contract 6; does not delete it)."""
-    row = store.query_one(
-        "SELECT source_type, payload_secret FROM stored_credentials "
-        "WHERE id = ? AND team_id = ? AND julianday(expires_at) > julianday(?)",
-        (str(credential_id), team_id, iso(utcnow())),
-    )
-    if row is None:
+    found = credential_records.live_credential_secret(store, team_id, str(credential_id), utcnow())
+    if found is None:
         raise message_error(f"Stored credential '{credential_id}' not found or expired")
-    if row["source_type"] != source_type:
+    stored_type, payload_secret = found
+    if stored_type != source_type:
         raise message_error(
-            f"Stored credential '{credential_id}' is for '{row['source_type']}', not '{source_type}'"
+            f"Stored credential '{credential_id}' is for '{stored_type}', not '{source_type}'"
         )
-    payload = vault.decrypt(row["payload_secret"])
+    payload = vault.decrypt(payload_secret)
     return dict(payload or {})
 
 
 def delete_stored_credential(store: Store, credential_id: str) -> None:
     """Forget a stored credential (setup calls this after a successful create: single use)."""
-    with store.transaction() as db:
-        db.execute("DELETE FROM stored_credentials WHERE id = ?", (str(credential_id),))
+    credential_records.delete_credential(store, str(credential_id))
 
 
 def auth_method(form: Mapping[str, Any] | None) -> str:
@@ -175,52 +154,67 @@ def connect_link_instructions(source_type: str, minutes: int) -> str:
     )
 
 
-# --- HTTP handlers (sync; app.py runs them in the thread pool) ------------------------------------
+# --- connect links and their state -----------------------------------------------------------------
 
 
-def connect_link(request: Request) -> Response:
-    from warehouse_mcp.embedded.http import connect_page
+class ConnectBackend(Protocol):
+    store: Store
+    vault: Vault
 
-    source_type = request.query_params.get("source_type", "").strip()
-    connector_or_error(source_type)
-    backend = request_context.backend(request)
-    url, _token = connect_page.new_connect_link(backend, request_context.team_id(request), source_type)
-    minutes = int(connect_page.CONNECT_LINK_TTL.total_seconds() // 60)
-    return JSONResponse(
-        {
-            "source_type": source_type,
-            "auth_method": auth_method(registry.form(source_type)),
-            "connect_url": url,
-            "integration_field": INTEGRATION_FIELD,
-            "instructions": connect_link_instructions(source_type, minutes),
-        }
-    )
+    def connect_base_url(self) -> str: ...
 
 
-def store_credentials(request: Request) -> Response:
-    body = request_context.body(request)
-    source_type = body.get("source_type")
-    if not source_type or not isinstance(source_type, str):
-        raise message_error("Missing required parameter: source_type")
-    payload = body.get("payload")
-    if payload is None:
-        payload = {}
-    backend = request_context.backend(request)
-    metadata = store_credential(
-        backend.store, backend.vault, request_context.team_id(request), source_type, payload
-    )
-    return JSONResponse(metadata, status_code=201)
-
-
-def stored_credentials(request: Request) -> Response:
-    backend = request_context.backend(request)
-    rows = list_stored_credentials(
+def new_connect_link(backend: ConnectBackend, team_id: int, source_type: str) -> tuple[str, str]:
+    """Mint a one-time connect link for `source_type`; return (url, token). Only the token's hash is kept."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    credential_records.insert_connect_token(
         backend.store,
-        request_context.team_id(request),
-        source_type=request.query_params.get("source_type") or None,
-        search=request.query_params.get("search") or None,
+        _hash(token),
+        team_id,
+        source_type,
+        csrf_token=secrets.token_urlsafe(32),
+        now=now,
+        expires=now + CONNECT_LINK_TTL,
+        forget_before=now - TOKEN_RETENTION,
     )
-    return JSONResponse(rows)
+    url = f"{backend.connect_base_url().rstrip('/')}/connect/{token}"
+    return url, token
+
+
+def connect_status(store: Store, token: str) -> dict[str, Any]:
+    """{"state": "pending"|"completed"|"expired", "credential_id"?}: what became of a connect link."""
+    link = _token(store, token)
+    if link is not None and link.used and link.credential_id:
+        return {"state": "completed", "credential_id": link.credential_id}
+    if live_link(store, token) is None:
+        return {"state": "expired"}
+    return {"state": "pending"}
+
+
+def live_link(store: Store, token: str) -> ConnectToken | None:
+    """The link of `token` while it can still be used (not used, not expired), else None."""
+    link = _token(store, token)
+    if link is None or link.used or link.expires_at <= utcnow():
+        return None
+    return link
+
+
+class LinkGone(Exception):
+    """The link was used or expired between the check and the claim (two tabs submitting at once)."""
+
+
+def complete_link(
+    store: Store, vault: Vault, link: ConnectToken, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Store a checked config for the link's team and use the link up, in one transaction; the metadata."""
+    with store.transaction() as db:
+        metadata = insert_credential(db, vault, link.team_id, link.source_type, config)
+        if not credential_records.claim_connect_token(
+            db, link.token_hash, metadata["credential_id"], utcnow()
+        ):
+            raise LinkGone
+    return metadata
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -235,5 +229,11 @@ def _strip_public_strings(source_type: str, config: dict[str, Any]) -> dict[str,
     }
 
 
-def _purge_expired_credentials(db: sqlite3.Connection, now: datetime) -> None:
-    db.execute("DELETE FROM stored_credentials WHERE julianday(expires_at) <= julianday(?)", (iso(now),))
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token(store: Store, token: str) -> ConnectToken | None:
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return credential_records.connect_token(store, _hash(token))

@@ -10,17 +10,14 @@ message and the non-secret values, never a secret.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 import json
 import logging
 import secrets
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -29,19 +26,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.domain import credentials
+from warehouse_mcp.embedded.domain.credentials import ConnectBackend, LinkGone, connect_status, live_link
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer
-from warehouse_mcp.embedded.http import credentials_api
-from warehouse_mcp.embedded.store import Store, iso, utcnow
-from warehouse_mcp.embedded.store.vault import Vault
 
 logger = logging.getLogger(__name__)
 
-CONNECT_LINK_TTL = timedelta(minutes=30)
-# Used and expired tokens stay a day so the MCP layer can still read "completed"/"expired".
-TOKEN_RETENTION = timedelta(days=1)
 MAX_FORM_BYTES = 1_000_000  # a pasted JSON key file is a few KB
 MAX_FIELDS = 2000
-MAX_TOKEN_CHARS = 200
 CSRF_FIELD = "csrf_token"
 
 EXPIRED_MESSAGE = "This link has expired or was already used. Ask your assistant for a new link."
@@ -55,69 +47,6 @@ OAUTH_NOTE = (
 INPUT_TYPES = {"text", "email", "search", "url", "password", "time", "number"}
 SSH_AUTH_OPTIONS = (("password", "Password"), ("keypair", "Key pair"))
 SSH_DEFAULT_PORT = 22
-
-
-class ConnectBackend(Protocol):
-    store: Store
-    vault: Vault
-
-    def connect_base_url(self) -> str: ...
-
-
-# --- links and their state -------------------------------------------------------------------------
-
-
-def new_connect_link(backend: ConnectBackend, team_id: int, source_type: str) -> tuple[str, str]:
-    """Mint a one-time connect link for `source_type`; return (url, token). Only the token's hash is kept."""
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    with backend.store.transaction() as db:
-        db.execute(
-            "DELETE FROM connect_tokens WHERE julianday(expires_at) < julianday(?)",
-            (iso(now - TOKEN_RETENTION),),
-        )
-        db.execute(
-            "INSERT INTO connect_tokens (token_hash, team_id, source_type, csrf_token, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                _hash(token),
-                team_id,
-                source_type,
-                secrets.token_urlsafe(32),
-                iso(now),
-                iso(now + CONNECT_LINK_TTL),
-            ),
-        )
-    url = f"{backend.connect_base_url().rstrip('/')}/connect/{token}"
-    return url, token
-
-
-def connect_status(store: Store, token: str) -> dict[str, Any]:
-    """{"state": "pending"|"completed"|"expired", "credential_id"?}: what became of a connect link."""
-    row = _token_row(store, token)
-    if row is not None and row["used_at"] is not None and row["credential_id"]:
-        return {"state": "completed", "credential_id": row["credential_id"]}
-    if row is None or not _is_live(row, utcnow()):
-        return {"state": "expired"}
-    return {"state": "pending"}
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _token_row(store: Store, token: str) -> sqlite3.Row | None:
-    if not token or len(token) > MAX_TOKEN_CHARS:
-        return None
-    return store.query_one("SELECT * FROM connect_tokens WHERE token_hash = ?", (_hash(token),))
-
-
-def _is_live(row: sqlite3.Row, now: datetime) -> bool:
-    return row["used_at"] is None and datetime.fromisoformat(row["expires_at"]) > now
-
-
-class _LinkGone(Exception):
-    """The link was used or expired between the check and the claim (two tabs submitting at once)."""
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -149,19 +78,18 @@ class ConnectPage:
         return JSONResponse(state, headers=_security_headers(None))
 
     def show(self, token: str) -> Response:
-        row = _token_row(self.backend.store, token)
-        if row is None or not _is_live(row, utcnow()):
+        link = live_link(self.backend.store, token)
+        if link is None:
             return _expired_page()
         return _form_page(
-            row["source_type"], row["csrf_token"], values={}, submitted=False, error=None, status=200
+            link.source_type, link.csrf_token, values={}, submitted=False, error=None, status=200
         )
 
     def submit(self, token: str, posted: dict[str, str]) -> Response:
-        store = self.backend.store
-        row = _token_row(store, token)
-        if row is None or not _is_live(row, utcnow()):
+        link = live_link(self.backend.store, token)
+        if link is None:
             return _expired_page()
-        if not hmac.compare_digest(posted.get(CSRF_FIELD, "").encode(), row["csrf_token"].encode()):
+        if not hmac.compare_digest(posted.get(CSRF_FIELD, "").encode(), link.csrf_token.encode()):
             logger.warning("connect page: rejected a submit with a missing or wrong CSRF token")
             return _page(
                 "Form check failed",
@@ -169,7 +97,7 @@ class ConnectPage:
                 "was saved. Open the link from your assistant again and resubmit.</p>",
                 status=403,
             )
-        source_type: str = row["source_type"]
+        source_type = link.source_type
         definition = registry.form(source_type) or {}
         submission = collect(definition.get("fields", []), posted)
         safe_values = {
@@ -179,7 +107,7 @@ class ConnectPage:
         def again(message: str) -> Response:
             return _form_page(
                 source_type,
-                row["csrf_token"],
+                link.csrf_token,
                 values=safe_values,
                 submitted=True,
                 error=_scrub(
@@ -191,22 +119,12 @@ class ConnectPage:
         if submission.errors:
             return again(" ".join(submission.errors))
         try:
-            config = credentials_api.check_credential(source_type, submission.config)
+            config = credentials.check_credential(source_type, submission.config)
         except ErrorAnswer as exc:
             return again(str(exc))
         try:
-            with store.transaction() as db:
-                metadata = credentials_api.insert_credential(
-                    db, self.backend.vault, row["team_id"], source_type, config
-                )
-                claimed = db.execute(
-                    "UPDATE connect_tokens SET used_at = ?, credential_id = ? "
-                    "WHERE token_hash = ? AND used_at IS NULL AND julianday(expires_at) > julianday(?)",
-                    (iso(utcnow()), metadata["credential_id"], row["token_hash"], iso(utcnow())),
-                )
-                if claimed.rowcount != 1:
-                    raise _LinkGone
-        except _LinkGone:
+            metadata = credentials.complete_link(self.backend.store, self.backend.vault, link, config)
+        except LinkGone:
             return _expired_page()
         logger.info("connect page: stored credential %s for %s", metadata["credential_id"], source_type)
         return _success_page(source_type, metadata["credential_id"], _host_key(config))

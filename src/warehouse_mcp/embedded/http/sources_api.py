@@ -22,6 +22,7 @@ from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, Webho
 from warehouse_mcp.embedded.domain import (
     cdc_slots,
     connector_access,
+    credentials,
     schema_updates,
     serializers,
     source_creation,
@@ -34,7 +35,7 @@ from warehouse_mcp.embedded.domain.errors import (
 )
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
-from warehouse_mcp.embedded.http import cdc_api, credentials_api, request_context, webhooks_api
+from warehouse_mcp.embedded.http import cdc_api, request_context, webhooks_api
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.source_records import source_config
 from warehouse_mcp.models import (
@@ -508,7 +509,7 @@ def setup(request: Request) -> Response:
 
     credential_id = payload.pop("credential_id", None)
     if credential_id is not None:
-        stored = credentials_api.take_stored_credential(
+        stored = credentials.take_stored_credential(
             backend.store, backend.vault, team_id, str(credential_id), source_type
         )
         payload = {**payload, **stored}
@@ -537,7 +538,7 @@ def setup(request: Request) -> Response:
     )
     source_id = source_creation.create_source(backend, team_id, new, checked=(config, tables))
     if credential_id is not None:
-        credentials_api.delete_stored_credential(backend.store, str(credential_id))
+        credentials.delete_stored_credential(backend.store, str(credential_id))
 
     webhook = None
     if isinstance(connector, WebhookConnector):

@@ -1,0 +1,54 @@
+"""Handlers of the credential operations: connect_link, store_credentials, stored_credentials (rules in domain.credentials)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.domain import credentials
+from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.http import request_context
+
+
+def connect_link(request: Request) -> Response:
+    source_type = request.query_params.get("source_type", "").strip()
+    credentials.connector_or_error(source_type)
+    backend = request_context.backend(request)
+    url, _token = credentials.new_connect_link(backend, request_context.team_id(request), source_type)
+    minutes = int(credentials.CONNECT_LINK_TTL.total_seconds() // 60)
+    return JSONResponse(
+        {
+            "source_type": source_type,
+            "auth_method": credentials.auth_method(registry.form(source_type)),
+            "connect_url": url,
+            "integration_field": credentials.INTEGRATION_FIELD,
+            "instructions": credentials.connect_link_instructions(source_type, minutes),
+        }
+    )
+
+
+def store_credentials(request: Request) -> Response:
+    body = request_context.body(request)
+    source_type = body.get("source_type")
+    if not source_type or not isinstance(source_type, str):
+        raise message_error("Missing required parameter: source_type")
+    payload = body.get("payload")
+    if payload is None:
+        payload = {}
+    backend = request_context.backend(request)
+    metadata = credentials.store_credential(
+        backend.store, backend.vault, request_context.team_id(request), source_type, payload
+    )
+    return JSONResponse(metadata, status_code=201)
+
+
+def stored_credentials(request: Request) -> Response:
+    backend = request_context.backend(request)
+    rows = credentials.list_stored_credentials(
+        backend.store,
+        request_context.team_id(request),
+        source_type=request.query_params.get("source_type") or None,
+        search=request.query_params.get("search") or None,
+    )
+    return JSONResponse(rows)
