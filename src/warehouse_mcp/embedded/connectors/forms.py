@@ -12,14 +12,13 @@ in the encrypted part, since nothing says they are safe to store in plain text.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors.connection_strings import connection_string_password
 
 # SSH tunnel values are not declared field by field in the form (PostHog's SSHTunnel config); the
 # bastion's host key fingerprint (pinned, or trusted on first use) is public and shown.
@@ -223,26 +222,6 @@ def secret_values(source_type: str, config: Mapping[str, Any]) -> list[str]:
 
     walk(config)
     return sorted(set(found), key=lambda item: (-len(item), item))
-
-
-_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-
-
-def connection_string_password(value: str) -> str | None:
-    """The password embedded in a URL (`scheme://user:pw@host`) or libpq `password=` string, if any."""
-    if "://" in value:
-        try:
-            password = urlsplit(value.strip()).password
-        except ValueError:
-            return None
-        return unquote(password) if password else None
-    match = _KEYWORD_PASSWORD.search(value)
-    if not match:
-        return None
-    password = match.group(1)
-    if password.startswith("'"):
-        password = re.sub(r"\\(.)", r"\1", password[1:-1])
-    return password or None
 
 
 # The selects PostHog's config classes store nested (its _NESTED_AUTH_CONTAINERS): how a source signs in.

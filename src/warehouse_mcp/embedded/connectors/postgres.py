@@ -30,7 +30,7 @@ from warehouse_mcp.embedded.connectors.base import (
     TableInfo,
     pick_columns,
 )
-from warehouse_mcp.embedded.connectors.forms import connection_string_password
+from warehouse_mcp.embedded.connectors.connection_strings import connection_string_password
 from warehouse_mcp.embedded.connectors.postgres_arrow import NESTED_PREFIX, read_query
 
 logger = logging.getLogger(__name__)

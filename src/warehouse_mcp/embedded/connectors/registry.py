@@ -10,7 +10,7 @@ a connector module (psycopg, pymysql, pyarrow) is imported only when `connector_
 from __future__ import annotations
 
 import copy
-import importlib
+from collections.abc import Callable
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError
@@ -22,12 +22,28 @@ RUNNABLE_TYPES: tuple[str, ...] = ("Postgres", "MySQL", "Stripe")
 # tables are named as PostHog names them (`Charge` → `stripe_charge`), with no collision suffix.
 FIXED_TABLE_NAMES: frozenset[str] = frozenset({"Stripe"})
 
-# Source type -> (module in this package, connector class). Each class has a no-argument constructor.
-_CONNECTORS: dict[str, tuple[str, str]] = {
-    "Postgres": ("postgres", "PostgresConnector"),
-    "MySQL": ("mysql", "MySQLConnector"),
-    "Stripe": ("stripe", "StripeConnector"),
-}
+
+# Each loader imports its connector module only when called: the drivers are heavy.
+def _postgres() -> Connector:
+    from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
+
+    return PostgresConnector()
+
+
+def _mysql() -> Connector:
+    from warehouse_mcp.embedded.connectors.mysql import MySQLConnector
+
+    return MySQLConnector()
+
+
+def _stripe() -> Connector:
+    from warehouse_mcp.embedded.connectors.stripe import StripeConnector
+
+    return StripeConnector()
+
+
+# Source type -> the function that builds its connector.
+_CONNECTORS: dict[str, Callable[[], Connector]] = {"Postgres": _postgres, "MySQL": _mysql, "Stripe": _stripe}
 
 Field = dict[str, Any]
 
@@ -649,7 +665,4 @@ def connector_for(source_type: str) -> Connector:
             f"The embedded backend runs only {runnable} sources; '{source_type}' needs a PostHog backend, "
             "which runs every source type (set POSTHOG_PERSONAL_API_KEY to use one)."
         )
-    module_name, class_name = _CONNECTORS[source_type]
-    module = importlib.import_module(f"{__package__}.{module_name}")
-    connector: Connector = getattr(module, class_name)()
-    return connector
+    return _CONNECTORS[source_type]()

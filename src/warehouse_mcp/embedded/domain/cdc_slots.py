@@ -9,7 +9,6 @@ self_managed slots and publications belong to the user and are never touched; ne
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from typing import Any
@@ -33,7 +32,8 @@ def drop_if_managed(source_id: str, config: dict[str, Any]) -> None:
     slot, publication, managed = slot_and_publication(source_id, config)
     if not managed:
         return
-    postgres_cdc = importlib.import_module("warehouse_mcp.embedded.connectors.postgres_cdc")
+    from warehouse_mcp.embedded.connectors import postgres_cdc
+
     deadline = time.monotonic() + ACTIVE_SLOT_WAIT_SECONDS
     while True:
         try:

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.domain import connector_access, serializers
+from warehouse_mcp.embedded.domain import connector_access, fields, serializers, webhooks
 from warehouse_mcp.embedded.domain.errors import validation_error
-from warehouse_mcp.embedded.http import request_context, webhooks_api
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import (
@@ -29,7 +28,7 @@ from warehouse_mcp.models import (
 )
 
 if TYPE_CHECKING:
-    from warehouse_mcp.embedded.backend import EmbeddedBackend
+    from warehouse_mcp.embedded.domain.services import Services
 
 Row = sqlite3.Row
 
@@ -68,16 +67,16 @@ def parse_time_of_day(value: Any) -> str:
         raise validation_error("Invalid sync time of day") from None
 
 
-def plan(backend: EmbeddedBackend, source: Row, schema: Row, data: dict[str, Any]) -> SchemaChange:
+def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> SchemaChange:
     """Validate `data` (the PATCH body) for `schema`; every refusal is a DRF validation error."""
-    should_sync = request_context.optional_bool(data, "should_sync")
-    sync_type = request_context.optional_choice(data, "sync_type", SYNC_TYPES)
-    incremental_field = request_context.optional_str(data, "incremental_field")
-    field_type = request_context.optional_choice(data, "incremental_field_type", FIELD_TYPES)
-    frequency = request_context.optional_choice(data, "sync_frequency", tuple(FREQUENCY_SECONDS))
-    primary_key = request_context.optional_str_list(data, "primary_key_columns")
-    cdc_table_mode = request_context.optional_choice(data, "cdc_table_mode", CDC_TABLE_MODES)
-    enabled_columns = request_context.optional_str_list(data, "enabled_columns")
+    should_sync = fields.optional_bool(data, "should_sync")
+    sync_type = fields.optional_choice(data, "sync_type", SYNC_TYPES)
+    incremental_field = fields.optional_str(data, "incremental_field")
+    field_type = fields.optional_choice(data, "incremental_field_type", FIELD_TYPES)
+    frequency = fields.optional_choice(data, "sync_frequency", tuple(FREQUENCY_SECONDS))
+    primary_key = fields.optional_str_list(data, "primary_key_columns")
+    cdc_table_mode = fields.optional_choice(data, "cdc_table_mode", CDC_TABLE_MODES)
+    enabled_columns = fields.optional_str_list(data, "enabled_columns")
 
     name = schema["name"]
     change = SchemaChange(schema["id"])
@@ -203,7 +202,7 @@ def _check_xmin(source: Row, name: str, primary_key: list[str] | None) -> None:
         raise validation_error(refusal)
 
 
-def apply(backend: EmbeddedBackend, changes: list[SchemaChange]) -> None:
+def apply(backend: Services, changes: list[SchemaChange]) -> None:
     with backend.store.transaction() as db:
         for change in changes:
             schema_records.update(db, change.schema_id, change.columns)
@@ -231,7 +230,7 @@ def _source_table(connector: WebhookConnector, config: dict[str, Any], name: str
         return None
 
 
-def _check_webhook_choice(backend: EmbeddedBackend, source: Row, name: str, sync_type: str | None) -> None:
+def _check_webhook_choice(backend: Services, source: Row, name: str, sync_type: str | None) -> None:
     """Webhook-only tables take only `webhook`; `webhook` needs a source (and table) that sends them."""
     connector = connector_access.webhook_connector(source["source_type"])
     if connector is None:
@@ -254,12 +253,12 @@ def _check_webhook_choice(backend: EmbeddedBackend, source: Row, name: str, sync
         )
 
 
-def _ensure_webhook(backend: EmbeddedBackend, source: Row, name: str) -> None:
+def _ensure_webhook(backend: Services, source: Row, name: str) -> None:
     """Switching a table to webhook sync registers the source's webhook when it has none yet.
 
     The webhook covers every webhook-capable table, so later switches need no new registration.
     """
-    if webhooks_api.webhook_record(source) is not None:
+    if webhooks.webhook_record(source) is not None:
         return
     connector = connector_access.webhook_connector(source["source_type"])
     if connector is None:
@@ -269,7 +268,7 @@ def _ensure_webhook(backend: EmbeddedBackend, source: Row, name: str) -> None:
         tables = [table.name for table in connector.discover(config) if table.supports_webhooks]
     except SourceError:
         tables = [name]
-    result = webhooks_api.register(backend, source, connector, tables or [name], keep_on_failure=False)
+    result = webhooks.register(backend, source, connector, tables or [name], keep_on_failure=False)
     if not result["success"]:
         raise validation_error(
             f"Failed to register webhook on your source: {result['error'] or 'Unknown error'}. "

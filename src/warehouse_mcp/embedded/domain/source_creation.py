@@ -22,7 +22,7 @@ from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
 
 if TYPE_CHECKING:
-    from warehouse_mcp.embedded.backend import EmbeddedBackend
+    from warehouse_mcp.embedded.domain.services import Services
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIRECT_ENGINES = {"Postgres": "postgres", "MySQL": "mysql"}
@@ -110,7 +110,7 @@ class SchemaPlan:
 
 
 def create_source(
-    backend: EmbeddedBackend,
+    backend: Services,
     team_id: int,
     new: NewSource,
     checked: tuple[dict[str, Any], list[TableInfo]] | None = None,

@@ -5,8 +5,7 @@ Only Postgres has CDC; the checks and the status read are the Postgres connector
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,14 +21,6 @@ from warehouse_mcp.embedded.domain.source_creation import (
 )
 from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import source_records
-
-if TYPE_CHECKING:
-    from types import ModuleType
-
-
-def _postgres() -> ModuleType:
-    # Imported on use: the driver is heavy and only CDC checks need the module's extras.
-    return importlib.import_module("warehouse_mcp.embedded.connectors.postgres")
 
 
 def check_cdc_prerequisites_for_source(request: Request) -> Response:
@@ -59,7 +50,9 @@ def cdc_status(request: Request) -> Response:
     slot = config.get("cdc_slot_name") or default_slot_name(source["id"])
     publication = config.get("cdc_publication_name") or default_publication_name(source["id"])
     try:
-        live = _postgres().cdc_status(config, slot, publication)
+        from warehouse_mcp.embedded.connectors import postgres  # on use: the driver is heavy
+
+        live = postgres.cdc_status(config, slot, publication)
     except SourceError as exc:
         raise message_error(f"Could not connect to source to read CDC status: {exc}") from None
     warning, critical = (
@@ -117,7 +110,9 @@ def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[Ta
     if not names:
         raise message_error("CDC needs tables with a primary key; none of this source's tables has one.")
     try:
-        errors = _postgres().check_cdc_prerequisites(
+        from warehouse_mcp.embedded.connectors import postgres  # on use: the driver is heavy
+
+        errors = postgres.check_cdc_prerequisites(
             config,
             names,
             cdc_mode(config),
@@ -142,7 +137,9 @@ def _prerequisites(
     connect_failed: str = CONNECT_FAILED,
 ) -> Response:
     try:
-        errors = _postgres().check_cdc_prerequisites(
+        from warehouse_mcp.embedded.connectors import postgres  # on use: the driver is heavy
+
+        errors = postgres.check_cdc_prerequisites(
             config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
         )
     except SourceError as exc:

@@ -23,9 +23,11 @@ from warehouse_mcp.embedded.domain import (
     cdc_slots,
     connector_access,
     credentials,
+    fields,
     schema_updates,
     serializers,
     source_creation,
+    webhooks,
 )
 from warehouse_mcp.embedded.domain.errors import (
     message_error,
@@ -35,7 +37,7 @@ from warehouse_mcp.embedded.domain.errors import (
 )
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
-from warehouse_mcp.embedded.http import cdc_api, request_context, webhooks_api
+from warehouse_mcp.embedded.http import cdc_api, request_context
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.source_records import source_config
 from warehouse_mcp.models import (
@@ -75,7 +77,7 @@ def source_answer(backend: EmbeddedBackend, source: Row) -> dict[str, Any]:
 def _source_type(data: dict[str, Any]) -> str:
     if data.get("source_type") is None:
         raise required("source_type")
-    return request_context.choice(data, "source_type", registry.SOURCE_TYPES)
+    return fields.choice(data, "source_type", registry.SOURCE_TYPES)
 
 
 # --- CRUD ----------------------------------------------------------------------------------------
@@ -104,20 +106,18 @@ def create(request: Request) -> Response:
     backend = request_context.backend(request)
     data = request_context.body(request)
     source_type = _source_type(data)
-    payload = request_context.optional_dict(data, "payload")
+    payload = fields.optional_dict(data, "payload")
     if payload is None:
         raise required("payload")
     source_creation.refuse_secret_refs(payload)
     new = source_creation.NewSource(
         source_type=source_type,
         payload=payload,
-        prefix=request_context.optional_str(data, "prefix", max_length=100),
-        description=request_context.optional_str(data, "description", max_length=400),
-        access_method=request_context.choice(
-            data, "access_method", tuple(AccessMethod), AccessMethod.warehouse
-        ),
-        created_via=request_context.choice(data, "created_via", tuple(CreatedVia), CreatedVia.api),
-        direct_query_enabled=bool(request_context.optional_bool(data, "direct_query_enabled")),
+        prefix=fields.optional_str(data, "prefix", max_length=100),
+        description=fields.optional_str(data, "description", max_length=400),
+        access_method=fields.choice(data, "access_method", tuple(AccessMethod), AccessMethod.warehouse),
+        created_via=fields.choice(data, "created_via", tuple(CreatedVia), CreatedVia.api),
+        direct_query_enabled=bool(fields.optional_bool(data, "direct_query_enabled")),
     )
     source_id = source_creation.create_source(backend, request_context.team_id(request), new)
     return request_context.json_response({"id": source_id}, 201)
@@ -141,8 +141,8 @@ def partial_update(request: Request) -> Response:
         raise validation_error("Access method cannot be changed. Create a new source instead.")
     changes: dict[str, Any] = {}
     if "description" in data:
-        changes["description"] = request_context.optional_str(data, "description", max_length=400)
-    direct_query_enabled = request_context.optional_bool(data, "direct_query_enabled")
+        changes["description"] = fields.optional_str(data, "description", max_length=400)
+    direct_query_enabled = fields.optional_bool(data, "direct_query_enabled")
     if direct_query_enabled is not None and source["access_method"] != AccessMethod.direct:
         changes["direct_query_enabled"] = int(direct_query_enabled)  # PostHog ignores it on direct sources
     refresh = False
@@ -153,7 +153,7 @@ def partial_update(request: Request) -> Response:
             raise validation_error("Name is required for direct query sources")
         changes["prefix"] = prefix.strip()
     if "job_inputs" in data:
-        incoming = request_context.optional_dict(data, "job_inputs") or {}
+        incoming = fields.optional_dict(data, "job_inputs") or {}
         source_type = source["source_type"]
         existing = source_config(backend.store, backend.vault, source["id"])
         merged = merge_job_inputs(source_type, existing, incoming)
@@ -203,7 +203,7 @@ def destroy(request: Request) -> Response:
     _drop_cdc_slot(backend, source["id"], config)
     with backend.store.transaction() as db:
         source_records.soft_delete(db, source["id"])
-    webhooks_api.delete_for_destroyed_source(backend, source, config)
+    webhooks.delete_for_destroyed_source(backend, source, config)
     try:
         backend.sync.drop_source(source["id"])
     except Exception:
@@ -359,10 +359,10 @@ def revenue_analytics_config(request: Request) -> Response:
     source = source_records.get(backend.store, team_id, request_context.path_id(request))
     data = request_context.body(request)
     changes: dict[str, Any] = {}
-    enabled = request_context.optional_bool(data, "enabled")
+    enabled = fields.optional_bool(data, "enabled")
     if enabled is not None:
         changes["revenue_enabled"] = int(enabled)
-    invoiceless = request_context.optional_bool(data, "include_invoiceless_charges")
+    invoiceless = fields.optional_bool(data, "include_invoiceless_charges")
     if invoiceless is not None:
         changes["revenue_include_invoiceless"] = int(invoiceless)
     return _save_and_answer(backend, team_id, source["id"], changes)
@@ -502,10 +502,10 @@ def setup(request: Request) -> Response:
     team_id = request_context.team_id(request)
     data = request_context.body(request)
     source_type = _source_type(data)
-    payload = dict(request_context.optional_dict(data, "payload") or {})
+    payload = dict(fields.optional_dict(data, "payload") or {})
     source_creation.refuse_secret_refs(payload)
-    prefix = request_context.optional_str(data, "prefix", max_length=100)
-    description = request_context.optional_str(data, "description", max_length=400)
+    prefix = fields.optional_str(data, "prefix", max_length=100)
+    description = fields.optional_str(data, "description", max_length=400)
 
     credential_id = payload.pop("credential_id", None)
     if credential_id is not None:
@@ -534,7 +534,7 @@ def setup(request: Request) -> Response:
         description,
         AccessMethod.warehouse,
         CreatedVia.mcp,
-        direct_query_enabled=bool(request_context.optional_bool(data, "direct_query_enabled")),
+        direct_query_enabled=bool(fields.optional_bool(data, "direct_query_enabled")),
     )
     source_id = source_creation.create_source(backend, team_id, new, checked=(config, tables))
     if credential_id is not None:
@@ -563,7 +563,7 @@ def _auto_register_webhook(
         return None
     source = source_records.get(backend.store, team_id, source_id)
     try:
-        result = webhooks_api.register(backend, source, connector, capable, keep_on_failure=False)
+        result = webhooks.register(backend, source, connector, capable, keep_on_failure=False)
     except Exception as exc:  # never fails setup: the source exists and polls
         logger.warning("webhook registration for source %s failed: %s", source_id, type(exc).__name__)
         return {"success": False, "webhook_url": None, "error": str(exc), "pending_inputs": []}

@@ -135,6 +135,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class RowNotFound(LookupError):
+    """The team has no live row with that id (the API answers DRF's 404)."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

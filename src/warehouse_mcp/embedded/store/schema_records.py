@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.domain.errors import not_found
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
 
 Row = sqlite3.Row
 
@@ -23,7 +22,7 @@ def find(store: Store, team_id: int, schema_id: str) -> Row | None:
 def get(store: Store, team_id: int, schema_id: str) -> Row:
     row = find(store, team_id, schema_id)
     if row is None:
-        raise not_found()
+        raise RowNotFound("Not found.")
     return row
 
 

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms
-from warehouse_mcp.embedded.domain.errors import not_found
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 
 Row = sqlite3.Row
@@ -27,10 +26,10 @@ def find(store: Store, team_id: int, source_id: str) -> Row | None:
 
 
 def get(store: Store, team_id: int, source_id: str) -> Row:
-    """The team's live source, or a 404."""
+    """The team's live source; RowNotFound when there is none."""
     row = find(store, team_id, source_id)
     if row is None:
-        raise not_found()
+        raise RowNotFound("Not found.")
     return row
 
 
@@ -64,7 +63,7 @@ def source_config(store: Store, vault: Vault, source_id: str) -> dict[str, Any]:
     """The full job inputs (secrets decrypted) a connector needs for this source (contract 5)."""
     row = store.query_one("SELECT job_inputs, job_inputs_secret FROM sources WHERE id = ?", (source_id,))
     if row is None:
-        raise not_found()
+        raise RowNotFound("Not found.")
     return forms.merge_secrets(
         json.loads(row["job_inputs"] or "{}"), vault.decrypt(row["job_inputs_secret"]) or {}
     )

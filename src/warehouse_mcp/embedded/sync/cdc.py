@@ -25,7 +25,6 @@ changes: it fails with the reason and the fix (resync) rather than continuing wi
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
@@ -230,7 +229,8 @@ class CdcRun:
             slot, publication, managed = slot_and_publication(source_id, config)
             tables = self._tables(targets, registry.connector_for(first.source_type).discover(config))
             # Imported on use, as cdc_api does: the driver is heavy and only CDC runs need it here.
-            postgres_cdc = importlib.import_module("warehouse_mcp.embedded.connectors.postgres_cdc")
+            from warehouse_mcp.embedded.connectors import postgres_cdc
+
             session = postgres_cdc.PostgresCdc(config, slot=slot, publication=publication, managed=managed)
             with session as cdc:
                 self._check_slot(cdc, tables)

@@ -1,0 +1,151 @@
+"""The embedded backend's layers (docs/architecture.md): imports point down only, and nothing imports in a circle.
+
+Read from the source with `ast`, so imports inside functions count as much as those at the top; only
+imports under `if TYPE_CHECKING:` are left out of the cycle check (they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = "warehouse_mcp"
+EMBEDDED = f"{PACKAGE}.embedded"
+
+# Higher layers may import lower ones, never the reverse; `backend` builds everything. The http layer may
+# name the backend's type (under TYPE_CHECKING: request.app.state.backend); the domain names only its
+# own protocol, domain.services.Services.
+LAYERS = {
+    f"{EMBEDDED}.backend": 5,
+    f"{EMBEDDED}.http": 4,
+    f"{EMBEDDED}.domain": 3,
+    f"{EMBEDDED}.sync": 2,
+    f"{EMBEDDED}.store": 1,
+    f"{EMBEDDED}.connectors": 0,
+}
+TYPE_ONLY_ALLOWED = {(f"{EMBEDDED}.http", f"{EMBEDDED}.backend")}
+WEB_LIBRARIES = ("starlette", "uvicorn", "jinja2")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(path): path for path in (SRC / PACKAGE).rglob("*.py")}
+
+
+def _imports(module: str) -> list[tuple[str, bool]]:
+    """(imported module, only under TYPE_CHECKING) for every import statement of `module`."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text())
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_only.update(id(child) for child in ast.walk(node))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in type_only) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
+                )
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.append((candidate if candidate in MODULES else base, id(node) in type_only))
+    return found
+
+
+def _layer(module: str) -> str | None:
+    return next((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")), None)
+
+
+def test_imports_point_down_only() -> None:
+    wrong = []
+    for module in MODULES:
+        mine = _layer(module)
+        if mine is None:
+            continue
+        for imported, type_only in _imports(module):
+            theirs = _layer(imported)
+            if theirs is None or theirs == mine or (type_only and (mine, theirs) in TYPE_ONLY_ALLOWED):
+                continue
+            if LAYERS[theirs] > LAYERS[mine]:
+                wrong.append(f"{module} imports {imported}")
+    assert wrong == []
+
+
+def test_only_the_http_layer_imports_web_libraries() -> None:
+    wrong = [
+        f"{module} imports {imported}"
+        for module in MODULES
+        if module.startswith(EMBEDDED) and _layer(module) not in (f"{EMBEDDED}.http", f"{EMBEDDED}.backend")
+        for imported, _type_only in _imports(module)
+        if imported.split(".")[0] in WEB_LIBRARIES
+    ]
+    assert wrong == []
+
+
+def test_no_import_cycles() -> None:
+    graph = {
+        module: {
+            imported for imported, type_only in _imports(module) if imported in MODULES and not type_only
+        }
+        - {module}
+        for module in MODULES
+    }
+    cycles = [cycle for cycle in _cycles(graph) if len(cycle) > 1]
+    assert cycles == []
+
+
+def test_no_importlib_for_our_own_modules() -> None:
+    wrong = [str(path.relative_to(SRC)) for path in MODULES.values() if "importlib" in path.read_text()]
+    assert wrong == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan), each a list of modules."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            components.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return components
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_every_layer_exists(layer: str) -> None:
+    assert layer in MODULES
