@@ -11,19 +11,36 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError
 from warehouse_mcp.models import SourceType
 
 SOURCE_TYPES: tuple[str, ...] = tuple(member.value for member in SourceType)
-RUNNABLE_TYPES: tuple[str, ...] = ("Postgres", "MySQL", "Stripe")
-# Source types whose tables are a fixed set of PostHog's names, distinct once lower-cased: their warehouse
-# tables are named as PostHog names them (`Charge` → `stripe_charge`), with no collision suffix.
-FIXED_TABLE_NAMES: frozenset[str] = frozenset({"Stripe"})
 
 
-# Each loader imports its connector module only when called: the drivers are heavy.
+@dataclass(frozen=True)
+class Capabilities:
+    """What differs per runnable source type, beyond reading its tables. The rest of the backend asks
+    these questions instead of naming source types."""
+
+    cdc: bool = False  # change data capture (logical replication): cdc sync type, prerequisite checks
+    xmin: bool = False  # the xmin sync type (Postgres' row version as the cursor)
+    direct_query_engine: str | None = None  # `connection_metadata.engine` of a direct-query source
+    webhook_receiver: bool = False  # the backend receives its events (sync type `webhook`)
+    revenue_analytics: bool = False  # revenue analytics is on by default for a new source
+    # Its tables are a fixed set of PostHog's names, distinct once lower-cased: their warehouse tables are
+    # named as PostHog names them (`Charge` → `stripe_charge`), with no collision suffix.
+    fixed_table_names: bool = False
+
+
+@dataclass(frozen=True)
+class Runnable:
+    load: Callable[[], Connector]  # imports the connector's module: drivers are heavy, so only on use
+    capabilities: Capabilities
+
+
 def _postgres() -> Connector:
     from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
 
@@ -42,8 +59,38 @@ def _stripe() -> Connector:
     return StripeConnector()
 
 
-# Source type -> the function that builds its connector.
-_CONNECTORS: dict[str, Callable[[], Connector]] = {"Postgres": _postgres, "MySQL": _mysql, "Stripe": _stripe}
+# The source types the embedded backend runs: one line each (docs/architecture.md, "Adding a source type").
+_RUNNABLE: dict[str, Runnable] = {
+    "Postgres": Runnable(_postgres, Capabilities(cdc=True, xmin=True, direct_query_engine="postgres")),
+    "MySQL": Runnable(_mysql, Capabilities(direct_query_engine="mysql")),
+    "Stripe": Runnable(
+        _stripe, Capabilities(webhook_receiver=True, revenue_analytics=True, fixed_table_names=True)
+    ),
+}
+RUNNABLE_TYPES: tuple[str, ...] = tuple(_RUNNABLE)
+NO_CAPABILITIES = Capabilities()
+
+
+def capabilities(source_type: str) -> Capabilities:
+    """What the backend can do with `source_type` (nothing special for a type it does not run)."""
+    runnable = _RUNNABLE.get(source_type)
+    return runnable.capabilities if runnable is not None else NO_CAPABILITIES
+
+
+def types_with(capability: Callable[[Capabilities], object]) -> tuple[str, ...]:
+    """The runnable source types that have `capability`, e.g. `types_with(lambda c: c.cdc)`."""
+    return tuple(name for name, runnable in _RUNNABLE.items() if capability(runnable.capabilities))
+
+
+FIXED_TABLE_NAMES: frozenset[str] = frozenset(types_with(lambda can: can.fixed_table_names))
+
+
+def names(source_types: tuple[str, ...]) -> str:
+    """`Postgres`, `Postgres and MySQL`, `A, B and C`: for messages."""
+    return (
+        " and ".join(filter(None, [", ".join(source_types[:-1]), source_types[-1]])) if source_types else ""
+    )
+
 
 Field = dict[str, Any]
 
@@ -659,10 +706,10 @@ def connector_for(source_type: str) -> Connector:
     """The embedded connector for `source_type`; UnsupportedSource when this backend cannot run it."""
     if not is_known(source_type):
         raise UnsupportedSource(f"Unknown source type '{source_type}'")
-    if source_type not in _CONNECTORS:
+    if source_type not in _RUNNABLE:
         runnable = ", ".join(RUNNABLE_TYPES)
         raise UnsupportedSource(
             f"The embedded backend runs only {runnable} sources; '{source_type}' needs a PostHog backend, "
             "which runs every source type (set POSTHOG_PERSONAL_API_KEY to use one)."
         )
-    return _CONNECTORS[source_type]()
+    return _RUNNABLE[source_type].load()

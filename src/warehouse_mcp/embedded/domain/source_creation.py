@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded.connectors import forms
+from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.domain import connector_access, schema_updates
 from warehouse_mcp.embedded.domain.errors import message_error, validation_error
@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DIRECT_ENGINES = {"Postgres": "postgres", "MySQL": "mysql"}
-CDC_SOURCE_TYPES = ("Postgres",)
+DIRECT_ENGINES = {
+    source_type: str(registry.capabilities(source_type).direct_query_engine)
+    for source_type in registry.types_with(lambda can: can.direct_query_engine)
+}
+CDC_SOURCE_TYPES = registry.types_with(lambda can: can.cdc)
 CDC_FREQUENCY_SECONDS = 5 * 60
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import message_error
@@ -88,9 +89,11 @@ def lag_status(lag_bytes: int | None, warning_mb: Any, critical_mb: Any) -> str 
 def check_cdc_prerequisites(request: Request) -> Response:
     data = request_context.body(request)
     if data.get("source_type") not in CDC_SOURCE_TYPES:
-        raise message_error("CDC prerequisite checks are only supported for Postgres.")
-    config = connector_access.only_form_fields("Postgres", data)
-    connector_access.check_config("Postgres", config)
+        raise message_error(
+            f"CDC prerequisite checks are only supported for {registry.names(CDC_SOURCE_TYPES)}."
+        )
+    config = connector_access.only_form_fields(data["source_type"], data)
+    connector_access.check_config(data["source_type"], config)
     mode = cdc_mode(data)
     tables = data.get("tables") or []
     if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
@@ -105,7 +108,9 @@ def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[Ta
     """Setup asked for CDC: the database must pass the prerequisite checks, or setup stops with every
     failure and the fix (the same checks as check_cdc_prerequisites)."""
     if source_type not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is only available for Postgres sources, not {source_type}.")
+        raise message_error(
+            f"CDC is only available for {registry.names(CDC_SOURCE_TYPES)} sources, not {source_type}."
+        )
     names = [table.name for table in tables if table.primary_keys]
     if not names:
         raise message_error("CDC needs tables with a primary key; none of this source's tables has one.")

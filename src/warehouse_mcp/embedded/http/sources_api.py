@@ -477,7 +477,7 @@ def source_prefix(request: Request) -> Response:
     if data.get("access_method") == AccessMethod.direct:
         if source_type not in source_creation.DIRECT_ENGINES:
             raise message_error(
-                "Direct query mode is currently supported only for Postgres and MySQL sources."
+                f"Direct query mode is currently supported only for {registry.names(tuple(source_creation.DIRECT_ENGINES))} sources."
             )
         source_creation.direct_name(prefix)
         return request_context.empty_response()

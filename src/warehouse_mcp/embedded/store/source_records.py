@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from warehouse_mcp.embedded.connectors import forms
+from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 
@@ -124,7 +124,7 @@ def insert(
             job_inputs,
             job_inputs_secret,
             json.dumps(connection_metadata),
-            int(source_type == "Stripe"),
+            int(registry.capabilities(source_type).revenue_analytics),
             iso(now),
             iso(now),
         ),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-XMIN_SOURCE_TYPES = ("Postgres",)
+from warehouse_mcp.embedded.connectors import registry
+
+XMIN_SOURCE_TYPES = registry.types_with(lambda can: can.xmin)
 
 
 def refusal(
@@ -17,7 +19,7 @@ def refusal(
     """Why `table` cannot sync with `sync_type`, in PostHog's words; None when it can."""
     if sync_type == "xmin":
         if source_type not in XMIN_SOURCE_TYPES:
-            return "xmin replication is only available for Postgres sources."
+            return f"xmin replication is only available for {registry.names(XMIN_SOURCE_TYPES)} sources."
         if not primary_keys:
             return (
                 f"xmin replication requires a primary key on table '{table}'. "
