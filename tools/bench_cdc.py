@@ -23,14 +23,13 @@ from typing import Any
 import duckdb
 
 from bench_sync import PG, _pg, _print, scratch_database
-from warehouse_mcp.embedded import schema_records, source_records
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import Store, iso, schema_records, source_records, utcnow
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.service import SyncService
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
-from warehouse_mcp.embedded.vault import Vault
 from warehouse_mcp.models import FREQUENCY_SECONDS
 
 TABLE = "CREATE TABLE items (id bigint PRIMARY KEY, v integer NOT NULL, note text, updated_at timestamptz)"

@@ -59,7 +59,7 @@ class EmbeddedApi:
 
     def start(self) -> EmbeddedApi:
         from .embedded.backend import EmbeddedBackend
-        from .embedded.web_server import LoopbackServer
+        from .embedded.http.web_server import LoopbackServer
 
         self._backend = EmbeddedBackend(self.home, api_token=self.token, run_scheduler=self._run_scheduler)
         self._backend.start()
