@@ -18,9 +18,9 @@ from tests.conftest import Database
 from tests.embedded.sync_support import add_schema, add_source
 from tests.embedded.warehouse_readers import assert_only_committed_states, readers
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.query import run_query
 from warehouse_mcp.embedded.sync.service import SyncService
-from warehouse_mcp.embedded.vault import Vault
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
 
