@@ -7,13 +7,13 @@ where `setup` can take it. Nothing under the data directory may hold the passwor
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import markupsafe
 import pytest
 
 from tests.conftest import CANARY_PASSWORD, Database
@@ -95,7 +95,14 @@ def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "form-action 'self'" in csp
     nonce = re.search(r"script-src 'nonce-([^']+)'", csp)
-    assert nonce and f'<script nonce="{nonce.group(1)}">' in page.text
+    assert nonce and f'<script nonce="{nonce.group(1)}" src="/static/connect/connect.js">' in page.text
+    assert (
+        "style-src 'self'" in csp
+        and '<link rel="stylesheet" href="/static/connect/connect.css">' in page.text
+    )
+    for asset, kind in (("connect.js", "javascript"), ("connect.css", "text/css")):
+        served = client.get(f"{backend.connect_base_url()}/static/connect/{asset}")
+        assert served.status_code == 200 and kind in served.headers["content-type"]
     csrf = csrf_of(page.text)
 
     # A wrong password: the form comes back with the source's own error, the rest kept, the secret not.
@@ -104,9 +111,9 @@ def test_connect_flow_stores_an_encrypted_credential_that_setup_can_take(
         registry.connector_for("Postgres").validate(wrong)
     again = client.post(url, data=form_values(postgres_db, WRONG_PASSWORD, csrf))
     assert again.status_code == 400
-    assert html.escape(str(source_error.value)) in again.text
+    assert markupsafe.escape(str(source_error.value)) in again.text
     assert WRONG_PASSWORD not in again.text
-    assert f'value="{html.escape(postgres_db.config["database"])}"' in again.text
+    assert f'value="{markupsafe.escape(postgres_db.config["database"])}"' in again.text
     assert csrf_of(again.text) == csrf
     assert stored_rows(backend) == 0
     assert credentials.connect_status(backend.store, token) == {"state": "pending"}
@@ -228,7 +235,7 @@ def test_a_form_error_keeps_public_values_and_drops_secrets(
     assert "Port must be a whole number." in page.text
     assert CANARY_PASSWORD not in page.text
     assert '<script>alert("x")</script>' not in page.text
-    assert 'value="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"' in page.text
+    assert f'value="{markupsafe.escape(data["host"])}"' in page.text  # shown again, escaped
     assert stored_rows(backend) == 0
 
 

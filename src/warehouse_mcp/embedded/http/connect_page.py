@@ -2,7 +2,8 @@
 
 A connect link (`/connect/<token>`) is a one-time token: only its sha256 is stored, with a CSRF token
 bound to it, and it dies after CONNECT_LINK_TTL or on first successful use. The form is rendered on
-the server from the source's wizard definition (no JS framework; a tiny nonce'd script only shows
+the server from the source's wizard definition with the Jinja2 templates in `templates/connect/`
+(autoescaped; no JS framework: a tiny script, `static/connect.js`, loaded with a per-page nonce, only shows
 and hides option sub-fields, and everything works with JavaScript off). A submit is checked exactly
 like `store_credentials` (form rules, then the live source); a failure re-renders the form with the
 message and the non-secret values, never a secret.
@@ -11,7 +12,6 @@ message and the non-secret values, never a secret.
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import logging
 import secrets
@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.domain import credentials
@@ -52,11 +54,12 @@ SSH_DEFAULT_PORT = 22
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-def routes(backend: ConnectBackend) -> list[Route]:
+def routes(backend: ConnectBackend) -> list[BaseRoute]:
     page = ConnectPage(backend)
     return [
         Route("/connect/{token}", page.form_endpoint, methods=["GET", "POST"]),
         Route("/connect/{token}/status", page.status_endpoint, methods=["GET"]),
+        *static_routes(),
     ]
 
 
@@ -70,7 +73,7 @@ class ConnectPage:
             return await run_in_threadpool(self.show, token)
         posted = await _read_form(request)
         if posted is None:
-            return _page("Form too large", "<p>The form was too large to accept.</p>", status=413)
+            return _message_page("Form too large", ["The form was too large to accept."], status=413)
         return await run_in_threadpool(self.submit, token, posted)
 
     async def status_endpoint(self, request: Request) -> Response:
@@ -91,10 +94,12 @@ class ConnectPage:
             return _expired_page()
         if not hmac.compare_digest(posted.get(CSRF_FIELD, "").encode(), link.csrf_token.encode()):
             logger.warning("connect page: rejected a submit with a missing or wrong CSRF token")
-            return _page(
+            return _message_page(
                 "Form check failed",
-                "<p>This form could not be verified (its security token is missing or wrong), so nothing "
-                "was saved. Open the link from your assistant again and resubmit.</p>",
+                [
+                    "This form could not be verified (its security token is missing or wrong), so nothing "
+                    "was saved. Open the link from your assistant again and resubmit."
+                ],
                 status=403,
             )
         source_type = link.source_type
@@ -339,7 +344,8 @@ def render_fields(
     fields: Sequence[Mapping[str, Any]], values: Mapping[str, str] | None = None, *, submitted: bool = False
 ) -> str:
     """The HTML inputs of a wizard form; `values` are posted inputs to show again (secrets never are)."""
-    return _Renderer(values or {}, submitted).fields(fields, "")
+    template = _templates.get_template("connect/fields_only.html")
+    return template.render(renderer=FieldRenderer(values or {}, submitted), form_fields=list(fields))
 
 
 def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str]) -> Mapping[str, Any] | None:
@@ -354,8 +360,14 @@ def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str])
     return next((o for o in spec.get("options") or [] if str(o.get("value")) == str(raw)), None)
 
 
-class _Renderer:
-    """Walks a wizard form and writes its HTML; `values` are re-shown inputs (never secrets)."""
+class FieldRenderer:
+    """What templates/connect/fields.html asks while it walks a wizard form: element ids, the values to show
+    again (never secrets: the template leaves secret inputs empty) and what a field's definition says."""
+
+    input_types = INPUT_TYPES
+    ssh_auth_options = SSH_AUTH_OPTIONS
+    ssh_default_port = SSH_DEFAULT_PORT
+    oauth_note = OAUTH_NOTE
 
     def __init__(self, values: Mapping[str, str], submitted: bool) -> None:
         self.values = values
@@ -368,300 +380,53 @@ class _Renderer:
         self._ids[base] = count + 1
         return base if count == 0 else f"{base}-{count}"
 
-    def fields(self, fields: Sequence[Mapping[str, Any]], scope: str) -> str:
-        return "".join(self.field(spec, scope) for spec in fields if spec.get("name"))
-
-    def field(self, spec: Mapping[str, Any], scope: str) -> str:
-        kind = spec.get("type", "text")
-        key = scope + str(spec["name"])
-        if kind == "select":
-            return self.select(spec, key)
-        if kind == "switch-group":
-            return self.switch_group(spec, key)
-        if kind == "ssh-tunnel":
-            return self.ssh_tunnel(spec, key)
-        if kind == "oauth":
-            return (
-                f'<div class="field oauth"><p class="label">{_e(_label(spec))}</p>'
-                f'<p class="note" role="note">{_e(OAUTH_NOTE)}</p></div>'
-            )
-        if kind == "file-upload":
-            file_format = (spec.get("fileFormat") or {}).get("format") or ".json"
-            caption = spec.get("caption") or f"Paste the contents of the {file_format} key file."
-            return self.textarea(key, _label(spec), caption, required=bool(spec.get("required")), secret=True)
-        if kind == "textarea":
-            return self.textarea(
-                key,
-                _label(spec),
-                spec.get("caption"),
-                required=bool(spec.get("required")),
-                secret=_is_secret(spec),
-                placeholder=spec.get("placeholder"),
-                default=spec.get("defaultValue"),
-            )
-        return self.input(spec, key)
-
-    def input(self, spec: Mapping[str, Any], key: str) -> str:
-        kind = spec.get("type", "text")
-        secret = _is_secret(spec)
-        html_type = "password" if secret else (kind if kind in INPUT_TYPES else "text")
-        return self._input(
-            key,
-            _label(spec),
-            html_type,
-            caption=spec.get("caption"),
-            placeholder=spec.get("placeholder"),
-            required=bool(spec.get("required")),
-            secret=secret,
-            default=spec.get("defaultValue"),
-        )
-
-    def _input(
-        self,
-        key: str,
-        label: str,
-        html_type: str,
-        *,
-        caption: Any = None,
-        placeholder: Any = None,
-        required: bool = False,
-        secret: bool = False,
-        default: Any = None,
-    ) -> str:
-        element_id = self.new_id(key)
-        attrs = [f'id="{element_id}"', f'name="{_e(key)}"', f'type="{html_type}"']
-        if secret:
-            attrs.append('autocomplete="off"')
-        else:
-            value = self._value(key, default)
-            if value:
-                attrs.append(f'value="{_e(value)}"')
-            if html_type == "number":
-                attrs.append('inputmode="numeric" step="1"')
-        if placeholder:
-            attrs.append(f'placeholder="{_e(placeholder)}"')
-        if html_type in ("text", "password", "url", "email", "search"):
-            attrs.append('spellcheck="false" autocapitalize="off"')
-        attrs.extend(self._described(element_id, caption))
-        if required:
-            attrs.append('aria-required="true"')
-        return (
-            f'<div class="field">{self._label(element_id, label, required)}'
-            f"<input {' '.join(attrs)}>{self._caption(element_id, caption)}</div>"
-        )
-
-    def textarea(
-        self,
-        key: str,
-        label: str,
-        caption: Any,
-        *,
-        required: bool,
-        secret: bool,
-        placeholder: Any = None,
-        default: Any = None,
-    ) -> str:
-        element_id = self.new_id(key)
-        attrs = [f'id="{element_id}"', f'name="{_e(key)}"', 'rows="6"', 'spellcheck="false"']
-        if secret:
-            attrs.append('autocomplete="off"')
-        if placeholder:
-            attrs.append(f'placeholder="{_e(placeholder)}"')
-        attrs.extend(self._described(element_id, caption))
-        if required:
-            attrs.append('aria-required="true"')
-        content = "" if secret else _e(self._value(key, default))
-        return (
-            f'<div class="field">{self._label(element_id, label, required)}'
-            f"<textarea {' '.join(attrs)}>{content}</textarea>{self._caption(element_id, caption)}</div>"
-        )
-
-    def select(self, spec: Mapping[str, Any], key: str) -> str:
-        options = list(spec.get("options") or [])
-        name = _select_name(spec, key)
-        element_id = self.new_id(name)
-        default = spec.get("defaultValue")
-        if default is None and options and spec.get("required"):
-            default = options[0].get("value")
-        current = self._value(name, default)
-        choices = [] if spec.get("required") else ['<option value="">Not set</option>']
-        for option in options:
-            value = str(option.get("value", ""))
-            selected = " selected" if value == current else ""
-            choices.append(
-                f'<option value="{_e(value)}"{selected}>{_e(option.get("label") or value)}</option>'
-            )
-        required = bool(spec.get("required"))
-        attrs = [
-            f'id="{element_id}"',
-            f'name="{_e(name)}"',
-            *self._described(element_id, spec.get("caption")),
-        ]
-        if required:
-            attrs.append('aria-required="true"')
-        parts = [
-            f'<div class="field">{self._label(element_id, _label(spec), required)}'
-            f"<select {' '.join(attrs)}>{''.join(choices)}</select>{self._caption(element_id, spec.get('caption'))}"
-        ]
-        for option in options:
-            sub_fields = option.get("fields") or []
-            if not sub_fields:
-                continue
-            parts.append(
-                f'<fieldset class="option" data-select="{element_id}" data-value="{_e(option.get("value", ""))}">'
-                f"<legend>{_e(option.get('label') or option.get('value'))}</legend>"
-                f"{self.fields(sub_fields, _option_scope(key, option))}</fieldset>"
-            )
-        parts.append("</div>")
-        return "".join(parts)
-
-    def switch_group(self, spec: Mapping[str, Any], key: str) -> str:
-        checkbox, checkbox_id = self.checkbox(
-            f"{key}.enabled", _label(spec), bool(spec.get("default")), spec.get("caption")
-        )
-        children = spec.get("fields") or []
-        if not children:
-            return f'<div class="field">{checkbox}</div>'
-        inner = self.fields(children, f"{key}.")
-        return (
-            f'<div class="group" role="group" aria-labelledby="{checkbox_id}-label">{checkbox}'
-            f'<div class="children" data-switch-for="{checkbox_id}">{inner}</div></div>'
-        )
-
-    def checkbox(self, name: str, label: str, default: bool, caption: Any = None) -> tuple[str, str]:
-        element_id = self.new_id(name)
-        checked = (name in self.values) if self.submitted else default
-        attrs = [f'id="{element_id}"', f'name="{_e(name)}"', 'type="checkbox"', 'value="on"']
-        if checked:
-            attrs.append("checked")
-        attrs.extend(self._described(element_id, caption))
-        markup = (
-            f'<div class="check"><input {" ".join(attrs)}>'
-            f'<label id="{element_id}-label" for="{element_id}">{_e(label)}</label></div>'
-            f"{self._caption(element_id, caption)}"
-        )
-        return markup, element_id
-
-    def ssh_tunnel(self, spec: Mapping[str, Any], key: str) -> str:
-        label = str(spec.get("label") or "SSH tunnel")
-        enabled, enabled_id = self.checkbox(f"{key}.enabled", "Connect through an SSH tunnel", False)
-        auth_name = f"{key}.auth.selection"
-        auth_id = self.new_id(auth_name)
-        current = self._value(auth_name, "password")
-        choices = "".join(
-            f'<option value="{value}"{" selected" if value == current else ""}>{text}</option>'
-            for value, text in SSH_AUTH_OPTIONS
-        )
-        password_group = self._input(f"{key}.auth.password.password", "SSH password", "password", secret=True)
-        keypair_group = self.textarea(
-            f"{key}.auth.keypair.private_key",
-            "Private key",
-            "Paste the whole private key (OpenSSH or PEM), with its BEGIN and END lines.",
-            required=False,
-            secret=True,
-        ) + self._input(
-            f"{key}.auth.keypair.passphrase", "Key passphrase (optional)", "password", secret=True
-        )
-        require_tls, _ = self.checkbox(f"{key}.require_tls.enabled", "Require TLS through the tunnel", False)
-        fingerprint = self._input(
-            f"{key}.host_key_fingerprint",
-            "SSH host key fingerprint (optional)",
-            "text",
-            placeholder="SHA256:...",
-            caption="Pins the SSH server's key (ssh-keygen -lf its .pub file prints it). "
-            "Empty: the key seen on the first connection is trusted and stored.",
-        )
-        return (
-            f'<fieldset class="group"><legend>{_e(label)}</legend>{enabled}'
-            f'<div class="children" data-switch-for="{enabled_id}">'
-            f"{self._input(f'{key}.host', 'SSH host', 'text')}"
-            f"{self._input(f'{key}.port', 'SSH port', 'number', default=SSH_DEFAULT_PORT)}"
-            f"{fingerprint}"
-            f'<div class="field">{self._label(auth_id, "Authentication", False)}'
-            f'<select id="{auth_id}" name="{_e(auth_name)}">{choices}</select></div>'
-            f"{self._input(f'{key}.auth.username', 'SSH username', 'text')}"
-            f'<fieldset class="option" data-select="{auth_id}" data-value="password"><legend>Password</legend>'
-            f"{password_group}</fieldset>"
-            f'<fieldset class="option" data-select="{auth_id}" data-value="keypair"><legend>Key pair</legend>'
-            f"{keypair_group}</fieldset>{require_tls}</div></fieldset>"
-        )
-
-    def _value(self, key: str, default: Any) -> str:
+    def value(self, key: str, default: Any) -> str:
         if self.submitted:
             return self.values.get(key, "")
         return "" if default is None else str(default)
 
-    @staticmethod
-    def _label(element_id: str, label: str, required: bool) -> str:
-        marker = '<span class="required" aria-hidden="true"> *</span>' if required else ""
-        return f'<label for="{element_id}">{_e(label)}{marker}</label>'
+    def checked(self, name: str, default: Any) -> bool:
+        return (name in self.values) if self.submitted else bool(default)
 
     @staticmethod
-    def _described(element_id: str, caption: Any) -> list[str]:
-        return [f'aria-describedby="{element_id}-caption"'] if caption else []
+    def select_default(spec: Mapping[str, Any]) -> Any:
+        default = spec.get("defaultValue")
+        options = spec.get("options") or []
+        if default is None and options and spec.get("required"):
+            return options[0].get("value")
+        return default
 
     @staticmethod
-    def _caption(element_id: str, caption: Any) -> str:
-        return f'<p class="caption" id="{element_id}-caption">{_e(caption)}</p>' if caption else ""
+    def file_format(spec: Mapping[str, Any]) -> str:
+        return str((spec.get("fileFormat") or {}).get("format") or ".json")
 
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    label = staticmethod(lambda spec: _label(spec))
+    is_secret = staticmethod(lambda spec: _is_secret(spec))
+    select_name = staticmethod(lambda spec, key: _select_name(spec, key))
+    option_scope = staticmethod(lambda key, option: _option_scope(key, option))
 
 
 # --- pages ------------------------------------------------------------------------------------------
 
-_STYLE = """
-:root { color-scheme: light dark; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
-body { margin: 0; padding: 2rem 1rem; line-height: 1.5; }
-main { max-width: 40rem; margin: 0 auto; }
-h1 { font-size: 1.5rem; margin: 0 0 .5rem; }
-.lead { margin-top: 0; opacity: .85; }
-.field { margin: 0 0 1rem; }
-label, .label { display: block; font-weight: 600; margin-bottom: .25rem; }
-.check { display: flex; gap: .5rem; align-items: center; margin-bottom: .5rem; }
-.check label { margin: 0; }
-input:not([type=checkbox]), select, textarea { box-sizing: border-box; width: 100%; padding: .5rem;
-  font: inherit; border: 1px solid #8a8a8a; border-radius: 4px; }
-textarea { font-family: ui-monospace, monospace; }
-:focus-visible { outline: 3px solid #1d4ed8; outline-offset: 2px; }
-fieldset, .group { border: 1px solid #8a8a8a; border-radius: 6px; margin: 0 0 1rem; padding: .75rem 1rem; }
-legend { font-weight: 600; padding: 0 .25rem; }
-.caption, .note { font-size: .9rem; margin: .25rem 0 0; opacity: .85; }
-.note { border-left: 4px solid #b45309; padding-left: .5rem; opacity: 1; }
-.required { color: #b91c1c; }
-.error { border: 2px solid #b91c1c; border-radius: 6px; padding: .75rem 1rem; margin-bottom: 1rem; }
-.ok { border: 2px solid #15803d; border-radius: 6px; padding: .75rem 1rem; }
-button { font: inherit; font-weight: 600; padding: .6rem 1.4rem; border-radius: 6px; border: 0;
-  background: #1d4ed8; color: #fff; cursor: pointer; }
-code { font-family: ui-monospace, monospace; word-break: break-all; }
-[hidden] { display: none !important; }
-"""
+# Autoescaping: every value a template shows is escaped; nothing is marked safe by hand.
+_templates = Environment(
+    loader=PackageLoader("warehouse_mcp.embedded.http", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+)
+STATIC_URL = "/static/connect"
 
-# Shows only the chosen option's sub-fields and an enabled group's children; without it, all are shown.
-_SCRIPT = """
-(function () {
-  function sync() {
-    document.querySelectorAll("[data-select]").forEach(function (group) {
-      var select = document.getElementById(group.dataset.select);
-      group.hidden = !!select && select.value !== group.dataset.value;
-    });
-    document.querySelectorAll("[data-switch-for]").forEach(function (group) {
-      var box = document.getElementById(group.dataset.switchFor);
-      group.hidden = !!box && !box.checked;
-    });
-  }
-  document.addEventListener("change", sync);
-  sync();
-})();
-"""
+
+def static_routes() -> list[BaseRoute]:
+    """The connect page's stylesheet and script (a strict CSP allows only these, and no inline code)."""
+    return [Mount(STATIC_URL, StaticFiles(packages=[("warehouse_mcp.embedded.http", "static")]))]
 
 
 def _security_headers(nonce: str | None) -> dict[str, str]:
     script = f"script-src 'nonce-{nonce}'" if nonce else "script-src 'none'"
     return {
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'unsafe-inline'; {script}; form-action 'self'; "
+            f"default-src 'none'; style-src 'self'; {script}; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'"
         ),
         "X-Frame-Options": "DENY",
@@ -671,21 +436,22 @@ def _security_headers(nonce: str | None) -> dict[str, str]:
     }
 
 
-def _page(title: str, body: str, *, status: int, script: bool = False) -> HTMLResponse:
+def _render(template: str, *, title: str, status: int, script: bool = False, **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16) if script else None
-    script_tag = f'<script nonce="{nonce}">{_SCRIPT}</script>' if nonce else ""
-    document = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
-        f"<title>{_e(title)} · warehouse-mcp</title><style>{_STYLE}</style></head>"
-        f"<body><main>{body}</main>{script_tag}</body></html>"
+    document = _templates.get_template(template).render(
+        title=title, nonce=nonce, static_url=STATIC_URL, **context
     )
     return HTMLResponse(document, status_code=status, headers=_security_headers(nonce))
 
 
+def _message_page(
+    title: str, paragraphs: list[str], *, status: int, heading: str | None = None
+) -> HTMLResponse:
+    return _render("connect/message.html", title=title, status=status, heading=heading, paragraphs=paragraphs)
+
+
 def _expired_page() -> HTMLResponse:
-    return _page("Link expired", f"<h1>Link expired</h1><p>{_e(EXPIRED_MESSAGE)}</p>", status=410)
+    return _message_page("Link expired", [EXPIRED_MESSAGE], status=410, heading="Link expired")
 
 
 def _host_key(config: Mapping[str, Any]) -> str | None:
@@ -696,21 +462,16 @@ def _host_key(config: Mapping[str, Any]) -> str | None:
 
 
 def _success_page(source_type: str, credential_id: str, host_key: str | None = None) -> HTMLResponse:
-    definition = registry.form(source_type) or {}
-    label = definition.get("label") or source_type
-    trusted = (
-        f"<p>SSH host key: <code>{_e(host_key)}</code> (stored with the source: a server showing another "
-        "key is refused)</p>"
-        if host_key
-        else ""
+    label = (registry.form(source_type) or {}).get("label") or source_type
+    return _render(
+        "connect/success.html",
+        title=f"{label} connected",
+        status=200,
+        label=label,
+        message=SUCCESS_MESSAGE,
+        credential_id=credential_id,
+        host_key=host_key,
     )
-    body = (
-        f'<h1>{_e(label)} connected</h1><div class="ok" role="status"><p>{_e(SUCCESS_MESSAGE)}</p>'
-        f"<p>Credential id: <code>{_e(credential_id)}</code></p>{trusted}</div>"
-        "<p>The credentials were checked against the source and stored encrypted on this machine for 24 "
-        "hours, until your assistant uses them. You can close this tab.</p>"
-    )
-    return _page(f"{label} connected", body, status=200)
 
 
 def _form_page(
@@ -724,25 +485,18 @@ def _form_page(
 ) -> HTMLResponse:
     definition = registry.form(source_type) or {}
     label = str(definition.get("label") or source_type)
-    parts = [f"<h1>Connect {_e(label)}</h1>"]
-    if definition.get("caption"):
-        parts.append(f'<p class="lead">{_e(definition["caption"])}</p>')
-    parts.append(
-        "<p>Your credentials are checked against the source and stored encrypted on this machine. "
-        "They are never shown to your assistant.</p>"
-    )
     docs = definition.get("docsUrl")
-    if isinstance(docs, str) and docs.startswith("https://"):
-        parts.append(f'<p><a href="{_e(docs)}" rel="noopener noreferrer" target="_blank">Setup guide</a></p>')
-    if error:
-        parts.append(
-            f'<div class="error" role="alert"><p><strong>Could not connect.</strong> {_e(error)}</p>'
-            "<p>Passwords and keys were not kept: enter them again.</p></div>"
-        )
-    parts.append(
-        '<form method="post" autocomplete="off" novalidate>'
-        f'<input type="hidden" name="{CSRF_FIELD}" value="{_e(csrf_token)}">'
-        f"{render_fields(definition.get('fields') or [], values, submitted=submitted)}"
-        '<button type="submit">Connect</button></form>'
+    return _render(
+        "connect/form.html",
+        title=f"Connect {label}",
+        status=status,
+        script=True,
+        label=label,
+        caption=definition.get("caption"),
+        docs_url=docs if isinstance(docs, str) and docs.startswith("https://") else None,
+        error=error,
+        csrf_field=CSRF_FIELD,
+        csrf_token=csrf_token,
+        renderer=FieldRenderer(values, submitted),
+        form_fields=list(definition.get("fields") or []),
     )
-    return _page(f"Connect {label}", "".join(parts), status=status, script=True)
