@@ -17,10 +17,10 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -31,6 +31,9 @@ from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.credentials import ConnectBackend, LinkGone, connect_status, live_link
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +347,7 @@ def render_fields(
     fields: Sequence[Mapping[str, Any]], values: Mapping[str, str] | None = None, *, submitted: bool = False
 ) -> str:
     """The HTML inputs of a wizard form; `values` are posted inputs to show again (secrets never are)."""
-    template = _templates.get_template("connect/fields_only.html")
+    template = _templates().get_template("connect/fields_only.html")
     return template.render(renderer=FieldRenderer(values or {}, submitted), form_fields=list(fields))
 
 
@@ -408,12 +411,20 @@ class FieldRenderer:
 
 # --- pages ------------------------------------------------------------------------------------------
 
-# Autoescaping: every value a template shows is escaped; nothing is marked safe by hand.
-_templates = Environment(
-    loader=PackageLoader("warehouse_mcp.embedded.http", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-)
+
+@cache
+def _templates() -> Environment:
+    """The page templates; Jinja2 is loaded on the first page, not when the app is built (listing tools
+    stays light). Autoescaping: every value a template shows is escaped; nothing is marked safe by hand."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("warehouse_mcp.embedded.http", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+    )
+
+
 STATIC_URL = "/static/connect"
 
 
@@ -438,8 +449,8 @@ def _security_headers(nonce: str | None) -> dict[str, str]:
 
 def _render(template: str, *, title: str, status: int, script: bool = False, **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16) if script else None
-    document = _templates.get_template(template).render(
-        title=title, nonce=nonce, static_url=STATIC_URL, **context
+    document = (
+        _templates().get_template(template).render(title=title, nonce=nonce, static_url=STATIC_URL, **context)
     )
     return HTMLResponse(document, status_code=status, headers=_security_headers(nonce))
 
