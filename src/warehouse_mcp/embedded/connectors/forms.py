@@ -69,10 +69,10 @@ def _variants(name: str) -> set[str]:
     return {name, name.replace("-", "_")}
 
 
-def _is_secret_field(field: Field) -> bool:
-    if field["type"] == "file-upload":
-        return True
-    return field["type"] == "password" or bool(field.get("secret"))
+def is_secret_field(field: Mapping[str, Any]) -> bool:
+    """The one answer to "is this form field a secret?": a `password` or `file-upload` field, or `secret: true`
+    (the connect page, webhook inputs and stored configs all ask here)."""
+    return field.get("type") in ("password", "file-upload") or bool(field.get("secret"))
 
 
 def _children(field: Field) -> list[Field]:
@@ -96,7 +96,7 @@ def _sensitivity(source_type: str) -> _Sensitivity | None:
             names = _variants(field["name"])
             if field["type"] in ("select", "switch-group", "oauth", "ssh-tunnel"):
                 public.update(names)
-            elif _is_secret_field(field):
+            elif is_secret_field(field):
                 secret.update(names)
             else:
                 public.update(names)
@@ -128,7 +128,7 @@ def sensitive_paths(source_type: str) -> list[tuple[str, ...]]:
                 visit(_children(field), prefix)  # stored flat as well (PostHog's legacy shape)
             elif field["type"] == "switch-group":
                 visit(_children(field), (*prefix, name))
-            elif _is_secret_field(field):
+            elif is_secret_field(field):
                 paths.append((*prefix, name))
 
     visit(fields, ())

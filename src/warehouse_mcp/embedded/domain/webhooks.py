@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import SourceError, WebhookConnector
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import message_error
@@ -124,7 +124,7 @@ def require_webhook_connector(source: Row) -> WebhookConnector:
 
 
 def is_secret_input(field: dict[str, Any]) -> bool:
-    return bool(field.get("secret")) or field.get("type") == "password"
+    return forms.is_secret_field(field)
 
 
 def inputs_view(backend: Services, source: Row, record: dict[str, Any]) -> dict[str, Any]:

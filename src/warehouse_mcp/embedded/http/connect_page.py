@@ -324,7 +324,7 @@ def _scrub(message: str, secret_values: Sequence[str]) -> str:
 
 
 def _is_secret(spec: Mapping[str, Any]) -> bool:
-    return spec.get("type") in ("password", "file-upload") or bool(spec.get("secret"))
+    return forms.is_secret_field(spec)
 
 
 def _label(spec: Mapping[str, Any]) -> str:
