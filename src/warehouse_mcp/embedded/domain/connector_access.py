@@ -1,27 +1,31 @@
-"""Calling connectors from handlers: their failures become the API's 400 answers.
+"""Calling connectors from the domain: their failures become `SourceRefused`, a 400 answer.
 
-Custom actions answer `{"message": ...}`; standard CRUD (PATCH) answers DRF's shape. Each helper
-takes the error constructor to use, `message_error` by default.
+Custom actions answer it as it is (`{"message": ...}`); standard CRUD (PATCH) turns it into DRF's
+validation error where it catches it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
-
-ErrorFactory = Callable[[str], ErrorAnswer]
+from warehouse_mcp.embedded.domain.errors import ErrorAnswer
 
 
-def connector(source_type: str, error: ErrorFactory = message_error) -> Connector:
+class SourceRefused(ErrorAnswer):
+    """The source, or its form, refused a config: `{"message": ...}` with status 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, {"message": message})
+
+
+def connector(source_type: str) -> Connector:
     """The embedded connector; a type only a PostHog backend runs is a 400 naming the runnable types."""
     try:
         return registry.connector_for(source_type)
     except registry.UnsupportedSource as exc:
-        raise error(str(exc)) from None
+        raise SourceRefused(str(exc)) from None
 
 
 def webhook_connector(source_type: str) -> WebhookConnector | None:
@@ -29,15 +33,15 @@ def webhook_connector(source_type: str) -> WebhookConnector | None:
     return found if isinstance(found, WebhookConnector) else None
 
 
-def check_config(source_type: str, config: dict[str, Any], error: ErrorFactory = message_error) -> None:
+def check_config(source_type: str, config: dict[str, Any]) -> None:
     """The form's rules ("Invalid source config: Required field 'x' is missing")."""
     try:
         forms.validate_config(source_type, config)
     except forms.ConfigError as exc:
-        raise error(str(exc)) from None
+        raise SourceRefused(str(exc)) from None
 
 
-def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFactory = message_error) -> None:
+def check_credentials(found: Connector, config: dict[str, Any]) -> None:
     """Connect to the live source ("Invalid credentials" or the source's own message).
 
     An SSH tunnel's bastion host key seen for the first time is written into `config`
@@ -47,13 +51,11 @@ def check_credentials(found: Connector, config: dict[str, Any], error: ErrorFact
         with ssh_tunnel.tunnel_scope() as scope:
             found.validate(config)
     except SourceError as exc:
-        raise error(str(exc) or "Invalid credentials") from None
+        raise SourceRefused(str(exc) or "Invalid credentials") from None
     ssh_tunnel.pin_host_key(config, scope)
 
 
-def discover(
-    found: Connector, config: dict[str, Any], error: ErrorFactory = message_error, *, direct: bool = False
-) -> list[TableInfo]:
+def discover(found: Connector, config: dict[str, Any], *, direct: bool = False) -> list[TableInfo]:
     """The source's tables. A direct source with a blank `schema` lists every schema's tables under
     qualified names (`public.orders`), as PostHog's direct engines do."""
     try:
@@ -62,7 +64,7 @@ def discover(
             return list(every_schema(config))
         return found.discover(config)
     except SourceError as exc:
-        raise error(str(exc)) from None
+        raise SourceRefused(str(exc)) from None
 
 
 # PostHog's words for a discovery that failed (its helpers' REFRESH_SCHEMAS_EXPECTED_ERROR_MESSAGES),
@@ -84,11 +86,6 @@ _DISCOVERY_FAILURES = (
     ("could not establish session to ssh gateway", "Could not establish an SSH tunnel to the source."),
 )
 DISCOVERY_FAILED = "Could not fetch schemas from source."
-
-
-def refresh_failure(message: str) -> ErrorAnswer:
-    """refresh_schemas' answer to a failed discovery: PostHog's classified words, never the raw error."""
-    return message_error(refresh_error_message(SourceError(message)))
 
 
 def refresh_error_message(error: SourceError) -> str:

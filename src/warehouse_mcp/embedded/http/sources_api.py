@@ -158,12 +158,15 @@ def partial_update(request: Request) -> Response:
         existing = source_config(backend.store, backend.vault, source["id"])
         merged = merge_job_inputs(source_type, existing, incoming)
         config = connector_access.only_form_fields(source_type, merged)
-        connector = connector_access.connector(source_type, validation_error)
-        connector_access.check_config(source_type, config, validation_error)
-        if not set(incoming) <= CDC_UPKEEP_SETTINGS:
-            # Only CDC upkeep settings changed, nothing about the connection: the live check is skipped, so
-            # a source whose database is gone can still give up its slot drop and be deleted.
-            connector_access.check_credentials(connector, config, validation_error)
+        try:
+            connector = connector_access.connector(source_type)
+            connector_access.check_config(source_type, config)
+            if not set(incoming) <= CDC_UPKEEP_SETTINGS:
+                # Only CDC upkeep settings changed, nothing about the connection: the live check is skipped,
+                # so a source whose database is gone can still give up its slot drop and be deleted.
+                connector_access.check_credentials(connector, config)
+        except connector_access.SourceRefused as refused:  # PATCH answers DRF's shape
+            raise validation_error(str(refused)) from None
         if forms.truthy(existing.get("cdc_enabled")) and not forms.truthy(config.get("cdc_enabled")):
             _drop_cdc_slot(backend, source["id"], existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
@@ -303,7 +306,10 @@ def _refresh_tables(backend: EmbeddedBackend, source: Row) -> dict[str, int]:
     connector = connector_access.connector(source["source_type"])
     config = source_config(backend.store, backend.vault, source["id"])
     direct = source["access_method"] == AccessMethod.direct
-    tables = connector_access.discover(connector, config, connector_access.refresh_failure, direct=direct)
+    try:
+        tables = connector_access.discover(connector, config, direct=direct)
+    except connector_access.SourceRefused as refused:  # PostHog's classified words, never the raw error
+        raise message_error(connector_access.refresh_error_message(SourceError(str(refused)))) from None
     existing = {schema["name"]: schema for schema in schema_records.of_source(backend.store, source["id"])}
     seen = {table.name for table in tables}
     added = deleted = 0
