@@ -116,7 +116,7 @@ def list_stored_credentials(
 def take_stored_credential(
     store: Store, vault: Vault, team_id: int, credential_id: str, source_type: str
 ) -> dict[str, Any]:
-    """The payload of an unexpired stored credential of this team and type (contract 6; does not delete it)."""
+    """The payload of an unexpired stored credential of this team and type (does not delete it)."""
     found = credential_records.live_credential_secret(store, team_id, str(credential_id), utcnow())
     if found is None:
         raise message_error(f"Stored credential '{credential_id}' not found or expired")

@@ -1,6 +1,6 @@
 """Handlers for `external_data_sources/` (api-semantics §1 and §4), one function per operation.
 
-Creating a source lives in source_creation.py, the CDC actions in cdc_api.py, the webhook actions in
+Creating a source lives in domain/source_creation.py, the CDC actions in cdc_api.py, the webhook actions in
 webhooks_api.py. Errors follow PostHog: standard CRUD and field checks answer DRF's shape, custom actions and the
 connector's findings answer `{"message": ...}`.
 """
@@ -50,7 +50,7 @@ from warehouse_mcp.models import (
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
 
-# `source_config` (contract 5) is defined in source_records and imported here, where callers look for it.
+# `source_config` is defined in source_records and imported here, where callers look for it.
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """SQL for sources (and the reads of their jobs the API answers): one place that knows the columns.
 
-A source's configuration is stored split (contract 5): `job_inputs` holds the public half as JSON,
+A source's configuration is stored split: `job_inputs` holds the public half as JSON,
 `job_inputs_secret` the sensitive half as a vault ciphertext. `source_config` joins them again for
 a connector; nothing else ever sees the secret half.
 """
@@ -60,7 +60,7 @@ def direct_connections(store: Store, team_id: int, source_types: tuple[str, ...]
 
 
 def source_config(store: Store, vault: Vault, source_id: str) -> dict[str, Any]:
-    """The full job inputs (secrets decrypted) a connector needs for this source (contract 5)."""
+    """The full job inputs (secrets decrypted) a connector needs for this source."""
     row = store.query_one("SELECT job_inputs, job_inputs_secret FROM sources WHERE id = ?", (source_id,))
     if row is None:
         raise RowNotFound("Not found.")
