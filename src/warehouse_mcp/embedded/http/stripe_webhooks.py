@@ -35,8 +35,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from warehouse_mcp.embedded.connectors.stripe import TABLE_FOR_OBJECT, StripeTable, object_row, record_batch
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import Store, utcnow, webhook_events
 from warehouse_mcp.embedded.store.vault import Vault, VaultError
+from warehouse_mcp.embedded.store.webhook_events import LandedTable, WebhookSchema
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
@@ -111,13 +112,10 @@ class StripeWebhookReceiver:
         self.tolerance = tolerance
 
     def receive(self, source_id: str, payload: bytes, signature: str | None) -> Outcome:
-        source = self.store.query_one(
-            "SELECT id, source_type, prefix, webhook_secret FROM sources WHERE id = ? AND deleted = 0",
-            (source_id,),
-        )
-        if source is None or source["source_type"] != SOURCE_TYPE:
+        source = webhook_events.live_source(self.store, source_id)
+        if source is None or source.source_type != SOURCE_TYPE:
             return _refused(f"No Stripe source '{source_id}' takes webhooks here.")
-        secret = self._signing_secret(source["webhook_secret"])
+        secret = self._signing_secret(source.webhook_secret)
         if not secret:
             return _refused("This source has no webhook signing secret; set it with update_webhook_inputs.")
         try:
@@ -144,55 +142,57 @@ class StripeWebhookReceiver:
         return value if isinstance(value, str) and value else None
 
     def _apply(self, source: Any, event: dict[str, Any]) -> Outcome:
-        source_id, event_id = source["id"], event["id"]
+        source_id, event_id = source.id, event["id"]
         obj: dict[str, Any] = event["data"]["object"]
         object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         created = event.get("created") if isinstance(event.get("created"), int) else None
-        if self._already_applied(source_id, event_id):
+        if webhook_events.already_applied(self.store, source_id, event_id):
             return Outcome(200, {"received": True, "duplicate": True})
         table = TABLE_FOR_OBJECT.get(str(obj.get("object")))
-        schemas = self._webhook_schemas(source_id, table.name) if table and object_id else []
+        schemas = (
+            webhook_events.webhook_schemas(self.store, source_id, table.name) if table and object_id else []
+        )
         if not schemas or table is None or object_id is None:
-            self._record(source_id, event_id, object_id, created, schema_updates=[])
+            self._record(source_id, event_id, object_id, created, landed=[])
             return Outcome(200, {"received": True, "applied": False})
-        if self._superseded(source_id, object_id, created):
-            self._record(source_id, event_id, object_id, created, schema_updates=[])
+        if created is not None and webhook_events.newer_event_applied(
+            self.store, source_id, object_id, created
+        ):
+            self._record(source_id, event_id, object_id, created, landed=[])
             return Outcome(200, {"received": True, "applied": False, "stale": True})
         delete = event["type"].endswith(".deleted") and table.object_type != "subscription"
-        updates = self._write(source["prefix"], schemas, table, obj, delete=delete, event_id=event_id)
-        self._record(source_id, event_id, object_id, created, schema_updates=updates)
-        logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(updates))
+        landed = self._write(source.prefix, schemas, table, obj, delete=delete, event_id=event_id)
+        self._record(source_id, event_id, object_id, created, landed=landed)
+        logger.info("Applied Stripe event %s (%s) to %d table(s)", event_id, event["type"], len(landed))
         return Outcome(200, {"received": True, "applied": True})
 
     def _write(
         self,
         prefix: str | None,
-        schemas: list[Any],
+        schemas: list[WebhookSchema],
         table: StripeTable,
         obj: dict[str, Any],
         *,
         delete: bool,
         event_id: str,
-    ) -> list[tuple[str, TableState]]:
-        """Upsert (or delete) the object in each schema's table; the landed states, per schema id."""
+    ) -> list[LandedTable]:
+        """Upsert (or delete) the object in each schema's table; what landed, per schema."""
         import duckdb
 
         from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
         from warehouse_mcp.embedded.sync.warehouse import warehouse_table_name
 
-        updates: list[tuple[str, TableState]] = []
+        landed: list[LandedTable] = []
         try:
             with self.open_warehouse() as warehouse:
                 for schema in schemas:
-                    name = warehouse_table_name(prefix, SOURCE_TYPE, schema["name"])
+                    name = warehouse_table_name(prefix, SOURCE_TYPE, schema.name)
                     if delete:
                         state = _delete(warehouse, name, obj["id"])
                     else:
-                        state = _upsert(
-                            warehouse, name, table, _columns(table, schema["enabled_columns"]), obj
-                        )
+                        state = _upsert(warehouse, name, table, _columns(table, schema.enabled_columns), obj)
                     if state is not None:
-                        updates.append((schema["id"], state))
+                        landed.append(_landed(schema.id, state))
         except WarehouseBusyError as exc:
             raise WarehouseUnavailable(
                 "Another warehouse-mcp process writes the warehouse; Stripe will deliver this event again."
@@ -202,31 +202,9 @@ class StripeWebhookReceiver:
             raise WarehouseUnavailable(
                 "The warehouse is busy; Stripe will deliver this event again."
             ) from exc
-        return updates
+        return landed
 
     # metadata
-
-    def _already_applied(self, source_id: str, event_id: str) -> bool:
-        row = self.store.query_one(
-            "SELECT 1 FROM webhook_events WHERE source_id = ? AND event_id = ?", (source_id, event_id)
-        )
-        return row is not None
-
-    def _superseded(self, source_id: str, object_id: str, created: int | None) -> bool:
-        if created is None:
-            return False
-        row = self.store.query_one(
-            "SELECT 1 FROM webhook_events WHERE source_id = ? AND object_id = ? AND event_created > ? LIMIT 1",
-            (source_id, object_id, created),
-        )
-        return row is not None
-
-    def _webhook_schemas(self, source_id: str, table: str) -> list[Any]:
-        return self.store.query(
-            "SELECT id, name, enabled_columns FROM schemas WHERE source_id = ? AND name = ? AND deleted = 0 "
-            "AND should_sync = 1 AND sync_type = 'webhook'",
-            (source_id, table),
-        )
 
     def _record(
         self,
@@ -235,30 +213,25 @@ class StripeWebhookReceiver:
         object_id: str | None,
         created: int | None,
         *,
-        schema_updates: list[tuple[str, TableState]],
+        landed: list[LandedTable],
     ) -> None:
         now = utcnow()
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO webhook_events (source_id, event_id, object_id, event_created, received_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (source_id, event_id, object_id, created, iso(now)),
-            )
-            db.execute("DELETE FROM webhook_events WHERE received_at < ?", (iso(now - EVENT_RETENTION),))
-            for schema_id, state in schema_updates:
-                db.execute(
-                    "UPDATE schemas SET table_id = COALESCE(table_id, ?), table_name = ?, table_row_count = ?, "
-                    "table_columns = ?, last_synced_at = ?, updated_at = ? WHERE id = ?",
-                    (
-                        str(uuid.uuid4()),
-                        state.name,
-                        state.row_count,
-                        json.dumps([{"name": c.name, "type": c.type} for c in state.columns]),
-                        iso(now),
-                        iso(now),
-                        schema_id,
-                    ),
-                )
+        webhook_events.record_event(
+            self.store,
+            source_id,
+            event_id,
+            object_id,
+            created,
+            now=now,
+            forget_before=now - EVENT_RETENTION,
+            landed=landed,
+        )
+
+
+def _landed(schema_id: str, state: TableState) -> LandedTable:
+    return LandedTable(
+        schema_id, state.name, state.row_count, [{"name": c.name, "type": c.type} for c in state.columns]
+    )
 
 
 def _refused(message: str) -> Outcome:
@@ -282,8 +255,8 @@ def _parse_event(payload: bytes) -> dict[str, Any] | None:
     return event
 
 
-def _columns(table: StripeTable, enabled_json: str | None) -> list[str]:
-    enabled = set(json.loads(enabled_json)) if enabled_json else None
+def _columns(table: StripeTable, enabled_columns: list[str] | None) -> list[str]:
+    enabled = set(enabled_columns) if enabled_columns is not None else None
     return [name for name in table.column_names if enabled is None or name in enabled or name == "id"]
 
 
