@@ -17,8 +17,8 @@ from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError
 from warehouse_mcp.embedded.connectors.mysql import MySQLConnector
 from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.sync.warehouse import Warehouse
 from warehouse_mcp.embedded.store.vault import Vault
+from warehouse_mcp.embedded.sync.warehouse import Warehouse
 
 from .sync_support import add_schema, add_source, run_sync
 

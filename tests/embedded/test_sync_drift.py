@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import Database
 from warehouse_mcp.embedded.store import Store
-from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 from warehouse_mcp.embedded.store.vault import Vault
+from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 
 from .sync_support import add_schema, add_source, run_sync, schema_row, update_schema
 
