@@ -150,6 +150,20 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return components
 
 
+def test_only_connectors_name_a_source_type() -> None:
+    """What differs per source type is a connector's capability (connectors/registry.py), not an `if`."""
+    from warehouse_mcp.embedded.connectors.registry import RUNNABLE_TYPES
+
+    wrong = [
+        f"{module}:{node.lineno} names {node.value!r}"
+        for module, path in MODULES.items()
+        if module.startswith(EMBEDDED) and _layer(module) != f"{EMBEDDED}.connectors"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in RUNNABLE_TYPES
+    ]
+    assert wrong == []
+
+
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_every_layer_exists(layer: str) -> None:
     assert layer in MODULES

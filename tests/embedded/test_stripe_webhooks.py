@@ -16,7 +16,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.fakes.stripe_server import make_event, post_event, signature_header
-from warehouse_mcp.embedded.http.stripe_webhooks import SignatureError, routes, verify_signature
+from warehouse_mcp.embedded.domain.stripe_webhook_events import SignatureError, verify_signature
+from warehouse_mcp.embedded.http.stripe_webhooks import routes
 from warehouse_mcp.embedded.store import Store, iso, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError

@@ -1,4 +1,5 @@
-"""The Stripe webhook receiver: `POST /webhooks/stripe/{source_id}/` lands pushed objects in the warehouse.
+"""Stripe webhook events: checking a delivery and landing its object in the warehouse (the route that
+receives them, `POST /webhooks/stripe/{source_id}/`, is http/stripe_webhooks.py).
 
 Stripe signs each delivery with the endpoint's secret (`Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]`,
 HMAC-SHA256 over `"<t>.<raw body>"`). Anything unsigned, mis-signed, older (or newer) than five
@@ -29,25 +30,25 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-from warehouse_mcp.embedded.connectors.stripe import TABLE_FOR_OBJECT, StripeTable, object_row, record_batch
+from warehouse_mcp.embedded.connectors.stripe import (
+    TABLE_FOR_OBJECT,
+    StripeConnector,
+    StripeTable,
+    object_row,
+    record_batch,
+)
 from warehouse_mcp.embedded.store import Store, utcnow, webhook_events
 from warehouse_mcp.embedded.store.vault import Vault, VaultError
 from warehouse_mcp.embedded.store.webhook_events import LandedTable, WebhookSchema
 
 if TYPE_CHECKING:
-    from warehouse_mcp.embedded.backend import EmbeddedBackend
     from warehouse_mcp.embedded.sync.warehouse import TableState, Warehouse
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 EVENT_RETENTION = timedelta(days=30)  # Stripe retries a delivery for up to three days
-SOURCE_TYPE = "Stripe"
+SOURCE_TYPE = StripeConnector.source_type
 
 WarehouseOpener = Callable[[], AbstractContextManager["Warehouse"]]
 
@@ -275,24 +276,3 @@ def _upsert(
 
 def _delete(warehouse: Warehouse, name: str, object_id: str) -> TableState | None:
     return warehouse.delete_rows(name, "id", [object_id])
-
-
-def routes(backend: EmbeddedBackend) -> list[Route]:
-    """The receiver's routes (with and without the trailing slash: Stripe does not follow redirects)."""
-    # `backend.sync` is resolved per request: building the app must not load the sync service (DuckDB).
-    receiver = StripeWebhookReceiver(backend.store, backend.vault, lambda: backend.sync.warehouse_writer())
-
-    async def receive(request: Request) -> JSONResponse:
-        payload = await request.body()
-        outcome = await run_in_threadpool(
-            receiver.receive,
-            request.path_params["source_id"],
-            payload,
-            request.headers.get("stripe-signature"),
-        )
-        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
-
-    return [
-        Route("/webhooks/stripe/{source_id}/", receive, methods=["POST"]),
-        Route("/webhooks/stripe/{source_id}", receive, methods=["POST"]),
-    ]
