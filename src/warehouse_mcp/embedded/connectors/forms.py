@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors import form_fields, registry
 from warehouse_mcp.embedded.connectors.connection_strings import connection_string_password
+from warehouse_mcp.embedded.connectors.form_fields import FormField
 
 # SSH tunnel values are not declared field by field in the form (PostHog's SSHTunnel config); the
 # bastion's host key fingerprint (pinned, or trusted on first use) is public and shown.
@@ -64,46 +65,40 @@ def _fields_of(source_type: str) -> list[Field] | None:
     return [*definition["fields"], *(definition.get("webhookFields") or [])]
 
 
+def _typed_fields_of(source_type: str) -> tuple[FormField, ...] | None:
+    if registry.form_ref(source_type) is None:
+        return None
+    return (*form_fields.form_fields(source_type), *form_fields.webhook_fields(source_type))
+
+
 def _variants(name: str) -> set[str]:
     # A hyphenated form name is stored under either spelling (PostHog's `temporary-dataset`).
     return {name, name.replace("-", "_")}
 
 
-def is_secret_field(field: Mapping[str, Any]) -> bool:
-    """The one answer to "is this form field a secret?": a `password` or `file-upload` field, or `secret: true`
-    (the connect page, webhook inputs and stored configs all ask here)."""
-    return field.get("type") in ("password", "file-upload") or bool(field.get("secret"))
-
-
-def _children(field: Field) -> list[Field]:
-    if field["type"] == "select":
-        return [child for option in field.get("options", []) for child in option.get("fields") or []]
-    if field["type"] == "switch-group":
-        return list(field.get("fields", []))
-    return []
+def is_secret_field(field: Mapping[str, Any] | FormField) -> bool:
+    """The one answer to "is this form field a secret?", given by the field's class (form_fields.py): a
+    `password` or `file-upload` field, or one marked `secret: true`."""
+    typed = field if not isinstance(field, Mapping) else form_fields.parse_field(field)
+    return typed.is_secret
 
 
 @cache
 def _sensitivity(source_type: str) -> _Sensitivity | None:
-    fields = _fields_of(source_type)
+    fields = _typed_fields_of(source_type)
     if fields is None:
         return None
     public: set[str] = set()
     secret: set[str] = set()
 
-    def visit(items: Iterable[Field]) -> None:
+    def visit(items: Iterable[FormField]) -> None:
         for field in items:
-            names = _variants(field["name"])
-            if field["type"] in ("select", "switch-group", "oauth", "ssh-tunnel"):
-                public.update(names)
-            elif is_secret_field(field):
-                secret.update(names)
-            else:
-                public.update(names)
-            if field["type"] == "ssh-tunnel":
+            names = _variants(field.name)
+            (secret if field.is_secret else public).update(names)
+            if isinstance(field, form_fields.SshTunnelField):
                 public.update(SSH_TUNNEL_PUBLIC_KEYS)
                 secret.update(SSH_TUNNEL_SECRET_KEYS)
-            visit(_children(field))
+            visit(field.children())
 
     visit(fields)
     return _Sensitivity(frozenset(public | ALWAYS_KEPT_KEYS), frozenset(secret))
@@ -111,24 +106,24 @@ def _sensitivity(source_type: str) -> _Sensitivity | None:
 
 def sensitive_paths(source_type: str) -> list[tuple[str, ...]]:
     """Where the form's secrets live in a config, e.g. ("password",), ("ssh_tunnel", "auth", "private_key")."""
-    fields = _fields_of(source_type)
+    fields = _typed_fields_of(source_type)
     if fields is None:
         return []
     paths: list[tuple[str, ...]] = []
 
-    def visit(items: Iterable[Field], prefix: tuple[str, ...]) -> None:
+    def visit(items: Iterable[FormField], prefix: tuple[str, ...]) -> None:
         for field in items:
-            name = field["name"]
-            if field["type"] == "ssh-tunnel":
+            name = field.name
+            if isinstance(field, form_fields.SshTunnelField):
                 for key in sorted(SSH_TUNNEL_SECRET_KEYS):
                     paths.append((*prefix, name, key))
                     paths.append((*prefix, name, "auth", key))
-            elif field["type"] == "select":
-                visit(_children(field), (*prefix, name))
-                visit(_children(field), prefix)  # stored flat as well (PostHog's legacy shape)
-            elif field["type"] == "switch-group":
-                visit(_children(field), (*prefix, name))
-            elif is_secret_field(field):
+            elif isinstance(field, form_fields.SelectField):
+                visit(field.children(), (*prefix, name))
+                visit(field.children(), prefix)  # stored flat as well (PostHog's legacy shape)
+            elif isinstance(field, form_fields.SwitchGroupField):
+                visit(field.children(), (*prefix, name))
+            elif field.is_secret:
                 paths.append((*prefix, name))
 
     visit(fields, ())
@@ -273,11 +268,10 @@ def validate_config(source_type: str, config: Mapping[str, Any]) -> None:
     _validate_fields(fields, config, config, skipped)
 
 
-def _fields_of_form(source_type: str) -> list[Field]:
-    definition = registry.form_ref(source_type)
-    if definition is None:
+def _fields_of_form(source_type: str) -> tuple[FormField, ...]:
+    if registry.form_ref(source_type) is None:
         raise ConfigError(f"Invalid source config: Unknown source type '{source_type}'")
-    return list(definition["fields"])
+    return form_fields.form_fields(source_type)
 
 
 def _is_empty(value: Any) -> bool:
@@ -296,46 +290,48 @@ def _lookup(container: Mapping[str, Any], name: str) -> Any:
 
 
 def _validate_fields(
-    fields: Iterable[Field], container: Mapping[str, Any], top: Mapping[str, Any], skipped: frozenset[str]
+    fields: Iterable[FormField], container: Mapping[str, Any], top: Mapping[str, Any], skipped: frozenset[str]
 ) -> None:
     for field in fields:
-        name = field["name"]
+        name = field.name
         value = _lookup(container, name)
-        kind = field["type"]
-        if kind == "select":
+        if isinstance(field, form_fields.SelectField):
             _validate_select(field, value, container, top, skipped)
-        elif kind == "switch-group":
+        elif isinstance(field, form_fields.SwitchGroupField):
             if isinstance(value, Mapping) and truthy(value.get("enabled")):
-                _validate_fields(field.get("fields", []), value, top, skipped)
-        elif kind == "ssh-tunnel":
+                _validate_fields(field.fields, value, top, skipped)
+        elif isinstance(field, form_fields.SshTunnelField):
             _validate_ssh_tunnel(name, value)
-        elif kind == "file-upload":
+        elif isinstance(field, form_fields.FileUploadField):
             _validate_file_upload(field, value)
-        elif field.get("required") and name not in skipped and _is_empty(value):
+        elif field.required and name not in skipped and _is_empty(value):
             raise _missing(name)
-        elif kind == "number" and not _is_empty(value) and not _is_number(value):
+        elif field.type == "number" and not _is_empty(value) and not _is_number(value):
             raise ConfigError(f"Invalid source config: Field '{name}' must be a number")
 
 
 def _validate_select(
-    field: Field, value: Any, container: Mapping[str, Any], top: Mapping[str, Any], skipped: frozenset[str]
+    field: form_fields.SelectField,
+    value: Any,
+    container: Mapping[str, Any],
+    top: Mapping[str, Any],
+    skipped: frozenset[str],
 ) -> None:
-    name = field["name"]
+    name = field.name
     selection = value.get("selection") if isinstance(value, Mapping) else value
     if isinstance(selection, bool):
         selection = "true" if selection else "false"
     if _is_empty(selection):
-        selection = field.get("defaultValue")
-    options = {option["value"]: option for option in field.get("options", [])}
+        selection = field.defaultValue
+    options = {option.value: option for option in field.options}
     if selection not in options:
-        if field.get("required") and selection is None:
+        if field.required and selection is None:
             raise _missing(name)
         allowed = ", ".join(options)
         raise ConfigError(f"Invalid source config: Field '{name}' must be one of: {allowed}")
     # The chosen option's fields sit under the select's name, or flat beside it (PostHog accepts both).
     nested = value if isinstance(value, Mapping) else {}
-    children = options[selection].get("fields") or []
-    _validate_fields(children, merge_secrets(container, nested), top, skipped)
+    _validate_fields(options[selection].fields, merge_secrets(container, nested), top, skipped)
 
 
 def _validate_ssh_tunnel(name: str, value: Any) -> None:
@@ -352,15 +348,15 @@ def _validate_ssh_tunnel(name: str, value: Any) -> None:
         raise _missing(f"{name}.auth.username")
 
 
-def _validate_file_upload(field: Field, value: Any) -> None:
-    name = field["name"]
+def _validate_file_upload(field: form_fields.FileUploadField, value: Any) -> None:
+    name = field.name
     if _is_empty(value) or value == {}:
-        if field.get("required"):
+        if field.required:
             raise _missing(name)
         return
     if not isinstance(value, Mapping):
         raise ConfigError(f"Invalid source config: Field '{name}' must be the uploaded JSON file's object")
-    keys = field.get("fileFormat", {}).get("keys") or []
+    keys = (field.fileFormat.keys if field.fileFormat else None) or []
     wanted = [keys] if isinstance(keys, str) else list(keys)
     absent = [key for key in wanted if _is_empty(value.get(key))]
     if absent:
