@@ -42,7 +42,7 @@ class _Field(BaseModel):
 
     @property
     def display_label(self) -> str:
-        return str(self.label or self.name)
+        return str(self.label or self.name or "This field")
 
 
 class InputField(_Field):
@@ -106,6 +106,11 @@ class SelectField(_Field):
 
     def children(self) -> tuple[FormField, ...]:
         return tuple(child for option in self.options for child in option.fields)
+
+    @property
+    def has_option_fields(self) -> bool:
+        """Some option brings fields of its own: the choice is posted as `<name>.selection`."""
+        return any(option.fields for option in self.options)
 
 
 class SwitchGroupField(_Field):

@@ -27,7 +27,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors import form_fields, forms, registry
+from warehouse_mcp.embedded.connectors.form_fields import FormField
 from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.credentials import ConnectBackend, LinkGone, connect_status, live_link
 from warehouse_mcp.embedded.domain.errors import ErrorAnswer
@@ -106,8 +107,7 @@ class ConnectPage:
                 status=403,
             )
         source_type = link.source_type
-        definition = registry.form(source_type) or {}
-        submission = collect(definition.get("fields", []), posted)
+        submission = collect(form_fields.form_fields(source_type), posted)
         safe_values = {
             k: v for k, v in posted.items() if k not in submission.secret_names and k != CSRF_FIELD
         }
@@ -168,7 +168,9 @@ class Submission:
     secret_values: list[str] = field(default_factory=list)
 
 
-def collect(fields: Sequence[Mapping[str, Any]], posted: Mapping[str, str]) -> Submission:
+def collect(
+    fields: Sequence[Mapping[str, Any]] | Sequence[FormField], posted: Mapping[str, str]
+) -> Submission:
     """Build the source config the wizard form describes from the posted inputs.
 
     Numbers become ints, checkboxes bools, switch-groups `{enabled, ...}`, SSH tunnels their nested
@@ -176,12 +178,12 @@ def collect(fields: Sequence[Mapping[str, Any]], posted: Mapping[str, str]) -> S
     ignored). Blanks are left out: the form rules decide what is required.
     """
     submission = Submission()
-    submission.config = _collect(fields, "", posted, submission)
+    submission.config = _collect(_typed(fields), "", posted, submission)
     return submission
 
 
 def _collect(
-    fields: Sequence[Mapping[str, Any]],
+    fields: Sequence[FormField],
     scope: str,
     posted: Mapping[str, str],
     out: Submission,
@@ -190,13 +192,12 @@ def _collect(
 ) -> dict:
     config: dict[str, Any] = {}
     for spec in fields:
-        name = str(spec.get("name", ""))
+        name = spec.name
         if not name:
             continue
         key = scope + name
-        kind = spec.get("type", "text")
-        label = _label(spec)
-        if kind == "select":
+        label = spec.display_label
+        if isinstance(spec, form_fields.SelectField):
             chosen = _chosen_option(spec, key, posted)
             if chosen is None:
                 if posted.get(_select_name(spec, key)):
@@ -204,24 +205,23 @@ def _collect(
                 continue
             # The chosen option's fields sit flat beside the select, as API payloads carry them (the
             # embedded connectors read them there; forms.validate_config accepts both shapes).
-            config[name] = chosen["value"]
-            option_fields = chosen.get("fields") or []
+            config[name] = chosen.value
             config.update(
-                _collect(option_fields, _option_scope(key, chosen), posted, out, in_chosen_option=True)
+                _collect(chosen.fields, _option_scope(key, chosen), posted, out, in_chosen_option=True)
             )
-        elif kind == "switch-group":
+        elif isinstance(spec, form_fields.SwitchGroupField):
             enabled = f"{key}.enabled" in posted
             group = {"enabled": enabled}
             if enabled:
-                group.update(_collect(spec.get("fields") or [], f"{key}.", posted, out))
+                group.update(_collect(spec.fields, f"{key}.", posted, out))
             config[name] = group
-        elif kind == "ssh-tunnel":
+        elif isinstance(spec, form_fields.SshTunnelField):
             config[name] = _collect_ssh(key, posted, out)
-        elif kind == "oauth":
+        elif isinstance(spec, form_fields.OAuthField):
             # An OAuth field the user picked (or cannot avoid) is a dead end here: say so up front.
-            if spec.get("required") or in_chosen_option:
+            if spec.required or in_chosen_option:
                 out.errors.append(f"{label}: {OAUTH_NOTE}")
-        elif kind == "file-upload":
+        elif isinstance(spec, form_fields.FileUploadField):
             out.secret_names.add(key)
             raw = posted.get(key, "")
             if raw.strip():
@@ -236,9 +236,9 @@ def _collect(
     return config
 
 
-def _collect_input(spec: Mapping[str, Any], key: str, posted: Mapping[str, str], out: Submission) -> Any:
+def _collect_input(spec: FormField, key: str, posted: Mapping[str, str], out: Submission) -> Any:
     raw = posted.get(key, "")
-    if _is_secret(spec):
+    if spec.is_secret:
         out.secret_names.add(key)
         if raw:
             out.secret_values.append(raw)
@@ -246,11 +246,11 @@ def _collect_input(spec: Mapping[str, Any], key: str, posted: Mapping[str, str],
     value = raw.strip()
     if not value:
         return None
-    if spec.get("type") == "number":
+    if spec.type == "number":
         try:
             return int(value)
         except ValueError:
-            out.errors.append(f"{_label(spec)} must be a whole number.")
+            out.errors.append(f"{spec.display_label} must be a whole number.")
             return None
     return value
 
@@ -292,8 +292,8 @@ def _collect_ssh(key: str, posted: Mapping[str, str], out: Submission) -> dict[s
     return tunnel
 
 
-def _parse_key_file(spec: Mapping[str, Any], raw: str, out: Submission) -> dict[str, Any] | None:
-    label = _label(spec)
+def _parse_key_file(spec: form_fields.FileUploadField, raw: str, out: Submission) -> dict[str, Any] | None:
+    label = spec.display_label
     try:
         parsed = json.loads(raw)
     except ValueError:
@@ -302,7 +302,7 @@ def _parse_key_file(spec: Mapping[str, Any], raw: str, out: Submission) -> dict[
     if not isinstance(parsed, dict):
         out.errors.append(f"{label} must be a JSON object (the whole key file).")
         return None
-    keys = (spec.get("fileFormat") or {}).get("keys") or "*"
+    keys = (spec.fileFormat.keys if spec.fileFormat else None) or "*"
     if keys == "*" or keys == ["*"]:
         return parsed
     missing = [k for k in keys if k not in parsed]
@@ -323,44 +323,43 @@ def _scrub(message: str, secret_values: Sequence[str]) -> str:
 # --- rendering --------------------------------------------------------------------------------------
 
 
-def _is_secret(spec: Mapping[str, Any]) -> bool:
-    return forms.is_secret_field(spec)
+def _select_name(spec: form_fields.SelectField, key: str) -> str:
+    return f"{key}.selection" if spec.has_option_fields else key
 
 
-def _label(spec: Mapping[str, Any]) -> str:
-    return str(spec.get("label") or spec.get("name") or "This field")
-
-
-def _has_option_fields(spec: Mapping[str, Any]) -> bool:
-    return any(option.get("fields") for option in spec.get("options") or [])
-
-
-def _select_name(spec: Mapping[str, Any], key: str) -> str:
-    return f"{key}.selection" if _has_option_fields(spec) else key
-
-
-def _option_scope(key: str, option: Mapping[str, Any]) -> str:
-    return f"{key}:{option.get('value')}."
+def _option_scope(key: str, option: form_fields.Option) -> str:
+    return f"{key}:{option.value}."
 
 
 def render_fields(
-    fields: Sequence[Mapping[str, Any]], values: Mapping[str, str] | None = None, *, submitted: bool = False
+    fields: Sequence[Mapping[str, Any]] | Sequence[FormField],
+    values: Mapping[str, str] | None = None,
+    *,
+    submitted: bool = False,
 ) -> str:
     """The HTML inputs of a wizard form; `values` are posted inputs to show again (secrets never are)."""
     template = _templates().get_template("connect/fields_only.html")
-    return template.render(renderer=FieldRenderer(values or {}, submitted), form_fields=list(fields))
+    return template.render(renderer=FieldRenderer(values or {}, submitted), form_fields=_typed(fields))
 
 
-def _chosen_option(spec: Mapping[str, Any], key: str, posted: Mapping[str, str]) -> Mapping[str, Any] | None:
+def _typed(fields: Sequence[Mapping[str, Any]] | Sequence[FormField]) -> tuple[FormField, ...]:
+    if all(isinstance(field, Mapping) for field in fields):
+        return form_fields.parse_fields(fields)  # type: ignore[arg-type]
+    return tuple(fields)  # type: ignore[arg-type]
+
+
+def _chosen_option(
+    spec: form_fields.SelectField, key: str, posted: Mapping[str, str]
+) -> form_fields.Option | None:
     """The option the user picked (or the default when the select was not posted at all)."""
     raw: Any = posted.get(_select_name(spec, key))
-    if _has_option_fields(spec) and posted.get(key):
+    if spec.has_option_fields and posted.get(key):
         raw = posted[key]  # a harness may post such a select under its bare name, as the config names it
     if raw is None or raw == "":
-        raw = spec.get("defaultValue")
+        raw = spec.defaultValue
     if raw is None or raw == "":
         return None
-    return next((o for o in spec.get("options") or [] if str(o.get("value")) == str(raw)), None)
+    return next((option for option in spec.options if str(option.value) == str(raw)), None)
 
 
 class FieldRenderer:
@@ -392,21 +391,13 @@ class FieldRenderer:
         return (name in self.values) if self.submitted else bool(default)
 
     @staticmethod
-    def select_default(spec: Mapping[str, Any]) -> Any:
-        default = spec.get("defaultValue")
-        options = spec.get("options") or []
-        if default is None and options and spec.get("required"):
-            return options[0].get("value")
-        return default
+    def select_default(spec: form_fields.SelectField) -> Any:
+        if spec.defaultValue is None and spec.options and spec.required:
+            return spec.options[0].value
+        return spec.defaultValue
 
-    @staticmethod
-    def file_format(spec: Mapping[str, Any]) -> str:
-        return str((spec.get("fileFormat") or {}).get("format") or ".json")
-
-    label = staticmethod(lambda spec: _label(spec))
-    is_secret = staticmethod(lambda spec: _is_secret(spec))
-    select_name = staticmethod(lambda spec, key: _select_name(spec, key))
-    option_scope = staticmethod(lambda key, option: _option_scope(key, option))
+    select_name = staticmethod(_select_name)
+    option_scope = staticmethod(_option_scope)
 
 
 # --- pages ------------------------------------------------------------------------------------------
@@ -509,5 +500,5 @@ def _form_page(
         csrf_field=CSRF_FIELD,
         csrf_token=csrf_token,
         renderer=FieldRenderer(values, submitted),
-        form_fields=list(definition.get("fields") or []),
+        form_fields=form_fields.form_fields(source_type),
     )
