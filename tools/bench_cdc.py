@@ -23,9 +23,8 @@ from typing import Any
 import duckdb
 
 from bench_sync import PG, _pg, _print, scratch_database
-from warehouse_mcp.embedded.store import Store, iso, schema_records, source_records, utcnow
+from warehouse_mcp.embedded.store import Store, iso, jobs, schema_records, source_records, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.service import SyncService

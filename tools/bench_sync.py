@@ -33,9 +33,8 @@ from typing import Any
 import psycopg
 import pymysql
 
-from warehouse_mcp.embedded.store import Store, schema_records, source_records, utcnow
+from warehouse_mcp.embedded.store import Store, jobs, schema_records, source_records, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse

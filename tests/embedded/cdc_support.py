@@ -15,9 +15,8 @@ from typing import Any
 import psycopg
 
 from tests.conftest import Database, drop_replication_slots, fresh_postgres
-from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store import Store, jobs
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse

@@ -9,9 +9,9 @@ from typing import Any
 
 import duckdb
 
-from warehouse_mcp.embedded.store import Store, iso, schema_records, source_records
+from warehouse_mcp.embedded.store import Store, iso, jobs, schema_records, source_records
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import cursor, jobs
+from warehouse_mcp.embedded.sync import cursor
 from warehouse_mcp.embedded.sync.engine import JobProgress, ProgressCallback, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse

@@ -24,8 +24,7 @@ from tests.embedded.api_support import (
     set_schema,
 )
 from warehouse_mcp.embedded.backend import EmbeddedBackend
-from warehouse_mcp.embedded.store import source_records, utcnow
-from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.store import jobs, source_records, utcnow
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse

@@ -15,9 +15,8 @@ import pytest
 from tests.conftest import Database
 from tests.embedded.test_stripe_webhooks import Harness, customer
 from tests.fakes.stripe_server import make_event
-from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store import Store, jobs
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import JobProgress, SyncEngine
 from warehouse_mcp.embedded.sync.scheduler import Clock
 from warehouse_mcp.embedded.sync.warehouse import Warehouse

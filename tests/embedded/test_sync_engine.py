@@ -15,9 +15,9 @@ from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import ReadRequest
 from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store.jobs import CANCELLED_ERROR
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.engine import JobProgress
-from warehouse_mcp.embedded.sync.jobs import CANCELLED_ERROR
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 
 from .sync_support import (

@@ -18,10 +18,10 @@ import pytest
 
 from tests.conftest import Database
 from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.store.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import scheduler
 from warehouse_mcp.embedded.sync.engine import JobProgress
-from warehouse_mcp.embedded.sync.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.embedded.sync.scheduler import ManualClock, Scheduler, next_run_at
 from warehouse_mcp.embedded.sync.service import SyncService, WarehouseBusyError
 

@@ -20,9 +20,8 @@ import pytest
 from tests.conftest import Database
 from tests.embedded.cdc_support import add_cdc_schema, add_cdc_source, cdc_database, run_cdc
 from tests.reliability.support import kill_hard
-from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store import Store, jobs
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.warehouse import Warehouse
 
 pytestmark = pytest.mark.reliability

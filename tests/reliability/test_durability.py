@@ -33,9 +33,9 @@ from tests.conftest import CANARY_PASSWORD, Database
 from tests.reliability.support import kill_hard, server_env, start_http_server, stop, wait_until
 from warehouse_mcp.embedded.domain.credentials import take_stored_credential
 from warehouse_mcp.embedded.store import DB_FILE, Store
+from warehouse_mcp.embedded.store.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.embedded.store.source_records import source_config
 from warehouse_mcp.embedded.store.vault import KEY_FILE, Vault, VaultError
-from warehouse_mcp.embedded.sync.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.harness import EmbeddedApi
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]

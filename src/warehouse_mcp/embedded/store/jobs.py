@@ -11,16 +11,37 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from warehouse_mcp.embedded.store import Store, iso
-from warehouse_mcp.embedded.sync.warehouse import TableState
 from warehouse_mcp.models import JobStatus, SchemaStatus
 
 INTERRUPTED_ERROR = "The sync was interrupted (the server stopped while it ran). It will be retried."
 CANCELLED_ERROR = "Sync cancelled by user"  # PostHog's words for a cancelled run
+
+
+class LandedColumn(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
+class LandedTable(Protocol):
+    """A table a run landed in the warehouse, as the schema row records it (sync.warehouse.TableState)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def row_count(self) -> int: ...
+
+    @property
+    def columns(self) -> Sequence[LandedColumn]: ...
 
 
 @dataclass(frozen=True)
@@ -182,7 +203,7 @@ def record_success(
     finished_at: datetime,
     cursor_before: str | None,
     cursor_after: str | None,
-    table: TableState,
+    table: LandedTable,
     table_id: str,
 ) -> None:
     with store.transaction() as db:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
-from warehouse_mcp.embedded.sync import jobs
+from warehouse_mcp.embedded.store import jobs
 from warehouse_mcp.embedded.sync.warehouse import (
     DELETED_COLUMN,
     KEEP_COLUMN,

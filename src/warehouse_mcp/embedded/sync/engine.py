@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
+from warehouse_mcp.embedded.store import jobs
 from warehouse_mcp.embedded.store.vault import Vault, VaultError
-from warehouse_mcp.embedded.sync import cdc, jobs, runnable
+from warehouse_mcp.embedded.sync import cdc, runnable
 from warehouse_mcp.embedded.sync import cursor as sync_cursor
 from warehouse_mcp.embedded.sync.read_ahead import read_ahead
 from warehouse_mcp.embedded.sync.warehouse import (

@@ -23,9 +23,8 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
 
-from warehouse_mcp.embedded.store import Store, iso, utcnow
+from warehouse_mcp.embedded.store import Store, iso, jobs, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import jobs
 from warehouse_mcp.embedded.sync.engine import (
     DEFAULT_BATCH_ROWS,
     RUNNABLE_SYNC_TYPES,

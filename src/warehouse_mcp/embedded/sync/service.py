@@ -12,9 +12,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from warehouse_mcp.embedded.store import Store
+from warehouse_mcp.embedded.store import Store, jobs
 from warehouse_mcp.embedded.store.vault import Vault
-from warehouse_mcp.embedded.sync import cdc, jobs, scheduler
+from warehouse_mcp.embedded.sync import cdc, scheduler
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
 from warehouse_mcp.embedded.sync.scheduler import Clock, Scheduler, WarehouseBusyError
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, warehouse_table_name
