@@ -265,7 +265,10 @@ def test_delete_rows_and_empty_tables(warehouse: Warehouse) -> None:
     assert [c.name for c in warehouse.columns("e")] == ["id", "price", "seen_at", "doc"]
 
 
-def test_a_small_merge_rewrites_only_the_files_holding_its_keys(warehouse: Warehouse) -> None:
+def test_a_small_merge_rewrites_no_file_of_the_table(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("warehouse_mcp.embedded.sync.warehouse.COMPACT_FRACTION", 1000.0)  # tiny files
     first = warehouse.start_staging("t", COLUMNS, "a")
     for ids in ([1, 2], [3, 4], [5, 6]):  # one Parquet file per batch
         first.append(batch(ids))
@@ -276,20 +279,18 @@ def test_a_small_merge_rewrites_only_the_files_holding_its_keys(warehouse: Wareh
     merge = warehouse.start_staging("t", COLUMNS, "b")
     merge.append(batch([4, 7], price="9.00"))
     state = merge.merge_into_target(["id"])
-    after = warehouse.manifest.tables["t"].files
-    assert set(before) - set(after) == {before[1]}  # only the file with id 4 was rewritten
-    assert len(after) == 4  # the two untouched, the rewritten one, the staged rows
+    after = warehouse.manifest.tables["t"]
+    # Merged on read: the staged rows as a delta, their keys as a key file; the table's files untouched.
+    assert after.files == before and len(after.deltas) == 1 and len(after.key_files) == 1
     assert state.row_count == 7
     assert [(r[0], r[1]) for r in rows(warehouse, "t")] == [
         (i, Decimal("9.00") if i in (4, 7) else Decimal("1.50")) for i in range(1, 8)
     ]
 
-    deleted = warehouse.delete_rows("t", "id", [1])
-    assert deleted is not None and deleted.row_count == 6
-    assert (
-        before[0] not in warehouse.manifest.tables["t"].files
-        and before[2] in warehouse.manifest.tables["t"].files
-    )
+    deleted = warehouse.delete_rows("t", "id", [1, 4])
+    assert deleted is not None and deleted.row_count == 5
+    assert warehouse.manifest.tables["t"].files == before
+    assert [r[0] for r in rows(warehouse, "t")] == [2, 3, 5, 6, 7]
 
 
 def test_many_small_changes_are_compacted(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,12 @@ link to the newest of those, replaced by an atomic rename. The writer never open
 it holds no lock on it: a reader (DuckDB CLI, Python, a BI tool) can open it read-only at any moment and
 keeps the version it opened, whole, for as long as it has it open.
 
+A table merged on its primary key is read merged-on-read: besides its base `files` it may list `deltas`
+(files of changed rows) and `key_files` (the keys those merges superseded or deleted), each row of both
+carrying its merge's sequence number (SEQ_COLUMN, NULL in base files). A row is current unless a key file
+names its key with a higher number, so a merge writes only the changed rows; the writer compacts the
+deltas back into the base files once they grow (warehouse.py).
+
 Old versions are deleted only when no reader can still need them: a reader's DuckDB holds a shared
 `fcntl` lock on the catalog file it opened (the same inode as `catalog/<n>.duckdb`), readers in this
 process register in `_in_use`, and a version stays at least `keep_seconds` after it was superseded
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 TABLES_DIR = "tables"
 CATALOG_DIR = "catalog"
 DEFAULT_KEEP_SECONDS = 60.0
+SEQ_COLUMN = "_wmcp_seq"  # the merge that wrote a delta row or key (merge-on-read); NULL in base files
 _VERSION_FILE = re.compile(r"^(\d+)\.json$")
 
 _in_use: Counter[Path] = Counter()  # catalog files opened by readers in this process
@@ -61,11 +68,26 @@ class WarehouseColumn:
 
 @dataclass(frozen=True)
 class TableEntry:
-    """One table of one version: its files (relative to the data directory), columns and row count."""
+    """One table of one version: its files (relative to the data directory), columns and row count.
+
+    `deltas`, `key_files` and `primary_keys`: merges not yet compacted into `files` (see the module doc).
+    """
 
     files: tuple[str, ...]
     columns: tuple[WarehouseColumn, ...]
     rows: int
+    deltas: tuple[str, ...] = ()
+    key_files: tuple[str, ...] = ()
+    primary_keys: tuple[str, ...] = ()
+
+    @property
+    def all_files(self) -> tuple[str, ...]:
+        return self.files + self.deltas + self.key_files
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number of the next merge: one per key file since the last compaction."""
+        return len(self.key_files) + 1
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,15 @@ class Manifest:
                         "files": list(entry.files),
                         "columns": [{"name": c.name, "type": c.type} for c in entry.columns],
                         "rows": entry.rows,
+                        **(
+                            {
+                                "deltas": list(entry.deltas),
+                                "key_files": list(entry.key_files),
+                                "primary_keys": list(entry.primary_keys),
+                            }
+                            if entry.key_files
+                            else {}
+                        ),
                     }
                     for name, entry in self.tables.items()
                 },
@@ -100,6 +131,9 @@ class Manifest:
                 tuple(entry["files"]),
                 tuple(WarehouseColumn(c["name"], c["type"]) for c in entry["columns"]),
                 int(entry["rows"]),
+                tuple(entry.get("deltas", ())),
+                tuple(entry.get("key_files", ())),
+                tuple(entry.get("primary_keys", ())),
             )
             for name, entry in data["tables"].items()
         }
@@ -107,10 +141,24 @@ class Manifest:
 
 
 def table_select(data_dir: Path, entry: TableEntry) -> str:
-    """The SELECT that reads one table: its columns, in order and typed as recorded, from its files."""
-    files = ", ".join(literal(str(data_dir / name)) for name in entry.files)
-    columns = ", ".join(f"CAST({quote(c.name)} AS {c.type}) AS {quote(c.name)}" for c in entry.columns)
-    return f"SELECT {columns} FROM read_parquet([{files}], union_by_name = true)"
+    """The SELECT that reads one table: its columns, in order and typed as recorded, from its files
+    (merged-on-read: without the rows whose key a later merge superseded)."""
+    files = ", ".join(literal(str(data_dir / name)) for name in entry.files + entry.deltas)
+    source = f"read_parquet([{files}], union_by_name = true)"
+    if not entry.key_files:
+        columns = ", ".join(f"CAST({quote(c.name)} AS {c.type}) AS {quote(c.name)}" for c in entry.columns)
+        return f"SELECT {columns} FROM {source}"
+    columns = ", ".join(f"CAST(r.{quote(c.name)} AS {c.type}) AS {quote(c.name)}" for c in entry.columns)
+    keys = ", ".join(quote(k) for k in entry.primary_keys)
+    key_files = ", ".join(literal(str(data_dir / name)) for name in entry.key_files)
+    seq = quote(SEQ_COLUMN)
+    row_seq = f"coalesce(r.{seq}, 0)" if entry.deltas else "0"
+    match = " AND ".join(f"r.{quote(k)} IS NOT DISTINCT FROM gone.{quote(k)}" for k in entry.primary_keys)
+    return (
+        f"SELECT {columns} FROM {source} AS r ANTI JOIN "
+        f"(SELECT {keys}, max({seq}) AS {seq} FROM read_parquet([{key_files}]) GROUP BY {keys}) AS gone "
+        f"ON {match} AND gone.{seq} > {row_seq}"
+    )
 
 
 def versions(data_dir: Path) -> list[int]:
@@ -210,7 +258,7 @@ class Catalog:
         referenced = {self.current.version: self.current} | {
             v: read_manifest(self.data_dir, v) for v in kept if v != self.current.version
         }
-        needed = {f for m in referenced.values() for entry in m.tables.values() for f in entry.files}
+        needed = {f for m in referenced.values() for entry in m.tables.values() for f in entry.all_files}
         for path in self.tables_dir.iterdir():
             if f"{TABLES_DIR}/{path.name}" not in needed:
                 path.unlink(missing_ok=True)

@@ -103,7 +103,7 @@ def _sandbox(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection that sees the catalog's tables and can touch no other file (no catalog: no tables)."""
     data_dir = data_dir_for(warehouse_path)
-    files = sorted({str(data_dir / f) for entry in manifest.tables.values() for f in entry.files})
+    files = sorted({str(data_dir / f) for entry in manifest.tables.values() for f in entry.all_files})
     db = duckdb.connect(
         config={
             "autoinstall_known_extensions": False,

@@ -2,9 +2,11 @@
 
 Every sync streams its batches into private Parquet parts (`warehouse_data/staging/<job>/`) and only
 touches the target table in one final commit: a full refresh publishes the parts as the table, an
-incremental sync merges them on the primary key (rewriting only the table's files that hold a staged key,
-then adding the staged rows as a new file), an append sync adds them to the table's files. A commit is one new catalog version (catalog.py): readers see the old table or the new
-one, never half a table or a mix of two syncs. A sync that fails, is cancelled, or dies with its process
+incremental sync (and a CDC apply) merges them on the primary key merge-on-read: it adds the newest staged
+row per key as a delta file and the staged keys as a key file (catalog.py), so it writes only the changed
+rows; once the deltas pass COMPACT_FRACTION of the table's bytes (or MAX_DELTAS merges) the same commit
+compacts the table into one clean file. An append sync adds the parts to the table's files. A commit is one
+new catalog version (catalog.py): readers see the old table or the new one, never half a table or a mix of two syncs. A sync that fails, is cancelled, or dies with its process
 therefore never leaves a half-written target; leftover parts and unreferenced files are deleted when the
 warehouse is next opened.
 
@@ -30,6 +32,7 @@ import duckdb
 from warehouse_mcp.embedded.connectors.registry import FIXED_TABLE_NAMES
 from warehouse_mcp.embedded.sync.catalog import (
     CATALOG_DIR,
+    SEQ_COLUMN,
     TABLES_DIR,
     Catalog,
     Manifest,
@@ -71,6 +74,10 @@ _META_PREFIXES = (DELETED_COLUMN, KEEP_COLUMN, PRIOR_KEY_PREFIX)
 PARQUET = "(FORMAT parquet, COMPRESSION zstd)"
 # An append adds files; past this many the table is rewritten as one file, so reads stay fast.
 MAX_FILES_PER_TABLE = 64
+# A merged table is compacted once its deltas and key files reach this share of its base files' bytes, or
+# this many merges: reads then pay at most that much extra for merge-on-read.
+COMPACT_FRACTION = 0.25
+MAX_DELTAS = 32
 
 
 def warehouse_table_name(prefix: str | None, source_type: str, schema_name: str) -> str:
@@ -208,6 +215,22 @@ class Warehouse:
                 return None
             if wanted:
                 keys = "(VALUES " + ", ".join("(?)" for _ in wanted) + f") AS gone({quote(column)})"
+                if entry.key_files:  # merged-on-read: a key file names the deleted rows' keys
+                    pk = ", ".join(f"old.{quote(k)}" for k in entry.primary_keys)
+                    gone = (
+                        f"SELECT {pk} FROM ({table_select(self.data_dir, entry)}) AS old "
+                        f"SEMI JOIN {keys} ON old.{quote(column)} = gone.{quote(column)}"
+                    )
+                    cursor = self._db.cursor()
+                    after = self._with_delta(
+                        name, entry, entry.columns, None, gone, entry.primary_keys, cursor, wanted
+                    )
+                    if after.rows != entry.rows:
+                        entry = self._publish_entry(name, after)
+                    else:
+                        for file in set(after.all_files) - set(entry.all_files):
+                            (self.data_dir / file).unlink(missing_ok=True)
+                    return _state(name, entry)
                 match = f"{keys} ON old.{quote(column)} = gone.{quote(column)}"
                 files, rows = self._without_matches(name, entry, list(entry.columns), match, wanted)
                 if rows != entry.rows:
@@ -237,7 +260,7 @@ class Warehouse:
             for write in writes:
                 before = tables.get(write.staging.target)
                 after = write.staging._written_entry(write, before)
-                for name in set(after.files) - set(before.files if before else ()):
+                for name in set(after.all_files) - set(before.all_files if before else ()):
                     fsync_file(self.data_dir / name)
                 tables[write.staging.target] = after
             state = dict(self.manifest.state)
@@ -277,13 +300,83 @@ class Warehouse:
     def _publish_table(
         self, name: str, files: Sequence[Path], columns: Sequence[WarehouseColumn], rows: int
     ) -> TableEntry:
+        return self._publish_entry(name, TableEntry(_relative(files), tuple(columns), rows))
+
+    def _publish_entry(self, name: str, entry: TableEntry) -> TableEntry:
         previous = self.manifest.tables.get(name)
-        for file in files:
-            if previous is None or f"{TABLES_DIR}/{file.name}" not in previous.files:
-                fsync_file(file)  # new; the others were fsynced when first published
-        entry = TableEntry(_relative(files), tuple(columns), rows)
+        for file in set(entry.all_files) - set(previous.all_files if previous else ()):
+            fsync_file(self.data_dir / file)  # new; the others were fsynced when first published
         self._catalog.publish({**self.manifest.tables, name: entry})
         return entry
+
+    def _with_delta(
+        self,
+        table: str,
+        entry: TableEntry,
+        columns: Sequence[WarehouseColumn],
+        rows_query: str | None,
+        keys_query: str,
+        primary_keys: Sequence[str],
+        cursor: duckdb.DuckDBPyConnection,
+        parameters: Sequence[Any] = (),
+    ) -> TableEntry:
+        """`entry` after one merge-on-read merge: the rows of `keys_query` (the primary key columns) are
+        superseded by the rows of `rows_query` (typed as `columns`, at most one per key; None: a delete).
+        Writes a key file and a delta file, not yet fsynced nor published; compacts when they grow."""
+        if entry.key_files and tuple(entry.primary_keys) != tuple(primary_keys):
+            entry = self._settled(table, entry)  # merged on other keys before: start clean
+        seq = entry.next_seq
+        keys = ", ".join(quote(k) for k in primary_keys)
+        match = " AND ".join(f"old.{quote(k)} IS NOT DISTINCT FROM gone.{quote(k)}" for k in primary_keys)
+        superseded = _count(
+            cursor.execute(
+                f"SELECT count(*) FROM ({table_select(self.data_dir, entry)}) AS old "
+                f"SEMI JOIN ({keys_query}) AS gone ON {match}",
+                list(parameters),
+            ).fetchone()
+        )
+        key_file = self._new_file(table)
+        cursor.execute(
+            f"COPY (SELECT DISTINCT {keys}, CAST({seq} AS INTEGER) AS {quote(SEQ_COLUMN)} "
+            f"FROM ({keys_query})) TO {literal(str(key_file))} {PARQUET}",
+            list(parameters),
+        )
+        deltas, added = entry.deltas, 0
+        if rows_query is not None:
+            delta = self._new_file(table)
+            added = _count(
+                cursor.execute(
+                    f"COPY (SELECT *, CAST({seq} AS INTEGER) AS {quote(SEQ_COLUMN)} FROM ({rows_query})) "
+                    f"TO {literal(str(delta))} {PARQUET}"
+                ).fetchone()
+            )
+            deltas += _relative([delta])
+        merged = TableEntry(
+            entry.files,
+            tuple(columns),
+            entry.rows - superseded + added,
+            deltas,
+            entry.key_files + _relative([key_file]),
+            tuple(primary_keys),
+        )
+        if len(merged.key_files) <= MAX_DELTAS and self._bytes(
+            merged.deltas + merged.key_files
+        ) <= COMPACT_FRACTION * self._bytes(merged.files):
+            return merged
+        return self._settled(table, merged)
+
+    def _settled(self, table: str, entry: TableEntry) -> TableEntry:
+        """`entry` with its merges compacted into one clean base file (itself when it has none)."""
+        if not entry.key_files:
+            return entry
+        file = self._new_file(table)
+        self._db.cursor().execute(
+            f"COPY ({table_select(self.data_dir, entry)}) TO {literal(str(file))} {PARQUET}"
+        )
+        return TableEntry(_relative([file]), entry.columns, entry.rows)
+
+    def _bytes(self, files: Iterable[str]) -> int:
+        return sum((self.data_dir / name).stat().st_size for name in files)
 
     def _without_matches(
         self,
@@ -435,24 +528,22 @@ class Staging:
                 return self._finish(entry)
             columns = self._combined_columns(entry)
             staged = self._staged_source(with_order=True)
-            matches = " AND ".join(
-                f"old.{quote(k)} IS NOT DISTINCT FROM new.{quote(k)}" for k in primary_keys
-            )
-            files, rows = warehouse._without_matches(
-                self.target, entry, columns, f"{staged} AS new ON {matches}"
-            )
             # A row may have changed twice during one read: keep the last one staged.
             keys = ", ".join(quote(k) for k in primary_keys)
             newest = (
                 f"SELECT {_projection(columns, self._columns, 'new')} FROM {staged} AS new "
                 f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY filename DESC, file_row_number DESC) = 1"
             )
-            file = warehouse._new_file(self.target)
-            written = self._cursor.execute(f"COPY ({newest}) TO {literal(str(file))} {PARQUET}").fetchone()
-            rows += _count(written)
-            files = warehouse._compacted(self.target, [*files, file], columns, rows)
-            published = warehouse._publish_table(self.target, files, columns, rows)
-            return self._finish(published)
+            merged = warehouse._with_delta(
+                self.target,
+                entry,
+                columns,
+                newest,
+                f"SELECT {keys} FROM {staged}",
+                primary_keys,
+                self._cursor,
+            )
+            return self._finish(warehouse._publish_entry(self.target, merged))
 
     def append_to_target(self, skip_landed_by: str | None = None) -> TableState:
         """Add the staged rows; with `skip_landed_by` (the cursor field) only those not landed already.
@@ -466,6 +557,7 @@ class Staging:
             entry = warehouse.manifest.tables.get(self.target)
             if entry is None:
                 return self._replace()
+            entry = warehouse._settled(self.target, entry)  # appended rows take no part in merge-on-read
             columns = self._combined_columns(entry)
             landed = {column.name for column in entry.columns}
             if skip_landed_by in landed and skip_landed_by in self._declared and self._parts:
@@ -490,6 +582,7 @@ class Staging:
             return TableEntry(_relative(files), tuple(data), self.rows)
         if write.how == "append":
             assert entry is not None
+            entry = warehouse._settled(self.target, entry)
             files = [warehouse.data_dir / name for name in entry.files] + self._move_parts()
             combined = self._combined_columns(entry)
             merged = TableEntry(_relative(files), tuple(combined), entry.rows + self.rows)
@@ -510,6 +603,7 @@ class Staging:
         columns = [c for c in columns if not c.name.startswith(_META_PREFIXES)]
         staged = f"{self._staged_source()} AS new" if self._parts else None
         old = f"({table_select(warehouse.data_dir, entry)}) AS old" if entry is not None else None
+        merge_on_read = entry is not None and staged is not None and not write.truncate
         parts = []
         if entry is not None and old is not None and not write.truncate:
             if staged is None:
@@ -538,6 +632,20 @@ class Staging:
                 )
                 join = f" LEFT JOIN {old} ON {prior}"
             parts.append(f"SELECT {values} FROM {staged}{join} WHERE NOT new.{DELETED_COLUMN}")
+        if merge_on_read:
+            assert entry is not None and staged is not None
+            keys = ", ".join(f"new.{quote(k)}" for k in write.primary_keys)
+            merged = warehouse._with_delta(
+                self.target,
+                entry,
+                columns,
+                parts[-1],
+                f"SELECT {keys} FROM {staged}",
+                write.primary_keys,
+                self._cursor,
+            )
+            self._parts = []
+            return merged
         file = warehouse._new_file(self.target)
         query = " UNION ALL ".join(parts) if parts else f"SELECT {_projection(columns, [], 'new')} LIMIT 0"
         written = self._cursor.execute(f"COPY ({query}) TO {literal(str(file))} {PARQUET}").fetchone()
