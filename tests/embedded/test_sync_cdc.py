@@ -393,3 +393,26 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_idle_run_publishes_no_version_and_streams_on(
+    db: Database, store: Store, vault: Vault, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_id = add_cdc_source(store, vault, db)
+    schema_id = add_cdc_schema(store, source_id, "items", "consolidated")
+    run_cdc(store, vault, warehouse, schema_id)
+    db.execute(
+        "CREATE TABLE other (n int)", "INSERT INTO other SELECT generate_series(1, 1000)"
+    )  # WAL, no change
+    version = warehouse.manifest.version
+    [idle] = run_cdc(store, vault, warehouse, schema_id)
+    assert (idle.status, idle.rows_synced, warehouse.manifest.version) == ("Completed", 0, version)
+
+    monkeypatch.setattr("warehouse_mcp.embedded.sync.cdc.IDLE_WAL_BYTES", 1)  # past the bound: positions move
+    [moved] = run_cdc(store, vault, warehouse, schema_id)
+    assert (moved.status, warehouse.manifest.version) == ("Completed", version + 1)
+
+    change_the_source(db)
+    [second] = run_cdc(store, vault, warehouse, schema_id)
+    assert (second.status, second.rows_synced, second.error) == ("Completed", 10, None)
+    assert comparable(rows(warehouse, "postgres_items", COLUMNS)) == comparable(source_rows(db))

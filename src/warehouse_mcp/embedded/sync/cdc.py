@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHANGE_TABLE_SUFFIX = "_cdc"
+# An idle run moves the positions (a new warehouse version) and the slot only once this much WAL is held back.
+IDLE_WAL_BYTES = 16 * 1024 * 1024
 CHANGE_COLUMNS = [
     ColumnInfo("_cdc_op", "text", False, "VARCHAR"),
     ColumnInfo("_cdc_lsn", "pg_lsn", False, "UBIGINT"),
@@ -387,11 +389,12 @@ class CdcRun:
             if messages <= self.batch_changes:
                 break
         # Every transaction committed before `upto` is applied: positions (and the slot) move up to it, so an
-        # idle table does not hold WAL back.
+        # idle table does not hold WAL back; only once it holds IDLE_WAL_BYTES, so an idle run publishes no
+        # warehouse version. (The slot must not pass a position: that reads as lost changes.)
         live = [t for t in tables if t.active and t.position is not None and t.position.lsn < upto]
-        if live:
+        if live and upto - min(t.position.lsn for t in live if t.position) >= IDLE_WAL_BYTES:
             self._commit(tables, {}, upto)
-        cdc.advance(upto)
+            cdc.advance(upto)
 
     def _apply(self, cdc: PostgresCdc, tables: list[_Table], transactions: list[Any]) -> None:
         by_name = {(cdc.schema, t.info.name): t for t in tables}
