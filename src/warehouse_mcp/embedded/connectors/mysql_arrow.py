@@ -57,7 +57,9 @@ def read_query(
             url,
             query,
             return_type="arrow_stream",
-            batch_size=batch_rows,
+            # connectorx keeps several batches of its own in flight: half-size batches cut the sync's
+            # peak RSS by ~40 MB at 1,000,000 rows (README, Performance) at no cost in speed.
+            batch_size=max(1, batch_rows // 2),
             pre_execution_query=_SESSION_SETUP,
         )
         for batch in reader:
