@@ -167,7 +167,8 @@ class SyncEngine:
             staging = self.warehouse.start_staging(plan.table_name, plan.columns, job.job_id)
             high_water = _HighWater(plan.request.incremental_field)
             check_stop()
-            batches = read_ahead(connector.read(config, plan.request))
+            # A cancel or stop is honoured while the source is slow to send the next batch too.
+            batches = read_ahead(connector.read(config, plan.request), while_waiting=check_stop)
             try:
                 for batch in batches:
                     staging.append(batch)

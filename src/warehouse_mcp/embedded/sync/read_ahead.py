@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 DEFAULT_DEPTH = 1
 _POLL_SECONDS = 0.1
+_WAIT_CHECK_SECONDS = 0.5
 _JOIN_SECONDS = 5.0
 
 
@@ -30,9 +31,12 @@ class _Failed:
         self.error = error
 
 
-def read_ahead(items: Iterable[T], depth: int = DEFAULT_DEPTH) -> Generator[T, None, None]:
+def read_ahead(
+    items: Iterable[T], depth: int = DEFAULT_DEPTH, *, while_waiting: Callable[[], None] | None = None
+) -> Generator[T, None, None]:
     """Yield `items` in order while a thread fetches up to `depth` more. Exceptions raised by `items`
-    are raised here; closing this generator stops the reader and closes `items`."""
+    are raised here; closing this generator stops the reader and closes `items`. `while_waiting` runs
+    every half second the next item is late (a slow or stuck source): what it raises ends the read."""
     handoff: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -65,7 +69,12 @@ def read_ahead(items: Iterable[T], depth: int = DEFAULT_DEPTH) -> Generator[T, N
     reader.start()
     try:
         while True:
-            item = handoff.get()
+            try:
+                item = handoff.get(timeout=_WAIT_CHECK_SECONDS)
+            except queue.Empty:
+                if while_waiting is not None:
+                    while_waiting()
+                continue
             if isinstance(item, _End):
                 return
             if isinstance(item, _Failed):
