@@ -466,7 +466,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "sources",
         "object",
-        "Re-read the source's table list: adds new tables (disabled), removes vanished ones; moves no data.",
+        "Re-read the source's table list: adds new tables (disabled), brings back a returning table with its "
+        "old settings, removes vanished ones; moves no data.",
     ),
     Operation(
         "external-data-sources-reload-create",
@@ -687,7 +688,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "write",
         "jobs",
         "empty",
-        "Stop the table's running sync; data synced before stays intact.",
+        "Stop the table's running sync: it ends Failed with 'Sync cancelled by user'; data and cursor from "
+        "earlier syncs stay intact.",
     ),
     Operation(
         "external-data-schemas-delete-data-destroy",
