@@ -30,23 +30,6 @@ ADDED = 100  # rows each change adds
 BATCH = 250
 
 
-@pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Warehouse:
-    wh = Warehouse(home / "warehouse.duckdb")
-    yield wh  # type: ignore[misc]
-    wh.close()
-
-
 def change_source(db: Database, gen: int) -> int:
     """Stamp every row with `gen` and add ADDED rows, in one source transaction; the new row count."""
     total = ROWS + ADDED * gen

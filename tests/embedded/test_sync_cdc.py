@@ -26,23 +26,6 @@ COLUMNS = "id, name, price, tags, doc, seen_at"
 
 
 @pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Iterator[Warehouse]:
-    warehouse = Warehouse(home / "warehouse.duckdb")
-    yield warehouse
-    warehouse.close()
-
-
-@pytest.fixture
 def db() -> Iterator[Database]:
     with cdc_database() as database:
         database.execute(

@@ -4,8 +4,6 @@ MariaDB, then the warehouse compared with the source row for row after real chan
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import psycopg.sql
@@ -17,23 +15,6 @@ from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 
 from .sync_support import add_schema, add_source, run_sync, schema_row, update_schema
-
-
-@pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Iterator[Warehouse]:
-    wh = Warehouse(home / "warehouse.duckdb")
-    yield wh
-    wh.close()
 
 
 @pytest.fixture(params=["postgres", "mysql"])

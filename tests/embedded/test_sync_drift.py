@@ -4,9 +4,7 @@ compared with the source row for row after real changes at the source."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -18,23 +16,6 @@ from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 from .sync_support import add_schema, add_source, run_sync, schema_row, update_schema
 
 SYNC_TYPES = ["full_refresh", "incremental", "append", "xmin"]
-
-
-@pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Iterator[Warehouse]:
-    wh = Warehouse(home / "warehouse.duckdb")
-    yield wh
-    wh.close()
 
 
 @pytest.fixture(params=["postgres", "mysql"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -83,23 +82,6 @@ INSERT INTO items VALUES
  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '2024-01-01 00:00:01'),
  (3, -1, -0.01, -1e300, 'ünïcødé ✓', '', '1970-01-01 00:00:00', '1900-03-01', '[]', '2024-01-01 00:00:02')
 """
-
-
-@pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Iterator[Warehouse]:
-    wh = Warehouse(home / "warehouse.duckdb")
-    yield wh
-    wh.close()
 
 
 def source_type_of(db: Database) -> str:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,23 +47,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
-def warehouse(home: Path) -> Iterator[Warehouse]:
-    wh = Warehouse(home / "warehouse.duckdb")
-    yield wh
-    wh.close()
 
 
 def create_big(db: Database) -> None:

@@ -31,16 +31,6 @@ START = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(home: Path) -> Store:
-    return Store(home)
-
-
-@pytest.fixture
-def vault(home: Path) -> Vault:
-    return Vault(home)
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 
