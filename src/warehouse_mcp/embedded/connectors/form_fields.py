@@ -91,10 +91,8 @@ class Option(BaseModel):
     fields: tuple[FormField, ...] = ()
 
 
-class SelectField(_Field):
-    type: Literal["select"]
-    options: tuple[Option, ...] = ()
-    template: ClassVar[str] = "select"
+class _Container(_Field):
+    """A choice, a group, a tunnel or a sign-in: public itself, whatever it holds."""
 
     @property
     def is_secret(self) -> bool:
@@ -103,6 +101,12 @@ class SelectField(_Field):
     @property
     def is_container(self) -> bool:
         return True
+
+
+class SelectField(_Container):
+    type: Literal["select"]
+    options: tuple[Option, ...] = ()
+    template: ClassVar[str] = "select"
 
     def children(self) -> tuple[FormField, ...]:
         return tuple(child for option in self.options for child in option.fields)
@@ -113,48 +117,24 @@ class SelectField(_Field):
         return any(option.fields for option in self.options)
 
 
-class SwitchGroupField(_Field):
+class SwitchGroupField(_Container):
     type: Literal["switch-group"]
     default: bool = False
     fields: tuple[FormField, ...] = ()
     template: ClassVar[str] = "switch_group"
 
-    @property
-    def is_secret(self) -> bool:
-        return False
-
-    @property
-    def is_container(self) -> bool:
-        return True
-
     def children(self) -> tuple[FormField, ...]:
         return self.fields
 
 
-class SshTunnelField(_Field):
+class SshTunnelField(_Container):
     type: Literal["ssh-tunnel"]
     template: ClassVar[str] = "ssh_tunnel"
 
-    @property
-    def is_secret(self) -> bool:
-        return False
 
-    @property
-    def is_container(self) -> bool:
-        return True
-
-
-class OAuthField(_Field):
+class OAuthField(_Container):
     type: Literal["oauth"]
     template: ClassVar[str] = "oauth"
-
-    @property
-    def is_secret(self) -> bool:
-        return False
-
-    @property
-    def is_container(self) -> bool:
-        return True
 
 
 FormField = Annotated[
