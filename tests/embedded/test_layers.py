@@ -7,6 +7,7 @@ imports under `if TYPE_CHECKING:` are left out of the cycle check (they never ru
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,26 @@ def test_only_connectors_name_a_source_type() -> None:
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_every_layer_exists(layer: str) -> None:
     assert layer in MODULES
+
+
+METADATA_TABLES = sorted(
+    {
+        match.group(1)
+        for migration in (SRC / PACKAGE / "embedded" / "store" / "migrations").glob("*.sql")
+        for match in re.finditer(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", migration.read_text())
+    }
+)
+METADATA_SQL = re.compile(rf"\b(?:FROM|JOIN|UPDATE|INTO)\s+(?:{'|'.join(METADATA_TABLES)})\b")
+
+
+def test_metadata_tables_are_named_in_sql_only_in_the_store() -> None:
+    """SQL on the metadata tables (read from the migrations) lives in store/; other layers call its functions."""
+    assert {"sources", "schemas", "jobs"} <= set(METADATA_TABLES)
+    wrong = [
+        f"{module}:{node.lineno} {node.value[:60]!r}"
+        for module, path in MODULES.items()
+        if module.startswith(EMBEDDED) and _layer(module) != f"{EMBEDDED}.store"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and METADATA_SQL.search(node.value)
+    ]
+    assert wrong == []

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
 
-from warehouse_mcp.embedded.store import Store, iso, jobs, utcnow
+from warehouse_mcp.embedded.store import Store, jobs, schedule, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.engine import (
     DEFAULT_BATCH_ROWS,
@@ -151,32 +151,14 @@ def next_run_at(
     return candidate
 
 
-_RUNNABLE = ", ".join(repr(str(t)) for t in RUNNABLE_SYNC_TYPES)
-_SCHEDULED = (
-    "FROM schemas s JOIN sources src ON src.id = s.source_id "
-    "WHERE s.deleted = 0 AND src.deleted = 0 AND s.should_sync = 1 "
-    f"AND s.sync_type IN ({_RUNNABLE}) AND s.next_sync_at IS NOT NULL "
-    "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.schema_id = s.id AND j.status = 'Running')"
-)
-
-
 def due_schema_ids(store: Store, now: datetime, limit: int) -> list[str]:
     """Schemas to run now, most overdue first: enabled, polled, due, and not already running."""
-    rows = store.query(
-        f"SELECT s.id {_SCHEDULED} AND julianday(s.next_sync_at) <= julianday(?) "
-        "ORDER BY julianday(s.next_sync_at) LIMIT ?",
-        (iso(now), limit),
-    )
-    return [row["id"] for row in rows]
+    return schedule.due_schema_ids(store, now, limit, RUNNABLE_SYNC_TYPES)
 
 
 def seconds_until_next_due(store: Store, now: datetime) -> float | None:
-    row = store.query_one(
-        f"SELECT min(julianday(s.next_sync_at)) - julianday(?) AS days {_SCHEDULED}", (iso(now),)
-    )
-    if row is None or row["days"] is None:
-        return None
-    return max(row["days"] * 86400.0, 0.0)
+    days = schedule.days_until_next_due(store, now, RUNNABLE_SYNC_TYPES)
+    return None if days is None else max(days * 86400.0, 0.0)
 
 
 def request_run(store: Store, schema_id: str, now: datetime, *, reset_cursor: bool = False) -> None:
@@ -184,64 +166,50 @@ def request_run(store: Store, schema_id: str, now: datetime, *, reset_cursor: bo
     with store.transaction() as db:
         if reset_cursor:
             jobs.request_cancel(db, schema_id)
-            db.execute("UPDATE schemas SET sync_cursor = NULL WHERE id = ?", (schema_id,))
+            schedule.forget_cursor(db, schema_id)
         # Running from the request on, as PostHog shows a triggered sync: whoever waits for it (the
         # data-warehouse-sync-wait tool) must not read the previous run's Completed as this one's.
-        db.execute(
-            "UPDATE schemas SET next_sync_at = ?, status = CASE WHEN should_sync = 1 AND sync_type IN "
-            f"({_RUNNABLE}) THEN 'Running' ELSE status END WHERE id = ?",
-            (iso(now), schema_id),
-        )
+        schedule.mark_requested(db, schema_id, now, RUNNABLE_SYNC_TYPES)
 
 
 def reschedule_after_run(store: Store, schema_id: str, finished: datetime) -> None:
     """Set the next run from the schema's frequency; a run requested while this one ran is kept if sooner."""
     with store.transaction() as db:
-        row = db.execute(
-            "SELECT sync_type, sync_frequency_interval, sync_time_of_day, next_sync_at FROM schemas WHERE id = ?",
-            (schema_id,),
-        ).fetchone()
-        if row is None:
+        settings = schedule.settings(db, schema_id, deleted_too=True)
+        if settings is None:
             return
         planned = (
             None  # webhook tables are kept fresh by the source; they run only when asked (backfill)
-            if row["sync_type"] == SyncType.webhook
-            else next_run_at(finished, row["sync_frequency_interval"], row["sync_time_of_day"])
+            if settings.sync_type == SyncType.webhook
+            else next_run_at(finished, settings.sync_frequency_interval, settings.sync_time_of_day)
         )
-        requested = _parse(row["next_sync_at"])
+        requested = _parse(settings.next_sync_at)
         candidates = [moment for moment in (planned, requested) if moment is not None]
-        db.execute(
-            "UPDATE schemas SET next_sync_at = ? WHERE id = ?",
-            (iso(min(candidates)) if candidates else None, schema_id),
-        )
+        schedule.set_next_run(db, schema_id, min(candidates) if candidates else None)
 
 
 def recompute_schedule(store: Store, schema_id: str, now: datetime) -> None:
     """After should_sync / frequency / time-of-day changes: disabled → no run; never synced → now; else on plan."""
     with store.transaction() as db:
-        row = db.execute(
-            "SELECT should_sync, sync_type, sync_frequency_interval, sync_time_of_day, last_synced_at, next_sync_at "
-            "FROM schemas WHERE id = ? AND deleted = 0",
-            (schema_id,),
-        ).fetchone()
-        if row is None:
+        settings = schedule.settings(db, schema_id, deleted_too=False)
+        if settings is None:
             return
-        if not row["should_sync"]:
+        if not settings.should_sync:
             next_at = None
-        elif db.execute(
-            "SELECT 1 FROM jobs WHERE schema_id = ? AND status = 'Running'", (schema_id,)
-        ).fetchone():
+        elif schedule.has_running_job(db, schema_id):
             return  # the running job reschedules from the new settings when it ends
-        elif row["last_synced_at"] is None:
+        elif settings.last_synced_at is None:
             next_at = now
-        elif row["sync_type"] == SyncType.webhook:
+        elif settings.sync_type == SyncType.webhook:
             next_at = None  # loaded once already; the source pushes the rest
         else:
             planned = next_run_at(
-                _parse(row["last_synced_at"]) or now, row["sync_frequency_interval"], row["sync_time_of_day"]
+                _parse(settings.last_synced_at) or now,
+                settings.sync_frequency_interval,
+                settings.sync_time_of_day,
             )
             next_at = None if planned is None else max(planned, now)
-        db.execute("UPDATE schemas SET next_sync_at = ? WHERE id = ?", (iso(next_at), schema_id))
+        schedule.set_next_run(db, schema_id, next_at)
 
 
 def _parse(text: str | None) -> datetime | None:

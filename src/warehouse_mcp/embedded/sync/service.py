@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from warehouse_mcp.embedded.store import Store, jobs
+from warehouse_mcp.embedded.store import Store, jobs, schedule
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync import cdc, scheduler
 from warehouse_mcp.embedded.sync.engine import DEFAULT_BATCH_ROWS, ProgressCallback
@@ -112,23 +112,17 @@ class SyncService:
 
     def drop_source(self, source_id: str) -> None:
         """Stop the source's syncs for good and drop every table its schemas landed (deleted schemas included)."""
-        rows = self.store.query("SELECT id FROM schemas WHERE source_id = ?", (source_id,))
-        self._drop_tables([row["id"] for row in rows], unschedule=True)
+        self._drop_tables(schedule.source_schema_ids(self.store, source_id), unschedule=True)
 
     def _drop_tables(self, schema_ids: list[str], *, unschedule: bool) -> None:
         if not schema_ids:
             return
         with self._scheduler.exclusive(schema_ids) as warehouse:
-            placeholders = ", ".join("?" for _ in schema_ids)
-            rows = self.store.query(
-                "SELECT s.table_name, s.name, src.prefix, src.source_type FROM schemas s "
-                f"JOIN sources src ON src.id = s.source_id WHERE s.id IN ({placeholders})",
-                tuple(schema_ids),
-            )
-            for row in rows:
+            for names in schedule.landed_names(self.store, schema_ids):
                 # The derived name too: a table may have landed without the schema row recording it (a crash).
-                derived = warehouse_table_name(row["prefix"], row["source_type"], row["name"])
-                for table in {row["table_name"], derived, cdc.change_table_name(derived)} - {None}:
+                derived = warehouse_table_name(names.prefix, names.source_type, names.name)
+                recorded = {names.table_name} if names.table_name is not None else set()
+                for table in recorded | {derived, cdc.change_table_name(derived)}:
                     if warehouse.drop_table(table):
                         logger.info("Dropped warehouse table %s", table)
             now = self.clock.now()
@@ -136,4 +130,4 @@ class SyncService:
                 for schema_id in schema_ids:
                     jobs.reset_synced_data(db, schema_id, now)
                     if unschedule:
-                        db.execute("UPDATE schemas SET next_sync_at = NULL WHERE id = ?", (schema_id,))
+                        schedule.set_next_run(db, schema_id, None)
