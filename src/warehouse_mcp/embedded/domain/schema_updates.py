@@ -9,7 +9,6 @@ every schema before writing any, so it is all-or-nothing.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, Webho
 from warehouse_mcp.embedded.domain import connector_access, fields, serializers, webhooks
 from warehouse_mcp.embedded.domain.errors import validation_error
 from warehouse_mcp.embedded.store import schema_records, source_records
+from warehouse_mcp.embedded.store.schema_records import SchemaRecord
+from warehouse_mcp.embedded.store.source_records import SourceRecord
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import (
     FREQUENCY_SECONDS,
@@ -30,7 +31,6 @@ from warehouse_mcp.models import (
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
 
-Row = sqlite3.Row
 
 SYNC_TYPES = tuple(item.value for item in SyncType)
 FIELD_TYPES = tuple(item.value for item in IncrementalFieldType)
@@ -55,8 +55,8 @@ class SchemaChange:
     reschedule: bool = False
 
 
-def cdc_enabled(source: Row) -> bool:
-    return bool(json.loads(source["job_inputs"] or "{}").get("cdc_enabled"))
+def cdc_enabled(source: SourceRecord) -> bool:
+    return bool(source.job_inputs.get("cdc_enabled"))
 
 
 def parse_time_of_day(value: Any) -> str:
@@ -67,7 +67,7 @@ def parse_time_of_day(value: Any) -> str:
         raise validation_error("Invalid sync time of day") from None
 
 
-def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> SchemaChange:
+def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: dict[str, Any]) -> SchemaChange:
     """Validate `data` (the PATCH body) for `schema`; every refusal is a DRF validation error."""
     should_sync = fields.optional_bool(data, "should_sync")
     sync_type = fields.optional_choice(data, "sync_type", SYNC_TYPES)
@@ -78,22 +78,22 @@ def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> S
     cdc_table_mode = fields.optional_choice(data, "cdc_table_mode", CDC_TABLE_MODES)
     enabled_columns = fields.optional_str_list(data, "enabled_columns")
 
-    name = schema["name"]
-    change = SchemaChange(schema["id"])
+    name = schema.name
+    change = SchemaChange(schema.id)
     columns = change.columns
 
     type_given = "sync_type" in data
-    new_type = sync_type if type_given else schema["sync_type"]
+    new_type = sync_type if type_given else schema.sync_type
     _check_bare_cursor_fields(data, new_type, type_given)
 
     if "enabled_columns" in data:
-        if enabled_columns is not None and not serializers.supports_column_selection(source["source_type"]):
+        if enabled_columns is not None and not serializers.supports_column_selection(source.source_type):
             raise validation_error("Column selection is not supported for this source type.")
         _check_enabled_columns(schema, enabled_columns)
         columns["enabled_columns"] = json.dumps(enabled_columns) if enabled_columns is not None else None
 
-    stored_pk = json.loads(schema["primary_key_columns"]) if schema["primary_key_columns"] else None
-    has_data = schema["table_id"] is not None
+    stored_pk = schema.primary_key_columns
+    has_data = schema.table_id is not None
     if type_given:
         if sync_type == "xmin":
             _check_xmin(source, name, primary_key or stored_pk)
@@ -127,11 +127,11 @@ def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> S
         columns["incremental_field"] = incremental_field
     if "incremental_field_type" in data:
         columns["incremental_field_type"] = field_type
-    field_changed = "incremental_field" in data and incremental_field != schema["incremental_field"]
-    if field_changed or (type_given and sync_type != schema["sync_type"]):
+    field_changed = "incremental_field" in data and incremental_field != schema.incremental_field
+    if field_changed or (type_given and sync_type != schema.sync_type):
         columns["sync_cursor"] = None
 
-    resulting_frequency = frequency or frequency_name(schema["sync_frequency_interval"])
+    resulting_frequency = frequency or frequency_name(schema.sync_frequency_interval)
     if resulting_frequency == "1min" and new_type != "cdc":
         if frequency:
             raise validation_error(
@@ -140,27 +140,27 @@ def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> S
             )
         frequency = NON_CDC_FLOOR_FREQUENCY  # leaving CDC: PostHog clamps the cadence to the floor
 
-    if frequency is not None and FREQUENCY_SECONDS[frequency] != schema["sync_frequency_interval"]:
+    if frequency is not None and FREQUENCY_SECONDS[frequency] != schema.sync_frequency_interval:
         columns["sync_frequency_interval"] = FREQUENCY_SECONDS[frequency]
         change.reschedule = True
 
     if "sync_time_of_day" in data:
         raw = data["sync_time_of_day"]
         time_of_day = parse_time_of_day(raw) if raw is not None else None
-        if time_of_day != schema["sync_time_of_day"]:
+        if time_of_day != schema.sync_time_of_day:
             columns["sync_time_of_day"] = time_of_day
             change.reschedule = True
 
-    warehouse = source["access_method"] == "warehouse"
+    warehouse = source.access_method == "warehouse"
     if should_sync is True and warehouse and new_type is None:
         raise validation_error("Sync type must be set up first before enabling schema")
     resulting_pk = primary_key if "primary_key_columns" in data else stored_pk
-    if should_sync is True and not schema["should_sync"] and new_type == "cdc" and not resulting_pk:
+    if should_sync is True and not schema.should_sync and new_type == "cdc" and not resulting_pk:
         raise validation_error(
             f"CDC requires a primary key on table '{name}'. Add a primary key on the source table and retry."
         )
-    resulting_field = incremental_field if "incremental_field" in data else schema["incremental_field"]
-    will_sync = should_sync if should_sync is not None else bool(schema["should_sync"])
+    resulting_field = incremental_field if "incremental_field" in data else schema.incremental_field
+    will_sync = should_sync if should_sync is not None else bool(schema.should_sync)
     if will_sync and new_type in CURSOR_SYNC_TYPES and not resulting_field:
         raise validation_error(
             f"Table '{name}' needs an incremental_field for {new_type} sync: pick one of the candidates "
@@ -170,15 +170,15 @@ def plan(backend: Services, source: Row, schema: Row, data: dict[str, Any]) -> S
     if should_sync is not None:
         columns["should_sync"] = int(should_sync)
         change.reschedule = True
-        if not warehouse and should_sync != bool(schema["should_sync"]):
+        if not warehouse and should_sync != bool(schema.should_sync):
             # A direct source's enabled table is exposed live; disabling hides it (PostHog's direct engines).
             columns.update(
-                schema_records.live_table(schema["id"], name, schema["available_columns"])
+                schema_records.live_table(schema.id, name, schema.available_columns)
                 if should_sync
                 else schema_records.NO_TABLE
             )
 
-    if type_given and sync_type == "webhook" and sync_type != schema["sync_type"]:
+    if type_given and sync_type == "webhook" and sync_type != schema.sync_type:
         _ensure_webhook(backend, source, name)
     return change
 
@@ -196,8 +196,8 @@ def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_g
         )
 
 
-def _check_xmin(source: Row, name: str, primary_key: list[str] | None) -> None:
-    refusal = runnable.refusal(source["source_type"], "xmin", name, primary_key)
+def _check_xmin(source: SourceRecord, name: str, primary_key: list[str] | None) -> None:
+    refusal = runnable.refusal(source.source_type, "xmin", name, primary_key)
     if refusal:
         raise validation_error(refusal)
 
@@ -211,10 +211,10 @@ def apply(backend: Services, changes: list[SchemaChange]) -> None:
             backend.sync.schedule_changed(change.schema_id)
 
 
-def _check_enabled_columns(schema: Row, enabled_columns: list[str] | None) -> None:
+def _check_enabled_columns(schema: SchemaRecord, enabled_columns: list[str] | None) -> None:
     if enabled_columns is None:
         return
-    known = {column["name"] for column in json.loads(schema["available_columns"] or "[]")}
+    known = {column["name"] for column in schema.available_columns}
     unknown = sorted(column for column in enabled_columns if column not in known)
     if known and unknown:
         raise validation_error(
@@ -230,17 +230,17 @@ def _source_table(connector: WebhookConnector, config: dict[str, Any], name: str
         return None
 
 
-def _check_webhook_choice(backend: Services, source: Row, name: str, sync_type: str | None) -> None:
+def _check_webhook_choice(backend: Services, source: SourceRecord, name: str, sync_type: str | None) -> None:
     """Webhook-only tables take only `webhook`; `webhook` needs a source (and table) that sends them."""
-    connector = connector_access.webhook_connector(source["source_type"])
+    connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
         if sync_type == "webhook":
             raise validation_error(
-                f"{name} cannot be synced via webhooks: {source['source_type']} sources do not send webhooks. "
+                f"{name} cannot be synced via webhooks: {source.source_type} sources do not send webhooks. "
                 "Pick full_refresh, incremental or append."
             )
         return
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     table = _source_table(connector, config, name)
     if table is None:
         return
@@ -253,17 +253,17 @@ def _check_webhook_choice(backend: Services, source: Row, name: str, sync_type: 
         )
 
 
-def _ensure_webhook(backend: Services, source: Row, name: str) -> None:
+def _ensure_webhook(backend: Services, source: SourceRecord, name: str) -> None:
     """Switching a table to webhook sync registers the source's webhook when it has none yet.
 
     The webhook covers every webhook-capable table, so later switches need no new registration.
     """
     if webhooks.webhook_record(source) is not None:
         return
-    connector = connector_access.webhook_connector(source["source_type"])
+    connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
         return
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     try:
         tables = [table.name for table in connector.discover(config) if table.supports_webhooks]
     except SourceError:

@@ -7,7 +7,6 @@ Tables the payload leaves out are stored too, disabled, as PostHog's periodic di
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -202,7 +201,7 @@ def create_source(
             if plan.should_sync and not direct:
                 to_sync.append(schema_id)
             elif plan.should_sync:
-                columns = json.dumps(schema_records.available_columns(plan.table))
+                columns = schema_records.available_columns(plan.table)
                 schema_records.update(db, schema_id, schema_records.live_table(schema_id, plan.name, columns))
         # Tables the payload left out are known too (disabled), as PostHog's discovery adds them.
         for table in tables:

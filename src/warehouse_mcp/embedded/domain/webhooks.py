@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
@@ -18,25 +17,26 @@ from warehouse_mcp.embedded.connectors.base import SourceError, WebhookConnector
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import message_error
 from warehouse_mcp.embedded.store import schema_records, source_records
+from warehouse_mcp.embedded.store.schema_records import SchemaRecord
+from warehouse_mcp.embedded.store.source_records import SourceRecord
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
 
 logger = logging.getLogger(__name__)
 
-Row = sqlite3.Row
 
 NOT_SUPPORTED = "This source type does not support webhooks"
 
 
-def webhook_url(backend: Services, source: Row) -> str:
+def webhook_url(backend: Services, source: SourceRecord) -> str:
     """Where the source posts its events: the public URL when one is set, else the loopback server."""
     base = (backend.public_url or backend.connect_base_url()).rstrip("/")
-    return f"{base}/webhooks/{source['source_type'].lower()}/{source['id']}/"
+    return f"{base}/webhooks/{source.source_type.lower()}/{source.id}/"
 
 
-def webhook_record(source: Row) -> dict[str, Any] | None:
-    return json.loads(source["webhook"]) if source["webhook"] else None
+def webhook_record(source: SourceRecord) -> dict[str, Any] | None:
+    return source.webhook
 
 
 def webhook_fields(source_type: str) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def webhook_fields(source_type: str) -> list[dict[str, Any]]:
 
 def register(
     backend: Services,
-    source: Row,
+    source: SourceRecord,
     connector: WebhookConnector,
     tables: list[str],
     *,
@@ -58,12 +58,12 @@ def register(
     effort). `keep_on_failure` records the webhook even when the source refused it, so the user can
     add the endpoint by hand and give its signing secret with update_webhook_inputs.
     """
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     url = webhook_url(backend, source)
     registration = connector.register_webhook(config, url, tables)
     previous = webhook_record(source) or {}
     if registration.success or keep_on_failure:
-        secrets = backend.vault.decrypt(source["webhook_secret"]) or {}
+        secrets = backend.vault.decrypt(source.webhook_secret) or {}
         if registration.signing_secret:
             secrets["signing_secret"] = registration.signing_secret
         record = {
@@ -74,7 +74,7 @@ def register(
         with backend.store.transaction() as db:
             source_records.update(
                 db,
-                source["id"],
+                source.id,
                 {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)},
             )
         stale = previous.get("external_id")
@@ -88,13 +88,13 @@ def register(
     }
 
 
-def delete_for_destroyed_source(backend: Services, source: Row, config: dict[str, Any]) -> None:
+def delete_for_destroyed_source(backend: Services, source: SourceRecord, config: dict[str, Any]) -> None:
     """Best-effort removal of a deleted source's webhook at the source."""
     record = webhook_record(source)
     if not record or not record.get("external_id"):
         return
     try:
-        connector = connector_access.webhook_connector(source["source_type"])
+        connector = connector_access.webhook_connector(source.source_type)
     except Exception:
         return
     if connector is not None:
@@ -108,16 +108,16 @@ def _delete_at_source(connector: WebhookConnector, config: dict[str, Any], exter
         logger.warning("could not delete webhook %s at the source: %s", external_id, exc)
 
 
-def webhook_schemas(backend: Services, source_id: str) -> list[Row]:
+def webhook_schemas(backend: Services, source_id: str) -> list[SchemaRecord]:
     return [
         schema
         for schema in schema_records.of_source(backend.store, source_id)
-        if schema["sync_type"] == "webhook" and schema["should_sync"]
+        if schema.sync_type == "webhook" and schema.should_sync
     ]
 
 
-def require_webhook_connector(source: Row) -> WebhookConnector:
-    connector = connector_access.webhook_connector(source["source_type"])
+def require_webhook_connector(source: SourceRecord) -> WebhookConnector:
+    connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
         raise message_error(NOT_SUPPORTED)
     return connector
@@ -127,11 +127,11 @@ def is_secret_input(field: dict[str, Any]) -> bool:
     return forms.is_secret_field(field)
 
 
-def inputs_view(backend: Services, source: Row, record: dict[str, Any]) -> dict[str, Any]:
+def inputs_view(backend: Services, source: SourceRecord, record: dict[str, Any]) -> dict[str, Any]:
     """Each webhook input: `{"value": v}` when public, `{"secret": true}` when a secret is set (never its value)."""
-    secrets = backend.vault.decrypt(source["webhook_secret"]) or {}
+    secrets = backend.vault.decrypt(source.webhook_secret) or {}
     view: dict[str, Any] = {name: {"value": value} for name, value in (record.get("inputs") or {}).items()}
-    for field in webhook_fields(source["source_type"]):
+    for field in webhook_fields(source.source_type):
         if is_secret_input(field) and secrets.get(field["name"]):
             view[field["name"]] = {"secret": True}
     return view

@@ -29,11 +29,11 @@ def check_cdc_prerequisites_for_source(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    if source["source_type"] not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
+    if source.source_type not in CDC_SOURCE_TYPES:
+        raise message_error(f"CDC is not supported for source type: {source.source_type}")
     data = request_context.body(request)
     mode = cdc_mode(data)
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     # PostHog names the stored source, not the engine, when it cannot reach it.
     return _prerequisites(config, [], mode, data, "Could not connect to source to check prerequisites: ")
 
@@ -43,13 +43,13 @@ def cdc_status(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    if source["source_type"] not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source['source_type']}")
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    if source.source_type not in CDC_SOURCE_TYPES:
+        raise message_error(f"CDC is not supported for source type: {source.source_type}")
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     if not config.get("cdc_enabled"):
         return request_context.json_response({"enabled": False})
-    slot = config.get("cdc_slot_name") or default_slot_name(source["id"])
-    publication = config.get("cdc_publication_name") or default_publication_name(source["id"])
+    slot = config.get("cdc_slot_name") or default_slot_name(source.id)
+    publication = config.get("cdc_publication_name") or default_publication_name(source.id)
     try:
         from warehouse_mcp.embedded.connectors import postgres  # on use: the driver is heavy
 

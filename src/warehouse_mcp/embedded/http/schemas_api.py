@@ -30,7 +30,7 @@ def retrieve(request: Request) -> Response:
     backend = request_context.backend(request)
     team_id = request_context.team_id(request)
     schema = schema_records.get(backend.store, team_id, request_context.path_id(request))
-    source = source_records.get(backend.store, team_id, schema["source_id"])
+    source = source_records.get(backend.store, team_id, schema.source_id)
     return request_context.json_response(serializers.schema_json(schema, source))
 
 
@@ -38,11 +38,11 @@ def partial_update(request: Request) -> Response:
     backend = request_context.backend(request)
     team_id = request_context.team_id(request)
     schema = schema_records.get(backend.store, team_id, request_context.path_id(request))
-    source = source_records.get(backend.store, team_id, schema["source_id"])
+    source = source_records.get(backend.store, team_id, schema.source_id)
     change = schema_updates.plan(backend, source, schema, request_context.body(request))
     schema_updates.apply(backend, [change])
     return request_context.json_response(
-        serializers.schema_json(schema_records.get(backend.store, team_id, schema["id"]))
+        serializers.schema_json(schema_records.get(backend.store, team_id, schema.id))
     )
 
 
@@ -52,13 +52,13 @@ def destroy(request: Request) -> Response:
     schema = schema_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    backend.sync.cancel(schema["id"])
+    backend.sync.cancel(schema.id)
     with backend.store.transaction() as db:
-        schema_records.soft_delete(db, schema["id"])
+        schema_records.soft_delete(db, schema.id)
     try:
-        backend.sync.delete_data(schema["id"])
+        backend.sync.delete_data(schema.id)
     except Exception:
-        logger.exception("could not drop the synced table of deleted schema %s", schema["id"])
+        logger.exception("could not drop the synced table of deleted schema %s", schema.id)
     return request_context.empty_response(204)
 
 
@@ -67,7 +67,7 @@ def cancel(request: Request) -> Response:
     schema = schema_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    outcome = backend.sync.cancel(schema["id"])
+    outcome = backend.sync.cancel(schema.id)
     if outcome is None:
         raise ErrorAnswer(400, {"detail": "No running sync to cancel."})
     if outcome == "settled":
@@ -81,16 +81,16 @@ def delete_data(request: Request) -> Response:
     backend = request_context.backend(request)
     team_id = request_context.team_id(request)
     schema = schema_records.get(backend.store, team_id, request_context.path_id(request))
-    source = source_records.get(backend.store, team_id, schema["source_id"])
-    if source["access_method"] == "direct":
+    source = source_records.get(backend.store, team_id, schema.source_id)
+    if source.access_method == "direct":
         # Nothing was copied: as PostHog, the live table is hidden and the schema disabled.
         with backend.store.transaction() as db:
-            schema_records.update(db, schema["id"], {"should_sync": 0, **schema_records.NO_TABLE})
+            schema_records.update(db, schema.id, {"should_sync": 0, **schema_records.NO_TABLE})
         return request_context.empty_response()
     from warehouse_mcp.embedded.sync.scheduler import WarehouseBusyError
 
     try:
-        backend.sync.delete_data(schema["id"])
+        backend.sync.delete_data(schema.id)
     except WarehouseBusyError as exc:
         raise message_error(str(exc), 409) from None
     return request_context.empty_response()
@@ -102,7 +102,7 @@ def reload(request: Request) -> Response:
     schema = schema_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    backend.sync.request_sync(schema["id"])
+    backend.sync.request_sync(schema.id)
     return request_context.empty_response()
 
 
@@ -112,7 +112,7 @@ def resync(request: Request) -> Response:
     schema = schema_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    backend.sync.request_sync(schema["id"], reset_cursor=True)
+    backend.sync.request_sync(schema.id, reset_cursor=True)
     return request_context.empty_response()
 
 
@@ -121,15 +121,15 @@ def incremental_fields(request: Request) -> Response:
     backend = request_context.backend(request)
     team_id = request_context.team_id(request)
     schema = schema_records.get(backend.store, team_id, request_context.path_id(request))
-    source = source_records.get(backend.store, team_id, schema["source_id"])
-    connector = connector_access.connector(source["source_type"])
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    source = source_records.get(backend.store, team_id, schema.source_id)
+    connector = connector_access.connector(source.source_type)
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     connector_access.check_credentials(connector, config)
     tables = connector_access.discover(connector, config)
-    table = next((table for table in tables if table.name == schema["name"]), None)
+    table = next((table for table in tables if table.name == schema.name), None)
     if table is None:
         raise message_error(
-            f"Could not discover schema {schema['name']}. The connection may be missing SELECT or schema access "
+            f"Could not discover schema {schema.name}. The connection may be missing SELECT or schema access "
             "privileges, or discovery may not support this relation type. Check that the relation exists, restore "
             "read privileges, or expose it as a supported table or view, then try again."
         )
@@ -139,7 +139,7 @@ def incremental_fields(request: Request) -> Response:
             "incremental_available": table.supports_incremental,
             "append_available": table.supports_append,
             "cdc_available": table.cdc_available if schema_updates.cdc_enabled(source) else None,
-            "xmin_available": serializers.xmin_available(source["source_type"]),
+            "xmin_available": serializers.xmin_available(source.source_type),
             "full_refresh_available": not table.webhook_only,
             "supports_webhooks": table.supports_webhooks,
             "webhook_only": table.webhook_only,

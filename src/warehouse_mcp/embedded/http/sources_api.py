@@ -39,7 +39,7 @@ from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
 from warehouse_mcp.embedded.http import cdc_api, request_context
 from warehouse_mcp.embedded.store import schema_records, source_records
-from warehouse_mcp.embedded.store.source_records import source_config
+from warehouse_mcp.embedded.store.source_records import SourceRecord, source_config
 from warehouse_mcp.models import (
     DEFAULT_FREQUENCY,
     FREQUENCY_SECONDS,
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Row = sqlite3.Row
 
 JOBS_LIMIT = 50
 BULK_UPDATE_FIELDS = (
@@ -69,9 +68,9 @@ BULK_UPDATE_FIELDS = (
 )
 
 
-def source_answer(backend: EmbeddedBackend, source: Row) -> dict[str, Any]:
-    schemas = schema_records.of_source(backend.store, source["id"])
-    return serializers.source_json(source, schemas, source_records.last_run_at(backend.store, source["id"]))
+def source_answer(backend: EmbeddedBackend, source: SourceRecord) -> dict[str, Any]:
+    schemas = schema_records.of_source(backend.store, source.id)
+    return serializers.source_json(source, schemas, source_records.last_run_at(backend.store, source.id))
 
 
 def _source_type(data: dict[str, Any]) -> str:
@@ -89,12 +88,12 @@ def list_sources(request: Request) -> Response:
     count, rows = source_records.page(
         backend.store, request_context.team_id(request), request.query_params.get("search"), limit, offset
     )
-    schemas = schema_records.of_sources(backend.store, [row["id"] for row in rows])
+    schemas = schema_records.of_sources(backend.store, [row.id for row in rows])
     results = [
         serializers.source_json(
             row,
-            schemas[row["id"]],
-            source_records.last_run_at(backend.store, row["id"]),
+            schemas[row.id],
+            source_records.last_run_at(backend.store, row.id),
             include_columns=False,
         )
         for row in rows
@@ -137,25 +136,25 @@ def partial_update(request: Request) -> Response:
     source = source_records.get(backend.store, team_id, request_context.path_id(request))
     data = request_context.body(request)
     access_method = data.get("access_method")
-    if access_method is not None and access_method != source["access_method"]:
+    if access_method is not None and access_method != source.access_method:
         raise validation_error("Access method cannot be changed. Create a new source instead.")
     changes: dict[str, Any] = {}
     if "description" in data:
         changes["description"] = fields.optional_str(data, "description", max_length=400)
     direct_query_enabled = fields.optional_bool(data, "direct_query_enabled")
-    if direct_query_enabled is not None and source["access_method"] != AccessMethod.direct:
+    if direct_query_enabled is not None and source.access_method != AccessMethod.direct:
         changes["direct_query_enabled"] = int(direct_query_enabled)  # PostHog ignores it on direct sources
     refresh = False
-    if source["access_method"] == AccessMethod.direct:
+    if source.access_method == AccessMethod.direct:
         # For direct sources the prefix is the source's name; warehouse prefixes never change.
-        prefix = data.get("prefix", source["prefix"])
+        prefix = data.get("prefix", source.prefix)
         if not (isinstance(prefix, str) and prefix.strip()):
             raise validation_error("Name is required for direct query sources")
         changes["prefix"] = prefix.strip()
     if "job_inputs" in data:
         incoming = fields.optional_dict(data, "job_inputs") or {}
-        source_type = source["source_type"]
-        existing = source_config(backend.store, backend.vault, source["id"])
+        source_type = source.source_type
+        existing = source_config(backend.store, backend.vault, source.id)
         merged = merge_job_inputs(source_type, existing, incoming)
         config = connector_access.only_form_fields(source_type, merged)
         try:
@@ -168,22 +167,22 @@ def partial_update(request: Request) -> Response:
         except connector_access.SourceRefused as refused:  # PATCH answers DRF's shape
             raise validation_error(str(refused)) from None
         if forms.truthy(existing.get("cdc_enabled")) and not forms.truthy(config.get("cdc_enabled")):
-            _drop_cdc_slot(backend, source["id"], existing)
+            _drop_cdc_slot(backend, source.id, existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
             backend.vault, source_type, config
         )
         # A direct source queries the schema it names: another schema means another table list.
         refresh = (
-            source["access_method"] == AccessMethod.direct
+            source.access_method == AccessMethod.direct
             and "schema" in incoming
             and (str(incoming.get("schema") or "") != str(existing.get("schema") or ""))
         )
     if refresh:
         with backend.store.transaction() as db:
-            source_records.update(db, source["id"], changes)
-        _refresh_tables(backend, source_records.get(backend.store, team_id, source["id"]))
+            source_records.update(db, source.id, changes)
+        _refresh_tables(backend, source_records.get(backend.store, team_id, source.id))
         changes = {}
-    return _save_and_answer(backend, team_id, source["id"], changes)
+    return _save_and_answer(backend, team_id, source.id, changes)
 
 
 def _save_and_answer(
@@ -202,15 +201,15 @@ def destroy(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    config = source_config(backend.store, backend.vault, source["id"])
-    _drop_cdc_slot(backend, source["id"], config)
+    config = source_config(backend.store, backend.vault, source.id)
+    _drop_cdc_slot(backend, source.id, config)
     with backend.store.transaction() as db:
-        source_records.soft_delete(db, source["id"])
+        source_records.soft_delete(db, source.id)
     webhooks.delete_for_destroyed_source(backend, source, config)
     try:
-        backend.sync.drop_source(source["id"])
+        backend.sync.drop_source(source.id)
     except Exception:
-        logger.exception("could not drop the synced tables of deleted source %s", source["id"])
+        logger.exception("could not drop the synced tables of deleted source %s", source.id)
     return request_context.empty_response(204)
 
 
@@ -244,7 +243,7 @@ def bulk_update_schemas(request: Request) -> Response:
     ids = [_schema_update_id(update, index) for index, update in enumerate(updates)]
     if len(set(ids)) != len(ids):
         raise validation_error("Schema updates must contain unique ids")
-    rows = {schema["id"]: schema for schema in schema_records.of_source(backend.store, source["id"])}
+    rows = {schema.id: schema for schema in schema_records.of_source(backend.store, source.id)}
     if any(schema_id not in rows for schema_id in ids):
         raise validation_error("One or more schemas could not be found for this source")
     changes = [
@@ -281,13 +280,13 @@ def reload(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    if source["access_method"] == AccessMethod.direct:
+    if source.access_method == AccessMethod.direct:
         return refresh_schemas(request)
-    for schema in schema_records.of_source(backend.store, source["id"]):
-        if schema["should_sync"]:
-            backend.sync.request_sync(schema["id"])
+    for schema in schema_records.of_source(backend.store, source.id):
+        if schema.should_sync:
+            backend.sync.request_sync(schema.id)
     with backend.store.transaction() as db:
-        source_records.update(db, source["id"], {"status": "Running"})
+        source_records.update(db, source.id, {"status": "Running"})
     return request_context.empty_response()
 
 
@@ -302,15 +301,15 @@ def refresh_schemas(request: Request) -> Response:
     return request_context.json_response(_refresh_tables(backend, source))
 
 
-def _refresh_tables(backend: EmbeddedBackend, source: Row) -> dict[str, int]:
-    connector = connector_access.connector(source["source_type"])
-    config = source_config(backend.store, backend.vault, source["id"])
-    direct = source["access_method"] == AccessMethod.direct
+def _refresh_tables(backend: EmbeddedBackend, source: SourceRecord) -> dict[str, int]:
+    connector = connector_access.connector(source.source_type)
+    config = source_config(backend.store, backend.vault, source.id)
+    direct = source.access_method == AccessMethod.direct
     try:
         tables = connector_access.discover(connector, config, direct=direct)
     except connector_access.SourceRefused as refused:  # PostHog's classified words, never the raw error
         raise message_error(connector_access.refresh_error_message(SourceError(str(refused)))) from None
-    existing = {schema["name"]: schema for schema in schema_records.of_source(backend.store, source["id"])}
+    existing = {schema.name: schema for schema in schema_records.of_source(backend.store, source.id)}
     seen = {table.name for table in tables}
     added = deleted = 0
     rescheduled: list[str] = []
@@ -325,33 +324,33 @@ def _refresh_tables(backend: EmbeddedBackend, source: Row) -> dict[str, int]:
                 "available_columns": json.dumps(schema_records.available_columns(table)),
                 "description": table.description,
             }
-            if not schema["primary_key_columns"] and table.primary_keys:
+            if not schema.primary_key_columns and table.primary_keys:
                 refreshed["primary_key_columns"] = json.dumps(table.primary_keys)
-            schema_records.update(db, schema["id"], refreshed)
+            schema_records.update(db, schema.id, refreshed)
         for name, schema in existing.items():
             if name in seen:
                 continue
-            if schema["table_id"] is None and not schema["should_sync"]:
-                schema_records.soft_delete(db, schema["id"])
+            if schema.table_id is None and not schema.should_sync:
+                schema_records.soft_delete(db, schema.id)
                 deleted += 1
             else:  # keep the user's choice and the data it holds, visibly off
-                hidden = schema_records.NO_TABLE if source["access_method"] == AccessMethod.direct else {}
-                schema_records.update(db, schema["id"], {"should_sync": 0, "status": "Completed", **hidden})
-                rescheduled.append(schema["id"])
+                hidden = schema_records.NO_TABLE if source.access_method == AccessMethod.direct else {}
+                schema_records.update(db, schema.id, {"should_sync": 0, "status": "Completed", **hidden})
+                rescheduled.append(schema.id)
     for schema_id in rescheduled:
         backend.sync.schedule_changed(schema_id)
     return {"added": added, "deleted": deleted, "total_tables_seen": len(tables)}
 
 
-def _add_discovered(db: sqlite3.Connection, source: Row, table: TableInfo) -> None:
-    restored = schema_records.last_deleted(db, source["id"], table.name)
+def _add_discovered(db: sqlite3.Connection, source: SourceRecord, table: TableInfo) -> None:
+    restored = schema_records.last_deleted(db, source.id, table.name)
     if restored is not None:
-        schema_records.restore(db, restored["id"], table)
+        schema_records.restore(db, restored.id, table)
         return
     schema_records.insert(
         db,
-        team_id=source["team_id"],
-        source_id=source["id"],
+        team_id=source.team_id,
+        source_id=source.id,
         name=table.name,
         table=table,
         primary_key_columns=table.primary_keys or None,
@@ -371,7 +370,7 @@ def revenue_analytics_config(request: Request) -> Response:
     invoiceless = fields.optional_bool(data, "include_invoiceless_charges")
     if invoiceless is not None:
         changes["revenue_include_invoiceless"] = int(invoiceless)
-    return _save_and_answer(backend, team_id, source["id"], changes)
+    return _save_and_answer(backend, team_id, source.id, changes)
 
 
 def jobs(request: Request) -> Response:
@@ -383,10 +382,8 @@ def jobs(request: Request) -> Response:
     after = _timestamp_param(request, "after")
     before = _timestamp_param(request, "before")
     results: list[dict[str, Any]] = []
-    for job in source_records.recent_jobs(
-        backend.store, source["id"], request.query_params.getlist("schemas")
-    ):
-        created = _parse_timestamp(job["created_at"])
+    for job in source_records.recent_jobs(backend.store, source.id, request.query_params.getlist("schemas")):
+        created = _parse_timestamp(job.created_at)
         if (after and created <= after) or (before and created >= before):
             continue
         results.append(serializers.job_json(job))
@@ -423,10 +420,9 @@ def connections(request: Request) -> Response:
     return request_context.json_response(
         [
             {
-                "id": row["id"],
-                "prefix": row["prefix"],
-                "engine": serializers.loads(row["connection_metadata"], {}).get("engine")
-                or engines[row["source_type"]],
+                "id": row.id,
+                "prefix": row.prefix,
+                "engine": row.connection_metadata.get("engine") or engines[row.source_type],
             }
             for row in rows
         ]
@@ -578,9 +574,9 @@ def _auto_register_webhook(
     switched: list[tuple[str, bool]] = []
     with backend.store.transaction() as db:
         for schema in schema_records.of_source(backend.store, source_id):
-            if schema["name"] in capable:
-                schema_records.update(db, schema["id"], {"sync_type": "webhook", "should_sync": 1})
-                switched.append((schema["id"], bool(schema["should_sync"])))
+            if schema.name in capable:
+                schema_records.update(db, schema.id, {"sync_type": "webhook", "should_sync": 1})
+                switched.append((schema.id, bool(schema.should_sync)))
     for schema_id, was_enabled in switched:
         if was_enabled:
             backend.sync.schedule_changed(schema_id)

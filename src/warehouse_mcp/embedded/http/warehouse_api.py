@@ -34,11 +34,11 @@ def tables(request: Request) -> Response:
         origin = origins.get(table["name"])
         if origin is not None:
             table |= {
-                "schema_id": origin["id"],
-                "source_id": origin["source_id"],
-                "source_type": origin["source_type"],
-                "source_table": origin["name"],
-                "last_synced_at": origin["last_synced_at"],
+                "schema_id": origin.id,
+                "source_id": origin.source_id,
+                "source_type": origin.source_type,
+                "source_table": origin.name,
+                "last_synced_at": origin.last_synced_at,
             }
         results.append(table)
     return request_context.json_response({"results": results, "count": len(results)})

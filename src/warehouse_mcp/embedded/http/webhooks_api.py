@@ -38,7 +38,7 @@ def webhook_info(request: Request) -> Response:
     source = source_records.get(
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
-    connector = connector_access.webhook_connector(source["source_type"])
+    connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
         return request_context.json_response(
             {
@@ -62,24 +62,24 @@ def webhook_info(request: Request) -> Response:
                 "missing_events": [],
             }
         )
-    schemas = webhook_schemas(backend, source["id"])
+    schemas = webhook_schemas(backend, source.id)
     external_status: Any = None
     missing_events: list[str] = []
     status_of = getattr(connector, "webhook_status", None)
     if record.get("external_id") and callable(status_of):
         try:
-            config = source_records.source_config(backend.store, backend.vault, source["id"])
-            status = status_of(config, record["external_id"], [schema["name"] for schema in schemas])
+            config = source_records.source_config(backend.store, backend.vault, source.id)
+            status = status_of(config, record["external_id"], [schema.name for schema in schemas])
             external_status = status.get("external_status")
             missing_events = list(status.get("missing_events") or [])
         except SourceError as exc:
-            logger.info("webhook status of source %s unavailable: %s", source["id"], exc)
+            logger.info("webhook status of source %s unavailable: %s", source.id, exc)
     return request_context.json_response(
         {
             "supports_webhooks": True,
             "exists": True,
             "webhook_url": record.get("url") or webhook_url(backend, source),
-            "schema_mapping": {schema["name"]: schema["id"] for schema in schemas},
+            "schema_mapping": {schema.name: schema.id for schema in schemas},
             "inputs": inputs_view(backend, source, record),
             "external_status": external_status,
             "missing_events": missing_events,
@@ -93,11 +93,11 @@ def create_webhook(request: Request) -> Response:
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     connector = require_webhook_connector(source)
-    config = source_records.source_config(backend.store, backend.vault, source["id"])
+    config = source_records.source_config(backend.store, backend.vault, source.id)
     try:
         capable = [table.name for table in connector.discover(config) if table.supports_webhooks]
     except SourceError as exc:
-        logger.info("create_webhook: discovery failed for source %s: %s", source["id"], exc)
+        logger.info("create_webhook: discovery failed for source %s: %s", source.id, exc)
         raise message_error("Failed to load source configuration or schemas") from None
     result = register(backend, source, connector, capable, keep_on_failure=True)
     return request_context.json_response(result)
@@ -112,7 +112,7 @@ def update_webhook_inputs(request: Request) -> Response:
     inputs = request_context.body(request).get("inputs", {})
     if not inputs or not isinstance(inputs, dict):
         raise message_error("No inputs provided")
-    fields = {field["name"]: field for field in webhook_fields(source["source_type"])}
+    fields = {field["name"]: field for field in webhook_fields(source.source_type)}
     invalid = sorted(set(inputs) - set(fields))
     if invalid:
         raise message_error(f"Invalid input keys: {', '.join(invalid)}")
@@ -126,7 +126,7 @@ def update_webhook_inputs(request: Request) -> Response:
     record = webhook_record(source)
     if record is None:
         raise message_error("No webhook function found for this source. Create a webhook first.")
-    secrets = backend.vault.decrypt(source["webhook_secret"]) or {}
+    secrets = backend.vault.decrypt(source.webhook_secret) or {}
     public = dict(record.get("inputs") or {})
     for name, value in inputs.items():
         if is_secret_input(fields[name]):
@@ -137,7 +137,7 @@ def update_webhook_inputs(request: Request) -> Response:
     with backend.store.transaction() as db:
         source_records.update(
             db,
-            source["id"],
+            source.id,
             {"webhook": json.dumps(record), "webhook_secret": backend.vault.encrypt(secrets)},
         )
     return request_context.json_response({"success": True})
@@ -149,7 +149,7 @@ def delete_webhook(request: Request) -> Response:
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     connector = require_webhook_connector(source)
-    in_use = [schema["name"] for schema in webhook_schemas(backend, source["id"])]
+    in_use = [schema.name for schema in webhook_schemas(backend, source.id)]
     if in_use:
         raise message_error(
             f"Cannot delete webhook while tables are using webhook sync: {', '.join(in_use)}. "
@@ -159,7 +159,7 @@ def delete_webhook(request: Request) -> Response:
     external_deleted = False
     error = None
     if record and record.get("external_id"):
-        config = source_records.source_config(backend.store, backend.vault, source["id"])
+        config = source_records.source_config(backend.store, backend.vault, source.id)
         try:
             external_deleted = connector.delete_webhook(config, record["external_id"])
         except SourceError as exc:
@@ -168,7 +168,7 @@ def delete_webhook(request: Request) -> Response:
             error = f"Failed to delete the webhook at the source: {exc} Remove the endpoint in the source's dashboard."
             logger.warning("could not delete webhook %s at the source: %s", record["external_id"], exc)
     with backend.store.transaction() as db:
-        source_records.update(db, source["id"], {"webhook": None, "webhook_secret": None})
+        source_records.update(db, source.id, {"webhook": None, "webhook_secret": None})
     return request_context.json_response(
         {"success": True, "external_deleted": external_deleted, "error": error}
     )

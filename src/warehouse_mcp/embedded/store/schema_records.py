@@ -5,37 +5,126 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
 
-Row = sqlite3.Row
+
+@dataclass(frozen=True)
+class SchemaRecord:
+    """A schemas row, JSON decoded (`sync_cursor` stays the stored text: the sync compares and sets it)."""
+
+    id: str
+    team_id: int
+    source_id: str
+    name: str
+    label: str | None
+    description: str | None
+    should_sync: bool
+    sync_type: str | None
+    incremental_field: str | None
+    incremental_field_type: str | None
+    sync_frequency_interval: int | None  # seconds; None = never
+    sync_time_of_day: str | None
+    primary_key_columns: list[str] | None
+    cdc_table_mode: str
+    enabled_columns: list[str] | None  # None = all
+    available_columns: list[dict[str, Any]]  # [{name, data_type, is_nullable}]
+    status: str | None
+    latest_error: str | None
+    last_synced_at: str | None
+    sync_cursor: str | None
+    table_id: str | None
+    table_name: str | None
+    table_row_count: int | None
+    table_columns: list[dict[str, Any]] | None  # [{name, type}] as landed
+    next_sync_at: str | None
+    created_at: str
+    updated_at: str
+    deleted: bool
+    deleted_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SchemaRecord:
+        return cls(
+            id=row["id"],
+            team_id=row["team_id"],
+            source_id=row["source_id"],
+            name=row["name"],
+            label=row["label"],
+            description=row["description"],
+            should_sync=bool(row["should_sync"]),
+            sync_type=row["sync_type"],
+            incremental_field=row["incremental_field"],
+            incremental_field_type=row["incremental_field_type"],
+            sync_frequency_interval=row["sync_frequency_interval"],
+            sync_time_of_day=row["sync_time_of_day"],
+            primary_key_columns=_decoded(row["primary_key_columns"], None),
+            cdc_table_mode=row["cdc_table_mode"],
+            enabled_columns=_decoded(row["enabled_columns"], None),
+            available_columns=_decoded(row["available_columns"], []),
+            status=row["status"],
+            latest_error=row["latest_error"],
+            last_synced_at=row["last_synced_at"],
+            sync_cursor=row["sync_cursor"],
+            table_id=row["table_id"],
+            table_name=row["table_name"],
+            table_row_count=row["table_row_count"],
+            table_columns=_decoded(row["table_columns"], None),
+            next_sync_at=row["next_sync_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            deleted=bool(row["deleted"]),
+            deleted_at=row["deleted_at"],
+        )
 
 
-def find(store: Store, team_id: int, schema_id: str) -> Row | None:
-    return store.query_one(
+@dataclass(frozen=True)
+class SyncedTable:
+    """A live schema that landed a warehouse table, and where it came from."""
+
+    id: str
+    name: str
+    source_id: str
+    table_name: str
+    last_synced_at: str | None
+    source_type: str
+
+
+def _decoded(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+def _records(rows: list[sqlite3.Row]) -> list[SchemaRecord]:
+    return [SchemaRecord.from_row(row) for row in rows]
+
+
+def find(store: Store, team_id: int, schema_id: str) -> SchemaRecord | None:
+    row = store.query_one(
         "SELECT * FROM schemas WHERE id = ? AND team_id = ? AND deleted = 0", (schema_id, team_id)
     )
+    return None if row is None else SchemaRecord.from_row(row)
 
 
-def get(store: Store, team_id: int, schema_id: str) -> Row:
+def get(store: Store, team_id: int, schema_id: str) -> SchemaRecord:
     row = find(store, team_id, schema_id)
     if row is None:
         raise RowNotFound("Not found.")
     return row
 
 
-def of_source(store: Store, source_id: str) -> list[Row]:
+def of_source(store: Store, source_id: str) -> list[SchemaRecord]:
     """The source's live schemas, ordered by name."""
-    return store.query(
-        "SELECT * FROM schemas WHERE source_id = ? AND deleted = 0 ORDER BY name", (source_id,)
+    return _records(
+        store.query("SELECT * FROM schemas WHERE source_id = ? AND deleted = 0 ORDER BY name", (source_id,))
     )
 
 
-def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[Row]]:
+def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[SchemaRecord]]:
     """`of_source` for many sources in one query."""
-    grouped: dict[str, list[Row]] = {source_id: [] for source_id in source_ids}
+    grouped: dict[str, list[SchemaRecord]] = {source_id: [] for source_id in source_ids}
     if not source_ids:
         return grouped
     rows = store.query(
@@ -43,12 +132,14 @@ def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[Row]]:
         "ORDER BY name",
         tuple(source_ids),
     )
-    for row in rows:
-        grouped[row["source_id"]].append(row)
+    for record in _records(rows):
+        grouped[record.source_id].append(record)
     return grouped
 
 
-def page(store: Store, team_id: int, search: str | None, limit: int, offset: int) -> tuple[int, list[Row]]:
+def page(
+    store: Store, team_id: int, search: str | None, limit: int, offset: int
+) -> tuple[int, list[SchemaRecord]]:
     """Newest first; `search` matches the name (case-insensitive)."""
     where = "schemas.team_id = ? AND schemas.deleted = 0 AND sources.deleted = 0"
     params: list[Any] = [team_id]
@@ -61,10 +152,10 @@ def page(store: Store, team_id: int, search: str | None, limit: int, offset: int
         f"SELECT schemas.* {joined} WHERE {where} ORDER BY schemas.created_at DESC, schemas.name LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
-    return count, rows
+    return count, _records(rows)
 
 
-def synced_tables(store: Store, team_id: int) -> dict[str, Row]:
+def synced_tables(store: Store, team_id: int) -> dict[str, SyncedTable]:
     """The project's live schemas that landed a warehouse table, by that table's name."""
     rows = store.query(
         "SELECT s.id, s.name, s.source_id, s.table_name, s.last_synced_at, src.source_type FROM schemas s "
@@ -72,7 +163,7 @@ def synced_tables(store: Store, team_id: int) -> dict[str, Row]:
         "AND src.team_id = ?",
         (team_id,),
     )
-    return {row["table_name"]: row for row in rows}
+    return {row["table_name"]: SyncedTable(**dict(row)) for row in rows}
 
 
 def available_columns(table: TableInfo) -> list[dict[str, Any]]:
@@ -146,14 +237,14 @@ def soft_delete(db: sqlite3.Connection, schema_id: str) -> None:
     )
 
 
-def last_deleted(db: sqlite3.Connection, source_id: str, name: str) -> Row | None:
+def last_deleted(db: sqlite3.Connection, source_id: str, name: str) -> SchemaRecord | None:
     """The most recently soft-deleted schema of that name, the one a reappearing table brings back."""
-    row: Row | None = db.execute(
+    row: sqlite3.Row | None = db.execute(
         "SELECT * FROM schemas WHERE source_id = ? AND name = ? AND deleted = 1 "
         "ORDER BY updated_at DESC, created_at DESC LIMIT 1",
         (source_id, name),
     ).fetchone()
-    return row
+    return None if row is None else SchemaRecord.from_row(row)
 
 
 def restore(db: sqlite3.Connection, schema_id: str, table: TableInfo) -> None:
@@ -180,8 +271,8 @@ NO_TABLE: dict[str, Any] = {
 }
 
 
-def live_table(schema_id: str, name: str, available_columns_json: str | None) -> dict[str, Any]:
-    columns = json.loads(available_columns_json or "[]")
+def live_table(schema_id: str, name: str, columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table columns (to write) of a direct source's schema with these `available_columns`."""
     return {
         "table_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"warehouse-mcp:direct:{schema_id}")),
         "table_name": name,

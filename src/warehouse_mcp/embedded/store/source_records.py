@@ -10,22 +10,98 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 
-Row = sqlite3.Row
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A sources row, JSON decoded. The secret half of the job inputs stays out (see `source_config`);
+    `webhook_secret` is the vault ciphertext."""
+
+    id: str
+    team_id: int
+    source_type: str
+    prefix: str | None
+    description: str | None
+    created_via: str
+    access_method: str
+    direct_query_enabled: bool
+    status: str
+    job_inputs: dict[str, Any]  # the non-sensitive keys only
+    connection_metadata: dict[str, Any]
+    revenue_enabled: bool
+    revenue_include_invoiceless: bool
+    webhook: dict[str, Any] | None  # {external_id, url, inputs}
+    webhook_secret: bytes | None
+    created_by: str | None
+    created_at: str
+    updated_at: str
+    deleted: bool
+    deleted_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SourceRecord:
+        return cls(
+            id=row["id"],
+            team_id=row["team_id"],
+            source_type=row["source_type"],
+            prefix=row["prefix"],
+            description=row["description"],
+            created_via=row["created_via"],
+            access_method=row["access_method"],
+            direct_query_enabled=bool(row["direct_query_enabled"]),
+            status=row["status"],
+            job_inputs=_decoded(row["job_inputs"], {}),
+            connection_metadata=_decoded(row["connection_metadata"], {}),
+            revenue_enabled=bool(row["revenue_enabled"]),
+            revenue_include_invoiceless=bool(row["revenue_include_invoiceless"]),
+            webhook=_decoded(row["webhook"], None),
+            webhook_secret=row["webhook_secret"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            deleted=bool(row["deleted"]),
+            deleted_at=row["deleted_at"],
+        )
 
 
-def find(store: Store, team_id: int, source_id: str) -> Row | None:
-    return store.query_one(
+@dataclass(frozen=True)
+class JobRecord:
+    """A jobs row with the columns of its schema the job list shows."""
+
+    id: str
+    schema_id: str
+    status: str
+    rows_synced: int
+    latest_error: str | None
+    workflow_run_id: str | None
+    created_by: str | None
+    created_at: str
+    finished_at: str | None
+    schema_name: str
+    schema_label: str | None
+    schema_should_sync: bool
+    schema_last_synced_at: str | None
+    schema_sync_type: str | None
+
+
+def _decoded(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+def find(store: Store, team_id: int, source_id: str) -> SourceRecord | None:
+    row = store.query_one(
         "SELECT * FROM sources WHERE id = ? AND team_id = ? AND deleted = 0", (source_id, team_id)
     )
+    return None if row is None else SourceRecord.from_row(row)
 
 
-def get(store: Store, team_id: int, source_id: str) -> Row:
+def get(store: Store, team_id: int, source_id: str) -> SourceRecord:
     """The team's live source; RowNotFound when there is none."""
     row = find(store, team_id, source_id)
     if row is None:
@@ -33,7 +109,9 @@ def get(store: Store, team_id: int, source_id: str) -> Row:
     return row
 
 
-def page(store: Store, team_id: int, search: str | None, limit: int, offset: int) -> tuple[int, list[Row]]:
+def page(
+    store: Store, team_id: int, search: str | None, limit: int, offset: int
+) -> tuple[int, list[SourceRecord]]:
     """Newest first; `search` matches prefix, source type or description (case-insensitive)."""
     where = "team_id = ? AND deleted = 0"
     params: list[Any] = [team_id]
@@ -46,17 +124,18 @@ def page(store: Store, team_id: int, search: str | None, limit: int, offset: int
         f"SELECT * FROM sources WHERE {where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
-    return count, rows
+    return count, [SourceRecord.from_row(row) for row in rows]
 
 
-def direct_connections(store: Store, team_id: int, source_types: tuple[str, ...]) -> list[Row]:
+def direct_connections(store: Store, team_id: int, source_types: tuple[str, ...]) -> list[SourceRecord]:
     """Sources queried in place: direct ones, and synced ones with `direct_query_enabled`, newest first."""
-    return store.query(
+    rows = store.query(
         "SELECT * FROM sources WHERE team_id = ? AND deleted = 0 "
         "AND (access_method = 'direct' OR direct_query_enabled = 1) "
         f"AND source_type IN ({', '.join('?' for _ in source_types)}) ORDER BY created_at DESC",
         (team_id, *source_types),
     )
+    return [SourceRecord.from_row(row) for row in rows]
 
 
 def source_config(store: Store, vault: Vault, source_id: str) -> dict[str, Any]:
@@ -161,7 +240,7 @@ def last_run_at(store: Store, source_id: str) -> str | None:
     return row["created_at"] if row else None
 
 
-def recent_jobs(store: Store, source_id: str, schema_names: list[str]) -> Iterator[Row]:
+def recent_jobs(store: Store, source_id: str, schema_names: list[str]) -> Iterator[JobRecord]:
     """The source's jobs, newest first (read lazily), each with its schema's columns as `schema_*`."""
     sql = (
         "SELECT jobs.*, schemas.name AS schema_name, schemas.label AS schema_label, "
@@ -173,4 +252,20 @@ def recent_jobs(store: Store, source_id: str, schema_names: list[str]) -> Iterat
     if schema_names:
         sql += f" AND schemas.name IN ({', '.join('?' for _ in schema_names)})"
         params += schema_names
-    yield from store.connection().execute(sql + " ORDER BY jobs.created_at DESC", tuple(params))
+    for row in store.connection().execute(sql + " ORDER BY jobs.created_at DESC", tuple(params)):
+        yield JobRecord(
+            id=row["id"],
+            schema_id=row["schema_id"],
+            status=row["status"],
+            rows_synced=row["rows_synced"],
+            latest_error=row["latest_error"],
+            workflow_run_id=row["workflow_run_id"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            schema_name=row["schema_name"],
+            schema_label=row["schema_label"],
+            schema_should_sync=bool(row["schema_should_sync"]),
+            schema_last_synced_at=row["schema_last_synced_at"],
+            schema_sync_type=row["schema_sync_type"],
+        )
