@@ -8,7 +8,9 @@ decrypted (flat keys as the wizard form names them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -150,3 +152,27 @@ class WebhookConnector(Connector, Protocol):
     ) -> WebhookRegistration: ...
 
     def delete_webhook(self, config: Mapping[str, Any], external_id: str) -> bool: ...
+
+
+_abort_hooks: ContextVar[list[Callable[[], None]] | None] = ContextVar("read_abort_hooks", default=None)
+
+
+def watch_aborts(hooks: list[Callable[[], None]]) -> None:
+    """Collect in `hooks` what `on_abort` registers in this context (a read running on another thread):
+    the owner calls them to stop a read it abandons while the read is blocked at the source."""
+    _abort_hooks.set(hooks)
+
+
+@contextlib.contextmanager
+def on_abort(hook: Callable[[], None]) -> Iterator[None]:
+    """While inside, `hook` stops this read if its owner abandons it (see `watch_aborts`)."""
+    hooks = _abort_hooks.get()
+    if hooks is None:
+        yield
+        return
+    hooks.append(hook)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            hooks.remove(hook)

@@ -4,21 +4,35 @@ connectorx reads the result over MySQL's binary protocol and builds Arrow batche
 TLS for MySQL, so it serves plain connections only (mysql.py keeps PyMySQL for TLS). connectorx aborts
 (a Rust panic) on values it cannot represent, so the query must select them in forms it reads
 exactly (mysql.py's `select_expression`: decimals as text, zero dates as NULL, geometry as bytes).
+
+connectorx holds the GIL while it waits for the server, which would freeze this whole process (the
+scheduler, the API, a cancel) behind a slow or locked source table. So the read runs in a child
+process (`python -m` this module, like ssh_tunnel.py's: exec'd, never a fork of this threaded process)
+that gets its settings on stdin (never in its arguments or environment) and streams the batches back
+on its stdout as Arrow IPC. The parent's pipe reads release the GIL; stopping the read kills the child;
+the child (mysql_read_process.py) dies with its parent (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
 
+from warehouse_mcp.embedded.connectors import mysql_read_process
 from warehouse_mcp.embedded.connectors.arrow_conform import conform_batch
-from warehouse_mcp.embedded.connectors.base import SourceError
+from warehouse_mcp.embedded.connectors.base import SourceError, on_abort
 
 INVALID_PREFIX = "_wmcp_invalid_"  # an extra selected column: the text of a value that must fail the read
-_SESSION_SETUP = ["SET time_zone = '+00:00'"]  # TIMESTAMP values arrive in UTC
+_ERROR_LIMIT = 64 * 1024  # bytes of the child's stderr kept for the error message
 
 
 def read_query(
@@ -40,8 +54,6 @@ def read_query(
     Columns named INVALID_PREFIX + name after the schema's hold, where not NULL, a value of column
     `name` that cannot land: `invalid(name, value)` is raised for the first one.
     """
-    import connectorx
-
     url = (
         f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(database, safe='')}"
     )
@@ -52,28 +64,57 @@ def read_query(
             text = text.replace(secret, "********")
         return scrub(text)
 
+    def failed(detail: str) -> SourceError:
+        return SourceError(f"Reading '{qualified}' failed: {clean(detail)}")
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", mysql_read_process.__name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    errors = bytearray()
+    drain = threading.Thread(
+        target=_drain, args=(child.stderr, errors), name="mysql-read-stderr", daemon=True
+    )
+    drain.start()
     try:
-        reader = connectorx.read_sql(
-            url,
-            query,
-            return_type="arrow_stream",
-            # connectorx keeps several batches of its own in flight: half-size batches cut the sync's
-            # peak RSS by ~40 MB at 1,000,000 rows (README, Performance) at no cost in speed.
-            batch_size=max(1, batch_rows // 2),
-            pre_execution_query=_SESSION_SETUP,
-        )
-        for batch in reader:
-            checked = _drop_invalid_checks(batch, schema, invalid)
-            for offset in range(0, checked.num_rows, batch_rows):
-                yield conform_batch(checked.slice(offset, batch_rows), schema, qualified)
-    except SourceError:
-        raise
-    except Exception as error:
-        raise SourceError(f"Reading '{qualified}' failed: {clean(str(error))}") from None
-    except BaseException as error:  # a Rust panic (pyo3's PanicException derives from BaseException)
-        if type(error).__name__ != "PanicException":
-            raise
-        raise SourceError(f"Reading '{qualified}' failed: {clean(str(error))}") from None
+        with on_abort(child.kill):
+            with contextlib.suppress(BrokenPipeError):  # a child that died at once: its stderr says why
+                request = {
+                    "url": url,
+                    "query": query,
+                    # connectorx keeps several batches of its own in flight: half-size batches cut the
+                    # sync's peak RSS by ~40 MB at 1,000,000 rows (README, Performance) at no cost in speed.
+                    "batch_size": max(1, batch_rows // 2),
+                    "parent": os.getpid(),
+                }
+                child.stdin.write(json.dumps(request).encode() + b"\n")
+                child.stdin.close()
+            try:
+                reader = pa.ipc.open_stream(child.stdout, memory_pool=pa.system_memory_pool())
+                for batch in reader:
+                    checked = _drop_invalid_checks(batch, schema, invalid)
+                    for offset in range(0, checked.num_rows, batch_rows):
+                        yield conform_batch(checked.slice(offset, batch_rows), schema, qualified)
+            except (pa.ArrowInvalid, OSError) as error:
+                child.wait()
+                drain.join()
+                raise failed(errors.decode(errors="replace").strip() or str(error)) from None
+            if child.wait() != 0:
+                drain.join()
+                raise failed(errors.decode(errors="replace").strip() or f"exit status {child.returncode}")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+def _drain(stream: Any, into: bytearray) -> None:
+    for chunk in iter(lambda: stream.read(4096), b""):
+        into.extend(chunk[: max(0, _ERROR_LIMIT - len(into))])
+    stream.close()
 
 
 def _drop_invalid_checks(

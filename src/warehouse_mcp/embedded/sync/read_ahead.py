@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
+from warehouse_mcp.embedded.connectors.base import watch_aborts
+
 T = TypeVar("T")
 
 DEFAULT_DEPTH = 1
@@ -65,6 +67,8 @@ def read_ahead(
 
     # The reader sees the job's context: its SSH tunnel scope, so the read shares the job's one tunnel.
     context = contextvars.copy_context()
+    aborts: list[Callable[[], None]] = []
+    context.run(watch_aborts, aborts)
     reader = threading.Thread(target=context.run, args=(produce,), name="sync-read-ahead", daemon=True)
     reader.start()
     try:
@@ -82,5 +86,8 @@ def read_ahead(
             yield item
     finally:
         stop.set()
-        # A reader blocked in the source (a slow network) finishes on its own; don't hang a cancel on it.
+        # A read blocked at the source is stopped if it can be (MySQL's read process is killed); else it
+        # finishes on its own: don't hang a cancel on it.
+        for abort in list(aborts):
+            abort()
         reader.join(_JOIN_SECONDS)
