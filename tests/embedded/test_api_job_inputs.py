@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import DomainError
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
+from warehouse_mcp.embedded.http.errors import domain_answer
 
 PG: dict[str, Any] = {
     "host": "db.example.com",
@@ -26,10 +27,11 @@ PG: dict[str, Any] = {
 
 
 def refused(source_type: str, existing: dict[str, Any], incoming: dict[str, Any]) -> str:
-    with pytest.raises(ErrorAnswer) as caught:
+    with pytest.raises(DomainError) as caught:
         merge_job_inputs(source_type, existing, incoming)
-    assert caught.value.status == 400 and caught.value.body["type"] == "validation_error"
-    return str(caught.value.body["detail"])
+    answer = domain_answer(caught.value)
+    assert answer.status == 400 and answer.body["type"] == "validation_error"
+    return str(answer.body["detail"])
 
 
 def test_an_omitted_or_empty_secret_keeps_the_stored_one() -> None:

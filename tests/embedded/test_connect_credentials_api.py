@@ -14,7 +14,8 @@ from tests.conftest import CANARY_PASSWORD, Database
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.domain import credentials
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import DomainError
+from warehouse_mcp.embedded.http.errors import ErrorAnswer, domain_answer
 
 SOURCES = "/api/projects/@current/external_data_sources"
 
@@ -183,10 +184,11 @@ def test_take_stored_credential_explains_what_is_wrong(backend: EmbeddedBackend)
     store, vault = backend.store, backend.vault
 
     def refusal(team_id: int, credential_id: str, source_type: str) -> ErrorAnswer:
-        with pytest.raises(ErrorAnswer) as refused:
+        with pytest.raises(DomainError) as refused:
             credentials.take_stored_credential(store, vault, team_id, credential_id, source_type)
-        assert refused.value.status == 400
-        return refused.value
+        answer = domain_answer(refused.value)
+        assert answer.status == 400
+        return answer
 
     assert refusal(1, credential, "MySQL").body == {
         "message": f"Stored credential '{credential}' is for 'Postgres', not 'MySQL'"

@@ -21,8 +21,9 @@ from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError
 from warehouse_mcp.embedded.domain import credentials
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import DomainError
 from warehouse_mcp.embedded.http import connect_page
+from warehouse_mcp.embedded.http.errors import domain_answer
 
 pytestmark = pytest.mark.postgres
 
@@ -254,12 +255,13 @@ def test_the_page_refuses_what_only_a_posthog_backend_can_do(
 def test_store_credentials_and_the_page_share_one_check(
     backend: EmbeddedBackend, postgres_db: Database
 ) -> None:
-    with pytest.raises(ErrorAnswer) as wrong:
+    with pytest.raises(DomainError) as wrong:
         credentials.store_credential(
             backend.store, backend.vault, TEAM, "Postgres", {**postgres_db.config, "password": WRONG_PASSWORD}
         )
-    assert wrong.value.status == 400
-    assert WRONG_PASSWORD not in str(wrong.value.body)
+    answer = domain_answer(wrong.value)
+    assert answer.status == 400
+    assert WRONG_PASSWORD not in str(answer.body)
     stored = credentials.store_credential(backend.store, backend.vault, TEAM, "Postgres", postgres_db.config)
     assert stored["source_type"] == "Postgres"
 

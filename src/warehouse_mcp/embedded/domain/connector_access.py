@@ -1,4 +1,4 @@
-"""Calling connectors from the domain: their failures become `SourceRefused`, a 400 answer.
+"""Calling connectors from the domain: their failures become `SourceRefused` (a `Refused`, answered 400).
 
 Custom actions answer it as it is (`{"message": ...}`); standard CRUD (PATCH) turns it into DRF's
 validation error where it catches it.
@@ -10,14 +10,11 @@ from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import Connector, SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import Refused
 
 
-class SourceRefused(ErrorAnswer):
-    """The source, or its form, refused a config: `{"message": ...}` with status 400."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(400, {"message": message})
+class SourceRefused(Refused):
+    """The source, or its form, refused a config (answered as `{"message": ...}` with status 400)."""
 
 
 def connector(source_type: str) -> Connector:

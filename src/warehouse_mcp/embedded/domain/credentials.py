@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import Connector
 from warehouse_mcp.embedded.domain import connector_access
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.domain.errors import DomainError, Refused
 from warehouse_mcp.embedded.store import Store, utcnow
 from warehouse_mcp.embedded.store import credentials as credential_records
 from warehouse_mcp.embedded.store.credentials import ConnectToken
@@ -41,31 +41,31 @@ MAX_TOKEN_CHARS = 200
 def connector_or_error(source_type: str | None) -> Connector:
     """The embedded connector for `source_type`, or the API error that explains why there is none."""
     if not source_type:
-        raise message_error("Missing required parameter: source_type")
+        raise Refused("Missing required parameter: source_type")
     if not registry.is_known(source_type):
-        raise message_error(f"Unknown source_type '{source_type}'")
+        raise Refused(f"Unknown source_type '{source_type}'")
     return connector_access.connector(source_type)
 
 
 def check_credential(source_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Validate `payload` as `source_type`'s config, then against the live source; return the config to store.
 
-    Only the form's fields are kept. Raises ErrorAnswer 400 with the form's or the source's message, which
+    Only the form's fields are kept. Raises a DomainError (answered 400) with the form's or the source's message, which
     never holds a secret: connectors word SourceError without them, and anything else is reported by
     its kind only.
     """
     connector = connector_or_error(source_type)
     if not isinstance(payload, Mapping):
-        raise message_error("'payload' must be an object of the source's connection fields")
+        raise Refused("'payload' must be an object of the source's connection fields")
     config = connector_access.only_form_fields(source_type, _strip_public_strings(source_type, dict(payload)))
     connector_access.check_config(source_type, config)
     try:
         connector_access.check_credentials(connector, config)
-    except ErrorAnswer:
+    except DomainError:
         raise
     except Exception as exc:
         logger.warning("credential check for %s failed unexpectedly: %s", source_type, type(exc).__name__)
-        raise message_error(
+        raise Refused(
             f"Could not check the credentials against the {source_type} source ({type(exc).__name__}). "
             "Check the connection details and try again."
         ) from None
@@ -119,12 +119,10 @@ def take_stored_credential(
     """The payload of an unexpired stored credential of this team and type (does not delete it)."""
     found = credential_records.live_credential_secret(store, team_id, str(credential_id), utcnow())
     if found is None:
-        raise message_error(f"Stored credential '{credential_id}' not found or expired")
+        raise Refused(f"Stored credential '{credential_id}' not found or expired")
     stored_type, payload_secret = found
     if stored_type != source_type:
-        raise message_error(
-            f"Stored credential '{credential_id}' is for '{stored_type}', not '{source_type}'"
-        )
+        raise Refused(f"Stored credential '{credential_id}' is for '{stored_type}', not '{source_type}'")
     payload = vault.decrypt(payload_secret)
     return dict(payload or {})
 

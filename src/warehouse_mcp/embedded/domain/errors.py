@@ -1,102 +1,74 @@
-"""API errors of the embedded backend, in the two shapes PostHog answers with.
+"""The domain's errors: what was wrong, in the domain's words.
 
-Standard CRUD answers DRF's shape `{"type", "code", "detail", "attr"}`; most custom actions answer
-`{"message": ...}`. Handlers raise `ErrorAnswer`; the app turns it into the JSON response.
+`http/errors.py` answers them in PostHog's shapes (DRF's `{"type", "code", "detail", "attr"}` for `Invalid`
+and `NotFound`, a custom action's `{"message"}` for `Refused` and `Conflict`); nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-ErrorType = Literal[
-    "validation_error", "invalid_request", "authentication_error", "throttled_error", "server_error"
-]
+from typing import Any
 
 
-class ErrorAnswer(Exception):
-    """An error answer: `status` plus the JSON `body` to send."""
+class DomainError(Exception):
+    """A request the rules refuse; `message` says what was wrong and how to fix it."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("detail") or body.get("message") or f"HTTP {status}")
-        self.status = status
-        self.body = body
-
-
-def drf_error(
-    status: int, error_type: ErrorType, detail: str, code: str = "invalid", attr: str | None = None
-) -> ErrorAnswer:
-    return ErrorAnswer(status, {"type": error_type, "code": code, "detail": detail, "attr": attr})
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-def validation_error(detail: str, attr: str | None = None, code: str | None = None) -> ErrorAnswer:
-    """400 in DRF shape: a field (`attr`, path joined with `__`) or the whole request is invalid.
+class Invalid(DomainError):
+    """The request breaks a rule, as a whole or in one `field` (its path joined with `__`).
 
-    A rule about the whole request answers PostHog's `invalid_input`; a field's own check `invalid`.
+    `code` names the broken rule (DRF's: "required", "invalid_choice", …); without one, a field's own
+    check is "invalid" and a rule about the whole request "invalid_input", as PostHog answers.
     """
-    return drf_error(400, "validation_error", detail, code or ("invalid" if attr else "invalid_input"), attr)
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code or ("invalid" if field else "invalid_input")
 
 
-def message_error(message: str, status: int = 400) -> ErrorAnswer:
-    """The `{"message": ...}` shape of custom actions."""
-    return ErrorAnswer(status, {"message": message})
+class NotFound(DomainError):
+    def __init__(self, message: str = "Not found.") -> None:
+        super().__init__(message)
 
 
-def not_found() -> ErrorAnswer:
-    return drf_error(404, "invalid_request", "Not found.", "not_found")
+class Refused(DomainError):
+    """An action cannot be done as asked (a source refused it, a setting does not allow it, …)."""
 
 
-def method_not_allowed(method: str) -> ErrorAnswer:
-    return drf_error(405, "invalid_request", f'Method "{method}" not allowed.', "method_not_allowed")
-
-
-def parse_error(reason: str) -> ErrorAnswer:
-    return drf_error(400, "invalid_request", f"JSON parse error - {reason}", "parse_error")
-
-
-def not_authenticated() -> ErrorAnswer:
-    return drf_error(
-        401, "authentication_error", "Authentication credentials were not provided.", "not_authenticated"
-    )
-
-
-def authentication_failed() -> ErrorAnswer:
-    return drf_error(401, "authentication_error", "Invalid personal API key.", "authentication_failed")
-
-
-def server_error() -> ErrorAnswer:
-    return drf_error(500, "server_error", "A server error occurred.", "error")
+class Conflict(Refused):
+    """An action cannot be done now because of the state something is in."""
 
 
 # DRF's field-level validation messages, so clients that parse them see the familiar wording.
-def required(attr: str) -> ErrorAnswer:
-    return validation_error("This field is required.", attr, "required")
+def required(field: str) -> Invalid:
+    return Invalid("This field is required.", field, "required")
 
 
-def invalid_choice(value: Any, attr: str) -> ErrorAnswer:
-    return validation_error(f'"{value}" is not a valid choice.', attr, "invalid_choice")
+def invalid_choice(value: Any, field: str) -> Invalid:
+    return Invalid(f'"{value}" is not a valid choice.', field, "invalid_choice")
 
 
-def not_a_dict(value: Any, attr: str) -> ErrorAnswer:
-    return validation_error(
-        f'Expected a dictionary of items but got type "{type(value).__name__}".', attr, "not_a_dict"
+def not_a_dict(value: Any, field: str) -> Invalid:
+    return Invalid(
+        f'Expected a dictionary of items but got type "{type(value).__name__}".', field, "not_a_dict"
     )
 
 
-def not_a_list(value: Any, attr: str) -> ErrorAnswer:
-    return validation_error(
-        f'Expected a list of items but got type "{type(value).__name__}".', attr, "not_a_list"
-    )
+def not_a_list(value: Any, field: str) -> Invalid:
+    return Invalid(f'Expected a list of items but got type "{type(value).__name__}".', field, "not_a_list")
 
 
-def not_a_string(attr: str) -> ErrorAnswer:
-    return validation_error("Not a valid string.", attr, "invalid")
+def not_a_string(field: str) -> Invalid:
+    return Invalid("Not a valid string.", field, "invalid")
 
 
-def not_a_boolean(attr: str) -> ErrorAnswer:
-    return validation_error("Must be a valid boolean.", attr, "invalid")
+def not_a_boolean(field: str) -> Invalid:
+    return Invalid("Must be a valid boolean.", field, "invalid")
 
 
-def too_long(attr: str, max_length: int) -> ErrorAnswer:
-    return validation_error(
-        f"Ensure this field has no more than {max_length} characters.", attr, "max_length"
-    )
+def too_long(field: str, max_length: int) -> Invalid:
+    return Invalid(f"Ensure this field has no more than {max_length} characters.", field, "max_length")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from warehouse_mcp.embedded.domain.errors import (
+    Invalid,
     invalid_choice,
     not_a_boolean,
     not_a_dict,
     not_a_list,
     not_a_string,
     too_long,
-    validation_error,
 )
 
 
@@ -42,7 +42,7 @@ def choice(
 ) -> str:
     value = data.get(name, default)
     if value is None:
-        raise validation_error("This field may not be null.", name, "null")
+        raise Invalid("This field may not be null.", name, "null")
     if value not in choices:
         raise invalid_choice(value, name)
     return str(value)

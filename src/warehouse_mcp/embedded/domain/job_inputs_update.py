@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms
-from warehouse_mcp.embedded.domain.errors import validation_error
+from warehouse_mcp.embedded.domain.errors import Invalid
 
 CONNECTION_TARGET_FIELDS = ("host", "instance_url")
 SSH_TARGET_FIELDS = ("enabled", "host", "port")
@@ -41,8 +41,8 @@ def merge_job_inputs(source_type: str, existing: dict[str, Any], incoming: dict[
         existing, incoming, sensitive - CREATION_ONLY_SECRETS
     ):
         if tunnel_changed:
-            raise validation_error("Changing the SSH tunnel requires re-entering your database credentials.")
-        raise validation_error("Changing the connection host requires re-entering your credentials.")
+            raise Invalid("Changing the SSH tunnel requires re-entering your database credentials.")
+        raise Invalid("Changing the connection host requires re-entering your credentials.")
 
     for key in sensitive:
         if existing.get(key) and not incoming.get(key):
@@ -108,7 +108,7 @@ def _merge_tunnel(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     old_auth = old.get("auth") or old.get("auth_type") or {}
     new_auth = new.get("auth") or new.get("auth_type") or {}
     if host_changed and not new_auth:
-        raise validation_error("Changing the SSH tunnel host requires re-entering your SSH credentials.")
+        raise Invalid("Changing the SSH tunnel host requires re-entering your SSH credentials.")
     if not new_auth:
         merged["auth"] = {**old_auth}
         return merged

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.domain import connector_access, fields, serializers, webhooks
-from warehouse_mcp.embedded.domain.errors import validation_error
+from warehouse_mcp.embedded.domain.errors import Invalid
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.schema_records import SchemaRecord
 from warehouse_mcp.embedded.store.source_records import SourceRecord
@@ -64,7 +64,7 @@ def parse_time_of_day(value: Any) -> str:
     try:
         return datetime.strptime(str(value), "%H:%M:%S").time().isoformat()
     except ValueError:
-        raise validation_error("Invalid sync time of day") from None
+        raise Invalid("Invalid sync time of day") from None
 
 
 def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: dict[str, Any]) -> SchemaChange:
@@ -88,7 +88,7 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
 
     if "enabled_columns" in data:
         if enabled_columns is not None and not serializers.supports_column_selection(source.source_type):
-            raise validation_error("Column selection is not supported for this source type.")
+            raise Invalid("Column selection is not supported for this source type.")
         _check_enabled_columns(schema, enabled_columns)
         columns["enabled_columns"] = json.dumps(enabled_columns) if enabled_columns is not None else None
 
@@ -98,7 +98,7 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
         if sync_type == "xmin":
             _check_xmin(source, name, primary_key or stored_pk)
         if sync_type == "cdc" and not cdc_enabled(source):
-            raise validation_error(
+            raise Invalid(
                 "CDC must be enabled on the source before selecting it as a sync type. Create the source with "
                 "cdc_enabled in its payload (Postgres only; check it first with check_cdc_prerequisites)."
             )
@@ -110,17 +110,17 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
             columns["cdc_table_mode"] = cdc_table_mode
         if primary_key:
             if stored_pk and primary_key != stored_pk and has_data:
-                raise validation_error(PK_CHANGE_AFTER_DATA)
+                raise Invalid(PK_CHANGE_AFTER_DATA)
             columns["primary_key_columns"] = json.dumps(primary_key)
         elif type_given and not stored_pk:
-            raise validation_error(
+            raise Invalid(
                 f"CDC requires a primary key on table '{name}'. "
                 "Provide primary_key_columns or refresh schema discovery to pick one up."
             )
     elif "primary_key_columns" in data:
         # Choosing a first primary key is allowed after data landed; replacing one is not.
         if new_type == "incremental" and stored_pk and primary_key != stored_pk and has_data:
-            raise validation_error(PK_CHANGE_AFTER_DATA)
+            raise Invalid(PK_CHANGE_AFTER_DATA)
         columns["primary_key_columns"] = json.dumps(primary_key) if primary_key is not None else None
 
     if "incremental_field" in data:
@@ -134,7 +134,7 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
     resulting_frequency = frequency or frequency_name(schema.sync_frequency_interval)
     if resulting_frequency == "1min" and new_type != "cdc":
         if frequency:
-            raise validation_error(
+            raise Invalid(
                 "A 1-minute sync frequency is only available for CDC schemas. "
                 "The fastest frequency for other sync types is 5 minutes."
             )
@@ -153,16 +153,16 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
 
     warehouse = source.access_method == "warehouse"
     if should_sync is True and warehouse and new_type is None:
-        raise validation_error("Sync type must be set up first before enabling schema")
+        raise Invalid("Sync type must be set up first before enabling schema")
     resulting_pk = primary_key if "primary_key_columns" in data else stored_pk
     if should_sync is True and not schema.should_sync and new_type == "cdc" and not resulting_pk:
-        raise validation_error(
+        raise Invalid(
             f"CDC requires a primary key on table '{name}'. Add a primary key on the source table and retry."
         )
     resulting_field = incremental_field if "incremental_field" in data else schema.incremental_field
     will_sync = should_sync if should_sync is not None else bool(schema.should_sync)
     if will_sync and new_type in CURSOR_SYNC_TYPES and not resulting_field:
-        raise validation_error(
+        raise Invalid(
             f"Table '{name}' needs an incremental_field for {new_type} sync: pick one of the candidates "
             "incremental_fields lists for this schema.",
             "incremental_field",
@@ -190,7 +190,7 @@ def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_g
         return
     unappliable = [name for name in CURSOR_CONFIG_FIELDS if name in data and data.get(name) is not None]
     if unappliable:
-        raise validation_error(
+        raise Invalid(
             f"{', '.join(unappliable)} cannot be applied to a schema with sync type {new_type or 'not set'} "
             "on its own. Include sync_type in the same request to change the sync type."
         )
@@ -199,7 +199,7 @@ def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_g
 def _check_xmin(source: SourceRecord, name: str, primary_key: list[str] | None) -> None:
     refusal = runnable.refusal(source.source_type, "xmin", name, primary_key)
     if refusal:
-        raise validation_error(refusal)
+        raise Invalid(refusal)
 
 
 def apply(backend: Services, changes: list[SchemaChange]) -> None:
@@ -217,7 +217,7 @@ def _check_enabled_columns(schema: SchemaRecord, enabled_columns: list[str] | No
     known = {column["name"] for column in schema.available_columns}
     unknown = sorted(column for column in enabled_columns if column not in known)
     if known and unknown:
-        raise validation_error(
+        raise Invalid(
             f"Unknown columns in enabled_columns: {unknown}. "
             "Run refresh_schemas on the source to pick up new columns."
         )
@@ -235,7 +235,7 @@ def _check_webhook_choice(backend: Services, source: SourceRecord, name: str, sy
     connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
         if sync_type == "webhook":
-            raise validation_error(
+            raise Invalid(
                 f"{name} cannot be synced via webhooks: {source.source_type} sources do not send webhooks. "
                 "Pick full_refresh, incremental or append."
             )
@@ -245,9 +245,9 @@ def _check_webhook_choice(backend: Services, source: SourceRecord, name: str, sy
     if table is None:
         return
     if sync_type != "webhook" and table.webhook_only:
-        raise validation_error(f"{name} can only be synced via webhooks — pick the Webhook sync method.")
+        raise Invalid(f"{name} can only be synced via webhooks — pick the Webhook sync method.")
     if sync_type == "webhook" and not table.supports_webhooks:
-        raise validation_error(
+        raise Invalid(
             f"{name} cannot be synced via webhooks: the source sends no events for it. "
             "Pick full_refresh, incremental or append."
         )
@@ -270,7 +270,7 @@ def _ensure_webhook(backend: Services, source: SourceRecord, name: str) -> None:
         tables = [name]
     result = webhooks.register(backend, source, connector, tables or [name], keep_on_failure=False)
     if not result["success"]:
-        raise validation_error(
+        raise Invalid(
             f"Failed to register webhook on your source: {result['error'] or 'Unknown error'}. "
             "You can set up the webhook manually with create_webhook."
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.domain import connector_access, schema_updates
-from warehouse_mcp.embedded.domain.errors import message_error, validation_error
+from warehouse_mcp.embedded.domain.errors import Invalid, Refused
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
@@ -38,9 +38,9 @@ def check_prefix_format(prefix: str | None) -> None:
         return
     cleaned = prefix.strip("_")
     if not cleaned:
-        raise validation_error("Prefix cannot consist of only underscores")
+        raise Invalid("Prefix cannot consist of only underscores")
     if not PREFIX_PATTERN.match(cleaned):
-        raise validation_error(
+        raise Invalid(
             "Prefix must contain only letters, numbers, and underscores, and start with a letter or underscore"
         )
 
@@ -48,7 +48,7 @@ def check_prefix_format(prefix: str | None) -> None:
 def direct_name(prefix: Any) -> str:
     name = prefix.strip() if isinstance(prefix, str) else ""
     if not name:
-        raise message_error("Name is required for direct query sources")
+        raise Refused("Name is required for direct query sources")
     return name
 
 
@@ -58,7 +58,7 @@ def refuse_secret_refs(payload: dict[str, Any]) -> None:
         key for key, value in payload.items() if isinstance(value, dict) and "secretRef" in value
     )
     if offenders:
-        raise message_error(
+        raise Refused(
             f"Unresolved secret reference(s) for: {', '.join(offenders)}. These fields are still "
             "`{'secretRef': ...}` objects — PostHog cannot resolve them. Resolve the secret to its real "
             "value before calling (or collect credentials via data-warehouse-source-connect-link and pass "
@@ -73,7 +73,7 @@ def strip_strings(payload: dict[str, Any]) -> dict[str, Any]:
 def cdc_mode(data: dict[str, Any]) -> str:
     mode = data.get("cdc_management_mode") or "posthog"
     if mode not in ("posthog", "self_managed"):
-        raise message_error("cdc_management_mode must be 'posthog' or 'self_managed'.")
+        raise Refused("cdc_management_mode must be 'posthog' or 'self_managed'.")
     return str(mode)
 
 
@@ -125,15 +125,13 @@ def create_source(
     prefix = new.prefix or None
     if direct:
         if new.source_type not in DIRECT_ENGINES:
-            raise message_error(
-                "Direct query mode is currently supported only for Postgres and MySQL sources."
-            )
+            raise Refused("Direct query mode is currently supported only for Postgres and MySQL sources.")
         prefix = direct_name(new.prefix)
     else:
         check_prefix_format(prefix)
         conflict = source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
         if conflict:
-            raise message_error(conflict)
+            raise Refused(conflict)
 
     payload = strip_strings(new.payload)
     if checked is None:
@@ -166,7 +164,7 @@ def create_source(
             else source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
         )
         if conflict:
-            raise message_error(conflict)
+            raise Refused(conflict)
         source_records.insert(
             db,
             source_id=source_id,
@@ -224,11 +222,11 @@ def _schema_plans(
     given: Any, tables: list[TableInfo], *, source_type: str, cdc_on: bool, direct: bool
 ) -> list[SchemaPlan]:
     if not given or not isinstance(given, list):
-        raise message_error("Schemas not given")
+        raise Refused("Schemas not given")
     by_name = {table.name: table for table in tables}
     entries = [entry if isinstance(entry, dict) else {} for entry in given]
     if any(entry.get("name") not in by_name for entry in entries):
-        raise message_error("Schemas given do not exist in source")
+        raise Refused("Schemas given do not exist in source")
 
     def wants_cdc(entry: dict[str, Any]) -> bool:
         return entry.get("sync_type") == "cdc" and bool(entry.get("should_sync", False))
@@ -236,7 +234,7 @@ def _schema_plans(
     if not cdc_on:
         requested = sorted({entry["name"] for entry in entries if wants_cdc(entry)})
         if requested:
-            raise message_error(
+            raise Refused(
                 "CDC must be enabled on the source before selecting it as a sync type. "
                 f"The following schemas requested CDC: {', '.join(requested)}."
             )
@@ -249,7 +247,7 @@ def _schema_plans(
             }
         )
         if missing_pk:
-            raise message_error(
+            raise Refused(
                 "CDC requires a primary key on each table. "
                 f"The following tables have no primary key: {', '.join(missing_pk)}."
             )
@@ -261,7 +259,7 @@ def _schema_plans(
         for plan in plans.values():
             refusal = runnable.refusal(source_type, plan.sync_type, plan.name, plan.primary_key_columns)
             if refusal:
-                raise message_error(refusal)
+                raise Refused(refusal)
     return list(plans.values())
 
 
@@ -270,24 +268,24 @@ def _schema_plan(entry: dict[str, Any], table: TableInfo, *, direct: bool) -> Sc
     should_sync = bool(entry.get("should_sync", False))
     sync_type = entry.get("sync_type")
     if sync_type is not None and sync_type not in schema_updates.SYNC_TYPES:
-        raise message_error(
+        raise Refused(
             f"Unknown sync_type '{sync_type}' for schema '{name}'. Use one of: {', '.join(schema_updates.SYNC_TYPES)}."
         )
     field = entry.get("incremental_field")
     field_type = entry.get("incremental_field_type")
     if should_sync and sync_type in schema_updates.CURSOR_SYNC_TYPES:
         if field is None:
-            raise message_error("Incremental schemas given do not have an incremental field set")
+            raise Refused("Incremental schemas given do not have an incremental field set")
         if field_type is None:
-            raise message_error("Incremental schemas given do not have an incremental field type set")
+            raise Refused("Incremental schemas given do not have an incremental field type set")
     if field_type is not None and field_type not in schema_updates.FIELD_TYPES:
-        raise message_error(
+        raise Refused(
             f"Unknown incremental_field_type '{field_type}' for schema '{name}'. "
             f"Use one of: {', '.join(schema_updates.FIELD_TYPES)}."
         )
     cdc_table_mode = entry.get("cdc_table_mode") or "consolidated"
     if cdc_table_mode not in schema_updates.CDC_TABLE_MODES:
-        raise message_error(
+        raise Refused(
             f"Unknown cdc_table_mode '{cdc_table_mode}' for schema '{name}'. "
             f"Use one of: {', '.join(schema_updates.CDC_TABLE_MODES)}."
         )
@@ -296,9 +294,7 @@ def _schema_plan(entry: dict[str, Any], table: TableInfo, *, direct: bool) -> Sc
         try:
             time_of_day = schema_updates.parse_time_of_day(time_of_day)
         except Exception:
-            raise message_error(
-                f"Invalid sync time of day for schema '{name}': use HH:MM:SS (UTC)."
-            ) from None
+            raise Refused(f"Invalid sync time of day for schema '{name}': use HH:MM:SS (UTC).") from None
     enabled = entry.get("enabled_columns")
     enabled_columns = (
         [column for column in enabled if isinstance(column, str)] if isinstance(enabled, list) else None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import SourceError, WebhookConnector
 from warehouse_mcp.embedded.domain import connector_access
-from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.domain.errors import Refused
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.schema_records import SchemaRecord
 from warehouse_mcp.embedded.store.source_records import SourceRecord
@@ -119,7 +119,7 @@ def webhook_schemas(backend: Services, source_id: str) -> list[SchemaRecord]:
 def require_webhook_connector(source: SourceRecord) -> WebhookConnector:
     connector = connector_access.webhook_connector(source.source_type)
     if connector is None:
-        raise message_error(NOT_SUPPORTED)
+        raise Refused(NOT_SUPPORTED)
     return connector
 
 

@@ -26,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from warehouse_mcp.embedded.domain.errors import authentication_failed, not_authenticated, parse_error
 from warehouse_mcp.embedded.http import (
     cdc_api,
     connect_page,
@@ -131,9 +130,9 @@ def check_token(request: Request, expected: str) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise not_authenticated()
+        raise errors.not_authenticated()
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise authentication_failed()
+        raise errors.authentication_failed()
 
 
 async def parse_body(request: Request) -> object:
@@ -143,7 +142,7 @@ async def parse_body(request: Request) -> object:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise parse_error(str(exc)) from None
+        raise errors.parse_error(str(exc)) from None
 
 
 def _method(handler: Handler) -> Callable[[Any, Request], Any]:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
 from warehouse_mcp.embedded.domain import connector_access
-from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.domain.errors import Refused
 from warehouse_mcp.embedded.domain.source_creation import (
     CDC_SOURCE_TYPES,
     cdc_mode,
@@ -30,7 +30,7 @@ def check_cdc_prerequisites_for_source(request: Request) -> Response:
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     if source.source_type not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source.source_type}")
+        raise Refused(f"CDC is not supported for source type: {source.source_type}")
     data = request_context.body(request)
     mode = cdc_mode(data)
     config = source_records.source_config(backend.store, backend.vault, source.id)
@@ -44,7 +44,7 @@ def cdc_status(request: Request) -> Response:
         backend.store, request_context.team_id(request), request_context.path_id(request)
     )
     if source.source_type not in CDC_SOURCE_TYPES:
-        raise message_error(f"CDC is not supported for source type: {source.source_type}")
+        raise Refused(f"CDC is not supported for source type: {source.source_type}")
     config = source_records.source_config(backend.store, backend.vault, source.id)
     if not config.get("cdc_enabled"):
         return request_context.json_response({"enabled": False})
@@ -55,7 +55,7 @@ def cdc_status(request: Request) -> Response:
 
         live = postgres.cdc_status(config, slot, publication)
     except SourceError as exc:
-        raise message_error(f"Could not connect to source to read CDC status: {exc}") from None
+        raise Refused(f"Could not connect to source to read CDC status: {exc}") from None
     warning, critical = (
         config.get("cdc_lag_warning_threshold_mb"),
         config.get("cdc_lag_critical_threshold_mb"),
@@ -89,15 +89,13 @@ def lag_status(lag_bytes: int | None, warning_mb: Any, critical_mb: Any) -> str 
 def check_cdc_prerequisites(request: Request) -> Response:
     data = request_context.body(request)
     if data.get("source_type") not in CDC_SOURCE_TYPES:
-        raise message_error(
-            f"CDC prerequisite checks are only supported for {registry.names(CDC_SOURCE_TYPES)}."
-        )
+        raise Refused(f"CDC prerequisite checks are only supported for {registry.names(CDC_SOURCE_TYPES)}.")
     config = connector_access.only_form_fields(data["source_type"], data)
     connector_access.check_config(data["source_type"], config)
     mode = cdc_mode(data)
     tables = data.get("tables") or []
     if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
-        raise message_error("'tables' must be a list of table names (schema.table or table).")
+        raise Refused("'tables' must be a list of table names (schema.table or table).")
     return _prerequisites(config, tables, mode, data)
 
 
@@ -108,12 +106,12 @@ def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[Ta
     """Setup asked for CDC: the database must pass the prerequisite checks, or setup stops with every
     failure and the fix (the same checks as check_cdc_prerequisites)."""
     if source_type not in CDC_SOURCE_TYPES:
-        raise message_error(
+        raise Refused(
             f"CDC is only available for {registry.names(CDC_SOURCE_TYPES)} sources, not {source_type}."
         )
     names = [table.name for table in tables if table.primary_keys]
     if not names:
-        raise message_error("CDC needs tables with a primary key; none of this source's tables has one.")
+        raise Refused("CDC needs tables with a primary key; none of this source's tables has one.")
     try:
         from warehouse_mcp.embedded.connectors import postgres  # on use: the driver is heavy
 
@@ -125,9 +123,9 @@ def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[Ta
             config.get("cdc_publication_name") or None,
         )
     except SourceError as exc:
-        raise message_error(str(exc)) from None
+        raise Refused(str(exc)) from None
     if errors:
-        raise message_error(
+        raise Refused(
             "CDC was requested but the database is not ready for it: "
             + " ".join(errors)
             + " Fix these and retry, or set up the source without cdc_enabled."
@@ -151,5 +149,5 @@ def _prerequisites(
         text = str(exc)
         if text.startswith(CONNECT_FAILED):
             text = connect_failed + text.removeprefix(CONNECT_FAILED)
-        raise message_error(text) from None
+        raise Refused(text) from None
     return request_context.json_response({"valid": not errors, "errors": list(errors)})

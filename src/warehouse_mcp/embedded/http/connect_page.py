@@ -31,7 +31,7 @@ from warehouse_mcp.embedded.connectors import form_fields, forms, registry
 from warehouse_mcp.embedded.connectors.form_fields import FormField
 from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.credentials import ConnectBackend, LinkGone, connect_status, live_link
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer
+from warehouse_mcp.embedded.domain.errors import DomainError
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -128,7 +128,7 @@ class ConnectPage:
             return again(" ".join(submission.errors))
         try:
             config = credentials.check_credential(source_type, submission.config)
-        except ErrorAnswer as exc:
+        except DomainError as exc:
             return again(str(exc))
         try:
             metadata = credentials.complete_link(self.backend.store, self.backend.vault, link, config)

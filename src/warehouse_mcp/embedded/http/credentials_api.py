@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.domain import credentials
-from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.domain.errors import Refused
 from warehouse_mcp.embedded.http import request_context
 
 
@@ -32,7 +32,7 @@ def store_credentials(request: Request) -> Response:
     body = request_context.body(request)
     source_type = body.get("source_type")
     if not source_type or not isinstance(source_type, str):
-        raise message_error("Missing required parameter: source_type")
+        raise Refused("Missing required parameter: source_type")
     payload = body.get("payload")
     if payload is None:
         payload = {}

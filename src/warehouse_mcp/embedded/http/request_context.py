@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from warehouse_mcp.embedded.domain.errors import validation_error
+from warehouse_mcp.embedded.domain.errors import Invalid
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.backend import EmbeddedBackend
@@ -35,9 +35,7 @@ def body(request: Request) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise validation_error(
-            f"Invalid data. Expected a dictionary, but got {type(data).__name__}.", None, "invalid"
-        )
+        raise Invalid(f"Invalid data. Expected a dictionary, but got {type(data).__name__}.", None, "invalid")
     return data
 
 

@@ -8,8 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded.domain import connector_access, schema_updates, serializers
-from warehouse_mcp.embedded.domain.errors import ErrorAnswer, message_error
+from warehouse_mcp.embedded.domain.errors import Conflict, Refused
 from warehouse_mcp.embedded.http import request_context
+from warehouse_mcp.embedded.http.errors import ErrorAnswer
 from warehouse_mcp.embedded.store import schema_records, source_records
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def delete_data(request: Request) -> Response:
     try:
         backend.sync.delete_data(schema.id)
     except WarehouseBusyError as exc:
-        raise message_error(str(exc), 409) from None
+        raise Conflict(str(exc)) from None
     return request_context.empty_response()
 
 
@@ -128,7 +129,7 @@ def incremental_fields(request: Request) -> Response:
     tables = connector_access.discover(connector, config)
     table = next((table for table in tables if table.name == schema.name), None)
     if table is None:
-        raise message_error(
+        raise Refused(
             f"Could not discover schema {schema.name}. The connection may be missing SELECT or schema access "
             "privileges, or discovery may not support this relation type. Check that the relation exists, restore "
             "read privileges, or expose it as a supported table or view, then try again."

@@ -30,10 +30,10 @@ from warehouse_mcp.embedded.domain import (
     webhooks,
 )
 from warehouse_mcp.embedded.domain.errors import (
-    message_error,
+    Invalid,
+    Refused,
     not_a_list,
     required,
-    validation_error,
 )
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
@@ -137,7 +137,7 @@ def partial_update(request: Request) -> Response:
     data = request_context.body(request)
     access_method = data.get("access_method")
     if access_method is not None and access_method != source.access_method:
-        raise validation_error("Access method cannot be changed. Create a new source instead.")
+        raise Invalid("Access method cannot be changed. Create a new source instead.")
     changes: dict[str, Any] = {}
     if "description" in data:
         changes["description"] = fields.optional_str(data, "description", max_length=400)
@@ -149,7 +149,7 @@ def partial_update(request: Request) -> Response:
         # For direct sources the prefix is the source's name; warehouse prefixes never change.
         prefix = data.get("prefix", source.prefix)
         if not (isinstance(prefix, str) and prefix.strip()):
-            raise validation_error("Name is required for direct query sources")
+            raise Invalid("Name is required for direct query sources")
         changes["prefix"] = prefix.strip()
     if "job_inputs" in data:
         incoming = fields.optional_dict(data, "job_inputs") or {}
@@ -165,7 +165,7 @@ def partial_update(request: Request) -> Response:
                 # so a source whose database is gone can still give up its slot drop and be deleted.
                 connector_access.check_credentials(connector, config)
         except connector_access.SourceRefused as refused:  # PATCH answers DRF's shape
-            raise validation_error(str(refused)) from None
+            raise Invalid(str(refused)) from None
         if forms.truthy(existing.get("cdc_enabled")) and not forms.truthy(config.get("cdc_enabled")):
             _drop_cdc_slot(backend, source.id, existing)
         changes["job_inputs"], changes["job_inputs_secret"] = source_records.encode_config(
@@ -221,7 +221,7 @@ def _drop_cdc_slot(backend: EmbeddedBackend, source_id: str, config: dict[str, A
     try:
         cdc_slots.drop_if_managed(source_id, config)
     except SourceError as exc:
-        raise message_error(str(exc)) from None
+        raise Refused(str(exc)) from None
     backend.sync.forget_cdc_snapshots(source_id)
 
 
@@ -239,13 +239,13 @@ def bulk_update_schemas(request: Request) -> Response:
     if not isinstance(updates, list):
         raise not_a_list(updates, "schemas")
     if not updates:
-        raise validation_error("This list may not be empty.", "schemas", "empty")
+        raise Invalid("This list may not be empty.", "schemas", "empty")
     ids = [_schema_update_id(update, index) for index, update in enumerate(updates)]
     if len(set(ids)) != len(ids):
-        raise validation_error("Schema updates must contain unique ids")
+        raise Invalid("Schema updates must contain unique ids")
     rows = {schema.id: schema for schema in schema_records.of_source(backend.store, source.id)}
     if any(schema_id not in rows for schema_id in ids):
-        raise validation_error("One or more schemas could not be found for this source")
+        raise Invalid("One or more schemas could not be found for this source")
     changes = [
         schema_updates.plan(
             backend,
@@ -263,7 +263,7 @@ def bulk_update_schemas(request: Request) -> Response:
 
 def _schema_update_id(update: Any, index: int) -> str:
     if not isinstance(update, dict):
-        raise validation_error(
+        raise Invalid(
             f"Invalid data. Expected a dictionary, but got {type(update).__name__}.", f"schemas__{index}"
         )
     if update.get("id") is None:
@@ -271,7 +271,7 @@ def _schema_update_id(update: Any, index: int) -> str:
     try:
         return str(uuid.UUID(str(update["id"])))
     except ValueError:
-        raise validation_error("Must be a valid UUID.", f"schemas__{index}__id") from None
+        raise Invalid("Must be a valid UUID.", f"schemas__{index}__id") from None
 
 
 def reload(request: Request) -> Response:
@@ -308,7 +308,7 @@ def _refresh_tables(backend: EmbeddedBackend, source: SourceRecord) -> dict[str,
     try:
         tables = connector_access.discover(connector, config, direct=direct)
     except connector_access.SourceRefused as refused:  # PostHog's classified words, never the raw error
-        raise message_error(connector_access.refresh_error_message(SourceError(str(refused)))) from None
+        raise Refused(connector_access.refresh_error_message(SourceError(str(refused)))) from None
     existing = {schema.name: schema for schema in schema_records.of_source(backend.store, source.id)}
     seen = {table.name for table in tables}
     added = deleted = 0
@@ -404,9 +404,7 @@ def _timestamp_param(request: Request, name: str) -> datetime | None:
     try:
         return _parse_timestamp(raw)
     except ValueError:
-        raise validation_error(
-            f"'{raw}' is not an ISO 8601 timestamp: use e.g. 2024-05-01T00:00:00Z.", name
-        ) from None
+        raise Invalid(f"'{raw}' is not an ISO 8601 timestamp: use e.g. 2024-05-01T00:00:00Z.", name) from None
 
 
 # --- actions on the collection -------------------------------------------------------------------
@@ -435,7 +433,7 @@ def wizard(request: Request) -> Response:
     wanted = [name.strip() for name in request.query_params.get("source_type", "").split(",") if name.strip()]
     unknown = sorted(name for name in wanted if name not in forms_by_type)
     if unknown:
-        raise message_error(
+        raise Refused(
             f"Unknown source_type(s): {', '.join(unknown)}. Omit source_type to list every available type."
         )
     if wanted:
@@ -448,10 +446,10 @@ def database_schema(request: Request) -> Response:
     data = request_context.body(request)
     source_type = data.get("source_type")
     if source_type is None:
-        raise message_error("Missing required parameter: source_type")
+        raise Refused("Missing required parameter: source_type")
     source_creation.refuse_secret_refs(data)
     if not registry.is_known(str(source_type)):
-        raise message_error(f"Unknown source_type '{source_type}'")
+        raise Refused(f"Unknown source_type '{source_type}'")
     connector = connector_access.connector(source_type)
     config = connector_access.only_form_fields(source_type, data)
     connector_access.check_config(source_type, config)
@@ -474,23 +472,23 @@ def source_prefix(request: Request) -> Response:
     data = request_context.body(request)
     source_type = data.get("source_type")
     if not source_type:
-        raise message_error("Missing required parameter: source_type")
+        raise Refused("Missing required parameter: source_type")
     prefix = data.get("prefix")
     if data.get("access_method") == AccessMethod.direct:
         if source_type not in source_creation.DIRECT_ENGINES:
-            raise message_error(
+            raise Refused(
                 f"Direct query mode is currently supported only for {registry.names(tuple(source_creation.DIRECT_ENGINES))} sources."
             )
         source_creation.direct_name(prefix)
         return request_context.empty_response()
     if prefix is not None and not isinstance(prefix, str):
-        raise validation_error("Not a valid string.", "prefix")
+        raise Invalid("Not a valid string.", "prefix")
     source_creation.check_prefix_format(prefix)
     conflict = source_records.prefix_conflict(
         backend.store, request_context.team_id(request), source_type, prefix
     )
     if conflict:
-        raise message_error(conflict)
+        raise Refused(conflict)
     return request_context.empty_response()
 
 
@@ -523,7 +521,7 @@ def setup(request: Request) -> Response:
     connector_access.check_credentials(connector, config)
     tables = connector_access.discover(connector, config)
     if not tables:
-        raise message_error("No tables found for this source. Check the credentials and permissions.")
+        raise Refused("No tables found for this source. Check the credentials and permissions.")
     cdc_on = forms.truthy(config.get("cdc_enabled"))
     if cdc_on:
         cdc_api.refuse_unready_cdc(source_type, config, tables)

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from warehouse_mcp.embedded.domain.errors import message_error, validation_error
+from warehouse_mcp.embedded.domain.errors import Invalid, Refused
 from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import schema_records
 
@@ -52,13 +52,11 @@ def run(request: Request) -> Response:
     data = request_context.body(request)
     sql = data.get("sql")
     if not isinstance(sql, str) or not sql.strip():
-        raise validation_error("Send the SQL to run as `sql` (one SELECT statement).", "sql", "required")
+        raise Invalid("Send the SQL to run as `sql` (one SELECT statement).", "sql", "required")
     if len(sql) > MAX_SQL_CHARACTERS:
-        raise validation_error(
-            f"The SQL is longer than {MAX_SQL_CHARACTERS} characters.", "sql", "max_length"
-        )
+        raise Invalid(f"The SQL is longer than {MAX_SQL_CHARACTERS} characters.", "sql", "max_length")
     try:
         answer = query.run_query(backend.home / WAREHOUSE_FILE, sql)
     except query.QueryError as exc:
-        raise message_error(str(exc)) from None
+        raise Refused(str(exc)) from None
     return request_context.json_response(answer)

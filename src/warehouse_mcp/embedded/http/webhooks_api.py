@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from warehouse_mcp.embedded.connectors.base import SourceError
 from warehouse_mcp.embedded.domain import connector_access
-from warehouse_mcp.embedded.domain.errors import message_error
+from warehouse_mcp.embedded.domain.errors import Refused
 from warehouse_mcp.embedded.domain.webhooks import (
     inputs_view,
     is_secret_input,
@@ -98,7 +98,7 @@ def create_webhook(request: Request) -> Response:
         capable = [table.name for table in connector.discover(config) if table.supports_webhooks]
     except SourceError as exc:
         logger.info("create_webhook: discovery failed for source %s: %s", source.id, exc)
-        raise message_error("Failed to load source configuration or schemas") from None
+        raise Refused("Failed to load source configuration or schemas") from None
     result = register(backend, source, connector, capable, keep_on_failure=True)
     return request_context.json_response(result)
 
@@ -111,21 +111,21 @@ def update_webhook_inputs(request: Request) -> Response:
     require_webhook_connector(source)
     inputs = request_context.body(request).get("inputs", {})
     if not inputs or not isinstance(inputs, dict):
-        raise message_error("No inputs provided")
+        raise Refused("No inputs provided")
     fields = {field["name"]: field for field in webhook_fields(source.source_type)}
     invalid = sorted(set(inputs) - set(fields))
     if invalid:
-        raise message_error(f"Invalid input keys: {', '.join(invalid)}")
+        raise Refused(f"Invalid input keys: {', '.join(invalid)}")
     blanked = [
         name
         for name, field in fields.items()
         if field.get("required") and name in inputs and not inputs[name]
     ]
     if blanked:
-        raise message_error(f"Missing required fields: {', '.join(blanked)}")
+        raise Refused(f"Missing required fields: {', '.join(blanked)}")
     record = webhook_record(source)
     if record is None:
-        raise message_error("No webhook function found for this source. Create a webhook first.")
+        raise Refused("No webhook function found for this source. Create a webhook first.")
     secrets = backend.vault.decrypt(source.webhook_secret) or {}
     public = dict(record.get("inputs") or {})
     for name, value in inputs.items():
@@ -151,7 +151,7 @@ def delete_webhook(request: Request) -> Response:
     connector = require_webhook_connector(source)
     in_use = [schema.name for schema in webhook_schemas(backend, source.id)]
     if in_use:
-        raise message_error(
+        raise Refused(
             f"Cannot delete webhook while tables are using webhook sync: {', '.join(in_use)}. "
             "Switch them to full refresh, incremental, or disable syncing first."
         )
