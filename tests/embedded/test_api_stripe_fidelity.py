@@ -13,7 +13,6 @@ import pytest
 from tests.embedded.api_support import SCHEMAS, SOURCES, Api, assert_drf
 from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
 from warehouse_mcp.embedded.backend import EmbeddedBackend
-from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV
 
 POSTHOG_STRIPE_TABLES = [
     "BalanceTransaction",
@@ -34,13 +33,6 @@ POSTHOG_STRIPE_TABLES = [
     "Subscription",
 ]
 NESTED_AUTH = {"auth_method": {"selection": "api_key", "stripe_secret_key": DEFAULT_KEY}}
-
-
-@pytest.fixture
-def stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        monkeypatch.setenv(API_BASE_ENV, fake.url)
-        yield fake
 
 
 @pytest.fixture

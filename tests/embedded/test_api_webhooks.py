@@ -16,20 +16,13 @@ from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, StripeConnector
+from warehouse_mcp.embedded.connectors.stripe import StripeConnector
 
 __all__ = ["shared_pg"]  # fixtures
 
 PUBLIC_URL = "https://warehouse.example.test"
 STRIPE_CONFIG = {"auth_method": "api_key", "stripe_secret_key": DEFAULT_KEY}
 NOT_SUPPORTED = "This source type does not support webhooks"
-
-
-@pytest.fixture
-def stripe(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        monkeypatch.setenv(API_BASE_ENV, fake.url)
-        yield fake
 
 
 @pytest.fixture
