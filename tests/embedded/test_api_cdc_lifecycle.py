@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Database
 from tests.embedded.api_support import SOURCES, Api, api, backend
 from warehouse_mcp.embedded.backend import EmbeddedBackend
-from warehouse_mcp.embedded.http.cdc_api import lag_status
+from warehouse_mcp.embedded.domain.cdc import lag_status
 
 from .cdc_support import admin, cdc_database, run_cdc, slots_of
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
 from warehouse_mcp.embedded.domain import (
+    cdc,
     cdc_slots,
     connector_access,
     credentials,
@@ -37,7 +38,7 @@ from warehouse_mcp.embedded.domain.errors import (
 )
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.setup_defaults import default_schemas
-from warehouse_mcp.embedded.http import cdc_api, request_context
+from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.source_records import SourceRecord, source_config
 from warehouse_mcp.models import (
@@ -524,7 +525,7 @@ def setup(request: Request) -> Response:
         raise Refused("No tables found for this source. Check the credentials and permissions.")
     cdc_on = forms.truthy(config.get("cdc_enabled"))
     if cdc_on:
-        cdc_api.refuse_unready_cdc(source_type, config, tables)
+        cdc.refuse_unready_cdc(source_type, config, tables)
     payload["schemas"] = default_schemas(tables, cdc=cdc_on)
 
     new = source_creation.NewSource(

@@ -230,7 +230,7 @@ class CdcRun:
                 )
             slot, publication, managed = slot_and_publication(source_id, config)
             tables = self._tables(targets, registry.connector_for(first.source_type).discover(config))
-            # Imported on use, as cdc_api does: the driver is heavy and only CDC runs need it here.
+            # Imported on use, as domain.cdc does: the driver is heavy and only CDC runs need it here.
             from warehouse_mcp.embedded.connectors import postgres_cdc
 
             session = postgres_cdc.PostgresCdc(config, slot=slot, publication=publication, managed=managed)

@@ -1,0 +1,145 @@
+"""CDC rules (api-semantics §4): the prerequisite checks, with a config or a source's stored one, and live status.
+
+Only Postgres has CDC; the checks and the status read are the Postgres connector's, imported on use (the
+driver is heavy). What CDC leaves at the source when it goes is domain.cdc_slots.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
+from warehouse_mcp.embedded.domain import connector_access
+from warehouse_mcp.embedded.domain.errors import Refused
+from warehouse_mcp.embedded.domain.source_creation import (
+    CDC_SOURCE_TYPES,
+    cdc_mode,
+    default_publication_name,
+    default_slot_name,
+)
+from warehouse_mcp.embedded.store import Store, source_records
+from warehouse_mcp.embedded.store.source_records import SourceRecord
+
+if TYPE_CHECKING:
+    from warehouse_mcp.embedded.domain.services import Services
+
+CONNECT_FAILED = "Could not connect to Postgres to check prerequisites: "
+# PostHog names the stored source, not the engine, when it cannot reach it.
+SOURCE_CONNECT_FAILED = "Could not connect to source to check prerequisites: "
+
+
+def cdc_source(store: Store, team_id: int, source_id: str) -> SourceRecord:
+    """The source of a CDC action (status, its prerequisite checks); refused when its type has no CDC."""
+    source = source_records.get(store, team_id, source_id)
+    if source.source_type not in CDC_SOURCE_TYPES:
+        raise Refused(f"CDC is not supported for source type: {source.source_type}")
+    return source
+
+
+def prerequisites_for_source(backend: Services, source: SourceRecord, data: dict[str, Any]) -> dict[str, Any]:
+    """`{valid, errors}`: the stored source's database checked for CDC (`source` from cdc_source)."""
+    mode = cdc_mode(data)
+    config = source_records.source_config(backend.store, backend.vault, source.id)
+    return _prerequisites(config, [], mode, data, SOURCE_CONNECT_FAILED)
+
+
+def prerequisites_for_config(data: dict[str, Any]) -> dict[str, Any]:
+    """`{valid, errors}`: a config not yet stored (`data` is the form's fields, `tables` and the CDC settings)."""
+    if data.get("source_type") not in CDC_SOURCE_TYPES:
+        raise Refused(f"CDC prerequisite checks are only supported for {registry.names(CDC_SOURCE_TYPES)}.")
+    config = connector_access.only_form_fields(data["source_type"], data)
+    connector_access.check_config(data["source_type"], config)
+    mode = cdc_mode(data)
+    tables = data.get("tables") or []
+    if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
+        raise Refused("'tables' must be a list of table names (schema.table or table).")
+    return _prerequisites(config, tables, mode, data, CONNECT_FAILED)
+
+
+def status(backend: Services, source: SourceRecord) -> dict[str, Any]:
+    """The source's CDC settings and its slot's live state (`source` from cdc_source)."""
+    config = source_records.source_config(backend.store, backend.vault, source.id)
+    if not config.get("cdc_enabled"):
+        return {"enabled": False}
+    slot = config.get("cdc_slot_name") or default_slot_name(source.id)
+    publication = config.get("cdc_publication_name") or default_publication_name(source.id)
+    try:
+        from warehouse_mcp.embedded.connectors import postgres
+
+        live = postgres.cdc_status(config, slot, publication)
+    except SourceError as exc:
+        raise Refused(f"Could not connect to source to read CDC status: {exc}") from None
+    warning, critical = (
+        config.get("cdc_lag_warning_threshold_mb"),
+        config.get("cdc_lag_critical_threshold_mb"),
+    )
+    return {
+        "enabled": True,
+        "management_mode": config.get("cdc_management_mode") or "posthog",
+        "slot_name": slot,
+        "publication_name": publication,
+        "lag_warning_threshold_mb": warning,
+        "lag_critical_threshold_mb": critical,
+        **live,
+        "lag_status": lag_status(live["lag_bytes"], warning, critical),
+    }
+
+
+def lag_status(lag_bytes: int | None, warning_mb: Any, critical_mb: Any) -> str | None:
+    """ "ok", "warning" or "critical": the slot's lag against the source's thresholds (None without a slot)."""
+    if lag_bytes is None:
+        return None
+    megabytes = lag_bytes / (1024 * 1024)
+    if isinstance(critical_mb, int | float) and megabytes >= critical_mb:
+        return "critical"
+    if isinstance(warning_mb, int | float) and megabytes >= warning_mb:
+        return "warning"
+    return "ok"
+
+
+def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[TableInfo]) -> None:
+    """Setup asked for CDC: the database must pass the prerequisite checks, or setup stops with every
+    failure and the fix (the same checks as prerequisites_for_config)."""
+    if source_type not in CDC_SOURCE_TYPES:
+        raise Refused(
+            f"CDC is only available for {registry.names(CDC_SOURCE_TYPES)} sources, not {source_type}."
+        )
+    names = [table.name for table in tables if table.primary_keys]
+    if not names:
+        raise Refused("CDC needs tables with a primary key; none of this source's tables has one.")
+    try:
+        from warehouse_mcp.embedded.connectors import postgres
+
+        errors = postgres.check_cdc_prerequisites(
+            config,
+            names,
+            cdc_mode(config),
+            config.get("cdc_slot_name") or None,
+            config.get("cdc_publication_name") or None,
+        )
+    except SourceError as exc:
+        raise Refused(str(exc)) from None
+    if errors:
+        raise Refused(
+            "CDC was requested but the database is not ready for it: "
+            + " ".join(errors)
+            + " Fix these and retry, or set up the source without cdc_enabled."
+        )
+
+
+def _prerequisites(
+    config: dict[str, Any], tables: list[str], mode: str, data: dict[str, Any], connect_failed: str
+) -> dict[str, Any]:
+    try:
+        from warehouse_mcp.embedded.connectors import postgres
+
+        errors = postgres.check_cdc_prerequisites(
+            config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
+        )
+    except SourceError as exc:
+        text = str(exc)
+        if text.startswith(CONNECT_FAILED):
+            text = connect_failed + text.removeprefix(CONNECT_FAILED)
+        raise Refused(text) from None
+    return {"valid": not errors, "errors": list(errors)}
