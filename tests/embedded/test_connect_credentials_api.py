@@ -96,9 +96,9 @@ def test_connect_link_refuses_a_type_only_posthog_runs(api: httpx.Client) -> Non
 
 
 def test_auth_method_is_oauth_only_when_oauth_is_the_only_way_in() -> None:
-    assert credentials.auth_method(registry.form("Hubspot")) == "oauth"
-    assert credentials.auth_method(registry.form("Stripe")) == "credentials"  # API key or OAuth
-    assert credentials.auth_method(registry.form("Postgres")) == "credentials"
+    assert credentials.auth_method("Hubspot") == "oauth"
+    assert credentials.auth_method("Stripe") == "credentials"  # API key or OAuth
+    assert credentials.auth_method("Postgres") == "credentials"
 
 
 @pytest.mark.postgres

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors import form_fields, forms, registry
 from warehouse_mcp.embedded.connectors.base import Connector
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import DomainError, Refused
@@ -132,11 +132,11 @@ def delete_stored_credential(store: Store, credential_id: str) -> None:
     credential_records.delete_credential(store, str(credential_id))
 
 
-def auth_method(form: Mapping[str, Any] | None) -> str:
+def auth_method(source_type: str) -> str:
     """ "oauth" when the form's only way in is an OAuth field, else "credentials"."""
-    fields = [f for f in (form or {}).get("fields", []) if isinstance(f, Mapping)]
-    required = [f for f in fields if f.get("required")] or fields
-    if required and all(f.get("type") == "oauth" for f in required):
+    fields = form_fields.form_fields(source_type)
+    required = [field for field in fields if field.required] or fields
+    if required and all(isinstance(field, form_fields.OAuthField) for field in required):
         return "oauth"
     return "credentials"
 
@@ -160,6 +160,20 @@ class ConnectBackend(Protocol):
     vault: Vault
 
     def connect_base_url(self) -> str: ...
+
+
+def connect_link(backend: ConnectBackend, team_id: int, source_type: str) -> dict[str, Any]:
+    """connect_link: a new one-time link to the connection form of `source_type`, and what to do with it."""
+    connector_or_error(source_type)
+    url, _token = new_connect_link(backend, team_id, source_type)
+    minutes = int(CONNECT_LINK_TTL.total_seconds() // 60)
+    return {
+        "source_type": source_type,
+        "auth_method": auth_method(source_type),
+        "connect_url": url,
+        "integration_field": INTEGRATION_FIELD,
+        "instructions": connect_link_instructions(source_type, minutes),
+    }
 
 
 def new_connect_link(backend: ConnectBackend, team_id: int, source_type: str) -> tuple[str, str]:

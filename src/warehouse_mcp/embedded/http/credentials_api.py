@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.domain import credentials
 from warehouse_mcp.embedded.domain.errors import Refused
 from warehouse_mcp.embedded.http import request_context
@@ -13,19 +12,8 @@ from warehouse_mcp.embedded.http import request_context
 
 def connect_link(request: Request) -> Response:
     source_type = request.query_params.get("source_type", "").strip()
-    credentials.connector_or_error(source_type)
     backend = request_context.backend(request)
-    url, _token = credentials.new_connect_link(backend, request_context.team_id(request), source_type)
-    minutes = int(credentials.CONNECT_LINK_TTL.total_seconds() // 60)
-    return JSONResponse(
-        {
-            "source_type": source_type,
-            "auth_method": credentials.auth_method(registry.form(source_type)),
-            "connect_url": url,
-            "integration_field": credentials.INTEGRATION_FIELD,
-            "instructions": credentials.connect_link_instructions(source_type, minutes),
-        }
-    )
+    return JSONResponse(credentials.connect_link(backend, request_context.team_id(request), source_type))
 
 
 def store_credentials(request: Request) -> Response:
