@@ -163,10 +163,6 @@ def parse_fields(raw: Sequence[Mapping[str, Any]]) -> tuple[FormField, ...]:
     return _FIELDS.validate_python(_with_types(raw))
 
 
-def parse_field(raw: Mapping[str, Any]) -> FormField:
-    return parse_fields([raw])[0]
-
-
 @cache
 def _cached(source_type: str) -> tuple[tuple[FormField, ...], tuple[FormField, ...]]:
     from warehouse_mcp.embedded.connectors import registry

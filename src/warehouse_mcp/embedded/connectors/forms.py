@@ -45,8 +45,6 @@ ALWAYS_KEPT_KEYS = frozenset(
 # Postgres may give a connection string instead of these fields (the form's own alternative).
 _CONNECTION_STRING_ALTERNATIVES = {"Postgres": frozenset({"host", "port", "database", "user", "password"})}
 
-Field = Mapping[str, Any]
-
 
 class ConfigError(ValueError):
     """The config does not fit the source's form; the message is user-facing and names the field."""
@@ -58,13 +56,6 @@ class _Sensitivity:
     secret: frozenset[str]
 
 
-def _fields_of(source_type: str) -> list[Field] | None:
-    definition = registry.form_ref(source_type)
-    if definition is None:
-        return None
-    return [*definition["fields"], *(definition.get("webhookFields") or [])]
-
-
 def _typed_fields_of(source_type: str) -> tuple[FormField, ...] | None:
     if registry.form_ref(source_type) is None:
         return None
@@ -74,13 +65,6 @@ def _typed_fields_of(source_type: str) -> tuple[FormField, ...] | None:
 def _variants(name: str) -> set[str]:
     # A hyphenated form name is stored under either spelling (PostHog's `temporary-dataset`).
     return {name, name.replace("-", "_")}
-
-
-def is_secret_field(field: Mapping[str, Any] | FormField) -> bool:
-    """The one answer to "is this form field a secret?", given by the field's class (form_fields.py): a
-    `password` or `file-upload` field, or one marked `secret: true`."""
-    typed = field if not isinstance(field, Mapping) else form_fields.parse_field(field)
-    return typed.is_secret
 
 
 @cache
@@ -228,27 +212,24 @@ def nest_selects(source_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
     chosen option's fields}` (Stripe's `auth_method`), whether the caller sent that shape or the legacy flat
     one (`auth_method: "api_key"` beside `stripe_secret_key`). A flat value sent beside a nested one wins: it
     is the newer (a PATCH merges flat keys over the stored nested ones). Other selects (TLS modes) stay flat."""
-    definition = registry.form_ref(source_type)
     result = dict(config)
-    if definition is None:
-        return result
-    for field in definition["fields"]:
-        options = {option["value"]: option for option in field.get("options") or []}
-        if field["type"] != "select" or field["name"] not in NESTED_SELECTS:
+    for field in form_fields.form_fields(source_type):
+        if not isinstance(field, form_fields.SelectField) or field.name not in NESTED_SELECTS:
             continue
-        value = result.get(field["name"])
+        options = {option.value: option for option in field.options}
+        value = result.get(field.name)
         nested = dict(value) if isinstance(value, Mapping) else {}
         selection = nested.get("selection") if isinstance(value, Mapping) else value
         if _is_empty(selection):
-            selection = field.get("defaultValue")
+            selection = field.defaultValue
         if selection not in options:
             continue  # validation names the bad value
         nested["selection"] = selection
-        for child in options[selection].get("fields") or []:
-            for variant in _variants(child["name"]):
+        for child in options[selection].fields:
+            for variant in _variants(child.name):
                 if variant in result:
-                    nested[child["name"]] = result.pop(variant)
-        result[field["name"]] = nested
+                    nested[child.name] = result.pop(variant)
+        result[field.name] = nested
     return result
 
 

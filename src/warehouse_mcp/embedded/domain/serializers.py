@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from warehouse_mcp.embedded.connectors import forms, registry
+from warehouse_mcp.embedded.connectors import form_fields, forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.store.schema_records import SchemaRecord
 from warehouse_mcp.embedded.store.source_records import JobRecord, SourceRecord
@@ -222,7 +222,7 @@ def public_job_inputs(source_type: str, job_inputs: dict[str, Any]) -> dict[str,
 
 def supports_webhooks(source_type: str) -> bool:
     """A source type takes webhooks when its form declares webhook fields (Stripe's signing secret)."""
-    return bool((registry.form(source_type) or {}).get("webhookFields"))
+    return bool(form_fields.webhook_fields(source_type))
 
 
 def supports_column_selection(source_type: str) -> bool:
