@@ -19,7 +19,7 @@ from tests.embedded.api_support import (
 )
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, IncrementalCandidate, TableInfo
-from warehouse_mcp.embedded.domain.setup_defaults import cursor_field, default_schemas
+from warehouse_mcp.embedded.domain.source_setup import cursor_field, default_schemas
 
 __all__ = ["api", "backend", "shared_pg"]  # fixtures
 

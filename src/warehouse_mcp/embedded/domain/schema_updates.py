@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo, WebhookConnector
-from warehouse_mcp.embedded.domain import connector_access, fields, serializers, webhooks
+from warehouse_mcp.embedded.domain import connector_access, serializers, webhooks
 from warehouse_mcp.embedded.domain.errors import Invalid
+from warehouse_mcp.embedded.domain.request_bodies import BulkSchemaUpdate, SchemaSettings
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.store.schema_records import SchemaRecord
 from warehouse_mcp.embedded.store.source_records import SourceRecord
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import (
     FREQUENCY_SECONDS,
-    CdcTableMode,
-    IncrementalFieldType,
-    SyncType,
     frequency_name,
 )
 
@@ -32,9 +29,6 @@ if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
 
 
-SYNC_TYPES = tuple(item.value for item in SyncType)
-FIELD_TYPES = tuple(item.value for item in IncrementalFieldType)
-CDC_TABLE_MODES = tuple(item.value for item in CdcTableMode)
 CURSOR_SYNC_TYPES = ("incremental", "append")
 NON_CDC_FLOOR_FREQUENCY = "5min"
 # Types whose schemas keep a cursor config (webhook keeps it for the backfill), and that config's fields.
@@ -59,34 +53,26 @@ def cdc_enabled(source: SourceRecord) -> bool:
     return bool(source.job_inputs.get("cdc_enabled"))
 
 
-def parse_time_of_day(value: Any) -> str:
-    """`HH:MM:SS` (UTC), normalised; anything else is "Invalid sync time of day"."""
-    try:
-        return datetime.strptime(str(value), "%H:%M:%S").time().isoformat()
-    except ValueError:
-        raise Invalid("Invalid sync time of day") from None
-
-
-def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: dict[str, Any]) -> SchemaChange:
-    """Validate `data` (the PATCH body) for `schema`; every refusal is a DRF validation error."""
-    should_sync = fields.optional_bool(data, "should_sync")
-    sync_type = fields.optional_choice(data, "sync_type", SYNC_TYPES)
-    incremental_field = fields.optional_str(data, "incremental_field")
-    field_type = fields.optional_choice(data, "incremental_field_type", FIELD_TYPES)
-    frequency = fields.optional_choice(data, "sync_frequency", tuple(FREQUENCY_SECONDS))
-    primary_key = fields.optional_str_list(data, "primary_key_columns")
-    cdc_table_mode = fields.optional_choice(data, "cdc_table_mode", CDC_TABLE_MODES)
-    enabled_columns = fields.optional_str_list(data, "enabled_columns")
+def plan(
+    backend: Services, source: SourceRecord, schema: SchemaRecord, patch: SchemaSettings
+) -> SchemaChange:
+    """Check `patch` (its shape is already valid) against `schema` and its source; a refusal is `Invalid`."""
+    should_sync = patch.should_sync
+    sync_type = patch.sync_type
+    incremental_field = patch.incremental_field
+    primary_key = patch.primary_key_columns
+    enabled_columns = patch.enabled_columns
+    frequency = patch.sync_frequency
 
     name = schema.name
     change = SchemaChange(schema.id)
     columns = change.columns
 
-    type_given = "sync_type" in data
+    type_given = patch.given("sync_type")
     new_type = sync_type if type_given else schema.sync_type
-    _check_bare_cursor_fields(data, new_type, type_given)
+    _check_bare_cursor_fields(patch, new_type, type_given)
 
-    if "enabled_columns" in data:
+    if patch.given("enabled_columns"):
         if enabled_columns is not None and not serializers.supports_column_selection(source.source_type):
             raise Invalid("Column selection is not supported for this source type.")
         _check_enabled_columns(schema, enabled_columns)
@@ -106,8 +92,8 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
         columns["sync_type"] = sync_type
 
     if new_type == "cdc":
-        if cdc_table_mode is not None:
-            columns["cdc_table_mode"] = cdc_table_mode
+        if patch.cdc_table_mode is not None:
+            columns["cdc_table_mode"] = patch.cdc_table_mode
         if primary_key:
             if stored_pk and primary_key != stored_pk and has_data:
                 raise Invalid(PK_CHANGE_AFTER_DATA)
@@ -117,17 +103,17 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
                 f"CDC requires a primary key on table '{name}'. "
                 "Provide primary_key_columns or refresh schema discovery to pick one up."
             )
-    elif "primary_key_columns" in data:
+    elif patch.given("primary_key_columns"):
         # Choosing a first primary key is allowed after data landed; replacing one is not.
         if new_type == "incremental" and stored_pk and primary_key != stored_pk and has_data:
             raise Invalid(PK_CHANGE_AFTER_DATA)
         columns["primary_key_columns"] = json.dumps(primary_key) if primary_key is not None else None
 
-    if "incremental_field" in data:
+    if patch.given("incremental_field"):
         columns["incremental_field"] = incremental_field
-    if "incremental_field_type" in data:
-        columns["incremental_field_type"] = field_type
-    field_changed = "incremental_field" in data and incremental_field != schema.incremental_field
+    if patch.given("incremental_field_type"):
+        columns["incremental_field_type"] = patch.incremental_field_type
+    field_changed = patch.given("incremental_field") and incremental_field != schema.incremental_field
     if field_changed or (type_given and sync_type != schema.sync_type):
         columns["sync_cursor"] = None
 
@@ -144,22 +130,19 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
         columns["sync_frequency_interval"] = FREQUENCY_SECONDS[frequency]
         change.reschedule = True
 
-    if "sync_time_of_day" in data:
-        raw = data["sync_time_of_day"]
-        time_of_day = parse_time_of_day(raw) if raw is not None else None
-        if time_of_day != schema.sync_time_of_day:
-            columns["sync_time_of_day"] = time_of_day
-            change.reschedule = True
+    if patch.given("sync_time_of_day") and patch.sync_time_of_day != schema.sync_time_of_day:
+        columns["sync_time_of_day"] = patch.sync_time_of_day
+        change.reschedule = True
 
     warehouse = source.access_method == "warehouse"
     if should_sync is True and warehouse and new_type is None:
         raise Invalid("Sync type must be set up first before enabling schema")
-    resulting_pk = primary_key if "primary_key_columns" in data else stored_pk
+    resulting_pk = primary_key if patch.given("primary_key_columns") else stored_pk
     if should_sync is True and not schema.should_sync and new_type == "cdc" and not resulting_pk:
         raise Invalid(
             f"CDC requires a primary key on table '{name}'. Add a primary key on the source table and retry."
         )
-    resulting_field = incremental_field if "incremental_field" in data else schema.incremental_field
+    resulting_field = incremental_field if patch.given("incremental_field") else schema.incremental_field
     will_sync = should_sync if should_sync is not None else bool(schema.should_sync)
     if will_sync and new_type in CURSOR_SYNC_TYPES and not resulting_field:
         raise Invalid(
@@ -183,12 +166,12 @@ def plan(backend: Services, source: SourceRecord, schema: SchemaRecord, data: di
     return change
 
 
-def _check_bare_cursor_fields(data: dict[str, Any], new_type: str | None, type_given: bool) -> None:
+def _check_bare_cursor_fields(patch: SchemaSettings, new_type: str | None, type_given: bool) -> None:
     """Cursor settings sent without `sync_type` to a schema whose type cannot use them would be a no-op
     that looks applied; PostHog refuses them."""
     if type_given or new_type in CURSOR_CONFIG_SYNC_TYPES:
         return
-    unappliable = [name for name in CURSOR_CONFIG_FIELDS if name in data and data.get(name) is not None]
+    unappliable = [name for name in CURSOR_CONFIG_FIELDS if getattr(patch, name) is not None]
     if unappliable:
         raise Invalid(
             f"{', '.join(unappliable)} cannot be applied to a schema with sync type {new_type or 'not set'} "
@@ -200,6 +183,18 @@ def _check_xmin(source: SourceRecord, name: str, primary_key: list[str] | None) 
     refusal = runnable.refusal(source.source_type, "xmin", name, primary_key)
     if refusal:
         raise Invalid(refusal)
+
+
+def bulk_update(backend: Services, source: SourceRecord, body: BulkSchemaUpdate) -> list[str]:
+    """bulk_update_schemas: plan every entry before writing any (all or nothing); the ids, in order."""
+    ids = [str(entry.id) for entry in body.schemas]
+    if len(set(ids)) != len(ids):
+        raise Invalid("Schema updates must contain unique ids")
+    rows = {schema.id: schema for schema in schema_records.of_source(backend.store, source.id)}
+    if any(schema_id not in rows for schema_id in ids):
+        raise Invalid("One or more schemas could not be found for this source")
+    apply(backend, [plan(backend, source, rows[str(entry.id)], entry) for entry in body.schemas])
+    return ids
 
 
 def apply(backend: Services, changes: list[SchemaChange]) -> None:

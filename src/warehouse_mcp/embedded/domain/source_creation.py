@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.domain import connector_access, schema_updates
+from warehouse_mcp.embedded.domain import connector_access, schema_updates, serializers
 from warehouse_mcp.embedded.domain.errors import Invalid, Refused
+from warehouse_mcp.embedded.domain.request_bodies import SchemaChoice, SourceCreate
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
-from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod
+from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod, CdcTableMode
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
@@ -94,6 +95,63 @@ class NewSource:
     access_method: str
     created_via: str
     direct_query_enabled: bool = False
+
+
+def create(backend: Services, team_id: int, body: SourceCreate) -> str:
+    """POST external_data_sources/: the new source's id."""
+    refuse_secret_refs(body.payload)
+    new = NewSource(
+        body.source_type,
+        body.payload,
+        body.prefix,
+        body.description,
+        body.access_method,
+        body.created_via,
+        bool(body.direct_query_enabled),
+    )
+    return create_source(backend, team_id, new)
+
+
+def preview_tables(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """database_schema: check a config against the live source and list its tables, creating nothing."""
+    source_type = data.get("source_type")
+    if source_type is None:
+        raise Refused("Missing required parameter: source_type")
+    refuse_secret_refs(data)
+    if not registry.is_known(str(source_type)):
+        raise Refused(f"Unknown source_type '{source_type}'")
+    connector = connector_access.connector(source_type)
+    config = connector_access.only_form_fields(source_type, data)
+    connector_access.check_config(source_type, config)
+    connector_access.check_credentials(connector, config)
+    tables = connector_access.discover(
+        connector, config, direct=data.get("access_method") == AccessMethod.direct
+    )
+    permissions = connector_access.endpoint_permissions(connector, config, [table.name for table in tables])
+    return [
+        serializers.discovered_table_json(source_type, table, permissions.get(table.name)) for table in tables
+    ]
+
+
+def check_new_prefix(backend: Services, team_id: int, data: dict[str, Any]) -> None:
+    """source_prefix: would this prefix be accepted for a new source of this type? Refused when not."""
+    source_type = data.get("source_type")
+    if not source_type:
+        raise Refused("Missing required parameter: source_type")
+    prefix = data.get("prefix")
+    if data.get("access_method") == AccessMethod.direct:
+        if source_type not in DIRECT_ENGINES:
+            raise Refused(
+                f"Direct query mode is currently supported only for {registry.names(tuple(DIRECT_ENGINES))} sources."
+            )
+        direct_name(prefix)
+        return
+    if prefix is not None and not isinstance(prefix, str):
+        raise Invalid("Not a valid string.", "prefix")
+    check_prefix_format(prefix)
+    conflict = source_records.prefix_conflict(backend.store, team_id, source_type, prefix)
+    if conflict:
+        raise Refused(conflict)
 
 
 @dataclass(frozen=True)
@@ -224,15 +282,16 @@ def _schema_plans(
     if not given or not isinstance(given, list):
         raise Refused("Schemas not given")
     by_name = {table.name: table for table in tables}
-    entries = [entry if isinstance(entry, dict) else {} for entry in given]
-    if any(entry.get("name") not in by_name for entry in entries):
+    named = [entry if isinstance(entry, dict) else {} for entry in given]
+    if any(entry.get("name") not in by_name for entry in named):
         raise Refused("Schemas given do not exist in source")
+    entries = [SchemaChoice.parse_for(entry, f" for schema '{entry['name']}'") for entry in named]
 
-    def wants_cdc(entry: dict[str, Any]) -> bool:
-        return entry.get("sync_type") == "cdc" and bool(entry.get("should_sync", False))
+    def wants_cdc(entry: SchemaChoice) -> bool:
+        return entry.sync_type == "cdc" and entry.should_sync
 
     if not cdc_on:
-        requested = sorted({entry["name"] for entry in entries if wants_cdc(entry)})
+        requested = sorted({str(entry.name) for entry in entries if wants_cdc(entry)})
         if requested:
             raise Refused(
                 "CDC must be enabled on the source before selecting it as a sync type. "
@@ -241,9 +300,9 @@ def _schema_plans(
     else:
         missing_pk = sorted(
             {
-                entry["name"]
+                str(entry.name)
                 for entry in entries
-                if wants_cdc(entry) and not by_name[entry["name"]].primary_keys
+                if wants_cdc(entry) and not by_name[str(entry.name)].primary_keys
             }
         )
         if missing_pk:
@@ -254,7 +313,7 @@ def _schema_plans(
 
     plans: dict[str, SchemaPlan] = {}
     for entry in entries:
-        plans[entry["name"]] = _schema_plan(entry, by_name[entry["name"]], direct=direct)
+        plans[str(entry.name)] = _schema_plan(entry, by_name[str(entry.name)], direct=direct)
     if not direct:
         for plan in plans.values():
             refusal = runnable.refusal(source_type, plan.sync_type, plan.name, plan.primary_key_columns)
@@ -263,58 +322,26 @@ def _schema_plans(
     return list(plans.values())
 
 
-def _schema_plan(entry: dict[str, Any], table: TableInfo, *, direct: bool) -> SchemaPlan:
-    name = table.name
-    should_sync = bool(entry.get("should_sync", False))
-    sync_type = entry.get("sync_type")
-    if sync_type is not None and sync_type not in schema_updates.SYNC_TYPES:
-        raise Refused(
-            f"Unknown sync_type '{sync_type}' for schema '{name}'. Use one of: {', '.join(schema_updates.SYNC_TYPES)}."
-        )
-    field = entry.get("incremental_field")
-    field_type = entry.get("incremental_field_type")
-    if should_sync and sync_type in schema_updates.CURSOR_SYNC_TYPES:
-        if field is None:
+def _schema_plan(entry: SchemaChoice, table: TableInfo, *, direct: bool) -> SchemaPlan:
+    if entry.should_sync and entry.sync_type in schema_updates.CURSOR_SYNC_TYPES:
+        if entry.incremental_field is None:
             raise Refused("Incremental schemas given do not have an incremental field set")
-        if field_type is None:
+        if entry.incremental_field_type is None:
             raise Refused("Incremental schemas given do not have an incremental field type set")
-    if field_type is not None and field_type not in schema_updates.FIELD_TYPES:
-        raise Refused(
-            f"Unknown incremental_field_type '{field_type}' for schema '{name}'. "
-            f"Use one of: {', '.join(schema_updates.FIELD_TYPES)}."
-        )
-    cdc_table_mode = entry.get("cdc_table_mode") or "consolidated"
-    if cdc_table_mode not in schema_updates.CDC_TABLE_MODES:
-        raise Refused(
-            f"Unknown cdc_table_mode '{cdc_table_mode}' for schema '{name}'. "
-            f"Use one of: {', '.join(schema_updates.CDC_TABLE_MODES)}."
-        )
-    time_of_day = entry.get("sync_time_of_day")
-    if time_of_day is not None:
-        try:
-            time_of_day = schema_updates.parse_time_of_day(time_of_day)
-        except Exception:
-            raise Refused(f"Invalid sync time of day for schema '{name}': use HH:MM:SS (UTC).") from None
-    enabled = entry.get("enabled_columns")
-    enabled_columns = (
-        [column for column in enabled if isinstance(column, str)] if isinstance(enabled, list) else None
-    )
-    pk = entry.get("primary_key_columns")
-    primary_key = [str(column) for column in pk] if isinstance(pk, list) and pk else None
-    cdc_set_up = sync_type == "cdc" and should_sync
-    if sync_type == "cdc" and not should_sync:
-        sync_type = None  # a CDC table nobody enabled is not set up yet
+    cdc_set_up = entry.sync_type == "cdc" and entry.should_sync
+    # A CDC table nobody enabled is not set up yet.
+    sync_type = None if entry.sync_type == "cdc" and not entry.should_sync else entry.sync_type
     return SchemaPlan(
-        name=name,
+        name=table.name,
         table=table,
-        should_sync=should_sync,
+        should_sync=entry.should_sync,
         sync_type=None if direct else sync_type,
-        incremental_field=field,
-        incremental_field_type=field_type,
-        primary_key_columns=primary_key or table.primary_keys or None,
-        sync_time_of_day=None if direct else time_of_day,
-        enabled_columns=enabled_columns,
-        cdc_table_mode=cdc_table_mode,
+        incremental_field=entry.incremental_field,
+        incremental_field_type=entry.incremental_field_type,
+        primary_key_columns=entry.primary_key_columns or table.primary_keys or None,
+        sync_time_of_day=None if direct else entry.sync_time_of_day,
+        enabled_columns=entry.enabled_columns,
+        cdc_table_mode=entry.cdc_table_mode or CdcTableMode.consolidated,
         frequency_seconds=CDC_FREQUENCY_SECONDS
         if cdc_set_up and not direct
         else FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
