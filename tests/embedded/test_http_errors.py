@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from warehouse_mcp.embedded.domain.connector_access import SourceRefused
-from warehouse_mcp.embedded.domain.errors import Conflict, DomainError, Invalid, NotFound, Refused, required
+from warehouse_mcp.embedded.domain.errors import Conflict, DomainError, Invalid, NotFound, Refused
 from warehouse_mcp.embedded.http.errors import domain_answer
 
 
@@ -30,7 +30,7 @@ from warehouse_mcp.embedded.http.errors import domain_answer
             },
         ),
         (
-            required("payload__host"),
+            Invalid("This field is required.", "payload__host", "required"),
             400,
             {
                 "type": "validation_error",

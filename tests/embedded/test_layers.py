@@ -193,10 +193,6 @@ def test_metadata_tables_are_named_in_sql_only_in_the_store() -> None:
     assert wrong == []
 
 
-# Being thinned by the integrator (issue 12); this exception goes when they land.
-STILL_WRITING_HANDLERS = {f"{EMBEDDED}.http.sources_api", f"{EMBEDDED}.http.schemas_api"}
-
-
 def _opened_transactions(source: str) -> list[int]:
     """Lines of `source` that call `.transaction(` on anything (a store write)."""
     return [
@@ -213,7 +209,7 @@ def test_http_handlers_leave_store_writes_to_the_domain() -> None:
     wrong = [
         f"{module}:{line}"
         for module, path in MODULES.items()
-        if _layer(module) == f"{EMBEDDED}.http" and module not in STILL_WRITING_HANDLERS
+        if _layer(module) == f"{EMBEDDED}.http"
         for line in _opened_transactions(path.read_text())
     ]
     assert wrong == []

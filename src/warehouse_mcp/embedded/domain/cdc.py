@@ -1,29 +1,32 @@
-"""CDC rules (api-semantics §4): the prerequisite checks, with a config or a source's stored one, and live status.
+"""CDC rules (api-semantics §4): the prerequisite checks, with a config or a source's stored one, live
+status, the settings a new CDC source stores, and dropping what CDC leaves at the source when it goes.
 
-Only Postgres has CDC; the checks and the status read are the Postgres connector's, imported on use (the
-driver is heavy). What CDC leaves at the source when it goes is domain.cdc_slots.
+Only Postgres has CDC; the checks, the status read and the slot drop are the Postgres connector's,
+imported on use (the driver is heavy).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
+from warehouse_mcp.embedded.connectors.forms import truthy
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import Refused
-from warehouse_mcp.embedded.domain.source_creation import (
-    CDC_SOURCE_TYPES,
-    cdc_mode,
-    default_publication_name,
-    default_slot_name,
-)
 from warehouse_mcp.embedded.store import Store, source_records
 from warehouse_mcp.embedded.store.source_records import SourceRecord
+from warehouse_mcp.embedded.sync.replication_names import slot_and_publication
 
 if TYPE_CHECKING:
     from warehouse_mcp.embedded.domain.services import Services
 
+logger = logging.getLogger(__name__)
+
+CDC_SOURCE_TYPES = registry.types_with(lambda can: can.cdc)
+ACTIVE_SLOT_WAIT_SECONDS = 10.0
 CONNECT_FAILED = "Could not connect to Postgres to check prerequisites: "
 # PostHog names the stored source, not the engine, when it cannot reach it.
 SOURCE_CONNECT_FAILED = "Could not connect to source to check prerequisites: "
@@ -62,8 +65,7 @@ def status(backend: Services, source: SourceRecord) -> dict[str, Any]:
     config = source_records.source_config(backend.store, backend.vault, source.id)
     if not config.get("cdc_enabled"):
         return {"enabled": False}
-    slot = config.get("cdc_slot_name") or default_slot_name(source.id)
-    publication = config.get("cdc_publication_name") or default_publication_name(source.id)
+    slot, publication, _managed = slot_and_publication(source.id, config)
     try:
         from warehouse_mcp.embedded.connectors import postgres
 
@@ -143,3 +145,60 @@ def _prerequisites(
             text = connect_failed + text.removeprefix(CONNECT_FAILED)
         raise Refused(text) from None
     return {"valid": not errors, "errors": list(errors)}
+
+
+def cdc_mode(data: dict[str, Any]) -> str:
+    mode = data.get("cdc_management_mode") or "posthog"
+    if mode not in ("posthog", "self_managed"):
+        raise Refused("cdc_management_mode must be 'posthog' or 'self_managed'.")
+    return str(mode)
+
+
+def new_source_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:
+    """The CDC job inputs a new source with `cdc_enabled` stores: what the payload gives, else the defaults."""
+    slot, publication, _managed = slot_and_publication(source_id, payload)
+    return {
+        "cdc_enabled": True,
+        "cdc_management_mode": cdc_mode(payload),
+        "cdc_slot_name": slot,
+        "cdc_publication_name": publication,
+        "cdc_auto_drop_slot": truthy(payload.get("cdc_auto_drop_slot", True)),
+        "cdc_lag_warning_threshold_mb": payload.get("cdc_lag_warning_threshold_mb", 1024),
+        "cdc_lag_critical_threshold_mb": payload.get("cdc_lag_critical_threshold_mb", 10240),
+    }
+
+
+# What posthog-mode CDC leaves at the source goes when the source goes or CDC is turned off. A replication
+# slot nobody reads keeps every WAL segment since its position: left behind, it fills the source's disk.
+# So the slot and publication this backend created are dropped first, and when that fails the change is
+# refused with the reason, never done silently. self_managed slots and publications belong to the user and
+# are never touched; neither are they when `cdc_auto_drop_slot` is off.
+
+
+def drop_if_managed(source_id: str, config: dict[str, Any]) -> None:
+    """Drop the slot and publication of a posthog-mode CDC source (with cdc_auto_drop_slot); SourceError
+    says why when that is not possible."""
+    if not truthy(config.get("cdc_enabled")) or not truthy(config.get("cdc_auto_drop_slot", True)):
+        return
+    slot, publication, managed = slot_and_publication(source_id, config)
+    if not managed:
+        return
+    from warehouse_mcp.embedded.connectors import postgres_cdc
+
+    deadline = time.monotonic() + ACTIVE_SLOT_WAIT_SECONDS
+    while True:
+        try:
+            postgres_cdc.drop_slot_and_publication(config, slot, publication)
+            logger.info("Dropped replication slot %s and publication %s", slot, publication)
+            return
+        except SourceError as error:
+            # A sync reading the slot holds it for a moment: wait for it rather than fail.
+            if "is active for PID" not in str(error) or time.monotonic() > deadline:
+                raise SourceError(
+                    f"Could not drop the replication slot '{slot}' and publication '{publication}' at the "
+                    f"source: {error} Fix the connection and retry; or (a database that is gone, or a slot you "
+                    "will remove yourself) set job_inputs.cdc_auto_drop_slot to false, retry, and drop them "
+                    f"yourself (SELECT pg_drop_replication_slot('{slot}'); "
+                    f"DROP PUBLICATION {publication};)."
+                ) from None
+            time.sleep(0.2)

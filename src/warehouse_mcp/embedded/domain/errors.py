@@ -6,8 +6,6 @@ and `NotFound`, a custom action's `{"message"}` for `Refused` and `Conflict`); n
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class DomainError(Exception):
     """A request the rules refuse; `message` says what was wrong and how to fix it."""
@@ -41,34 +39,3 @@ class Refused(DomainError):
 
 class Conflict(Refused):
     """An action cannot be done now because of the state something is in."""
-
-
-# DRF's field-level validation messages, so clients that parse them see the familiar wording.
-def required(field: str) -> Invalid:
-    return Invalid("This field is required.", field, "required")
-
-
-def invalid_choice(value: Any, field: str) -> Invalid:
-    return Invalid(f'"{value}" is not a valid choice.', field, "invalid_choice")
-
-
-def not_a_dict(value: Any, field: str) -> Invalid:
-    return Invalid(
-        f'Expected a dictionary of items but got type "{type(value).__name__}".', field, "not_a_dict"
-    )
-
-
-def not_a_list(value: Any, field: str) -> Invalid:
-    return Invalid(f'Expected a list of items but got type "{type(value).__name__}".', field, "not_a_list")
-
-
-def not_a_string(field: str) -> Invalid:
-    return Invalid("Not a valid string.", field, "invalid")
-
-
-def not_a_boolean(field: str) -> Invalid:
-    return Invalid("Must be a valid boolean.", field, "invalid")
-
-
-def too_long(field: str, max_length: int) -> Invalid:
-    return Invalid(f"Ensure this field has no more than {max_length} characters.", field, "max_length")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.domain import connector_access, schema_updates, serializers
+from warehouse_mcp.embedded.domain import cdc, connector_access, schema_updates, serializers
 from warehouse_mcp.embedded.domain.errors import Invalid, Refused
 from warehouse_mcp.embedded.domain.request_bodies import SchemaChoice, SourceCreate
 from warehouse_mcp.embedded.store import schema_records, source_records
@@ -29,7 +29,6 @@ DIRECT_ENGINES = {
     source_type: str(registry.capabilities(source_type).direct_query_engine)
     for source_type in registry.types_with(lambda can: can.direct_query_engine)
 }
-CDC_SOURCE_TYPES = registry.types_with(lambda can: can.cdc)
 CDC_FREQUENCY_SECONDS = 5 * 60
 
 
@@ -69,21 +68,6 @@ def refuse_secret_refs(payload: dict[str, Any]) -> None:
 
 def strip_strings(payload: dict[str, Any]) -> dict[str, Any]:
     return {key: value.strip() if isinstance(value, str) else value for key, value in payload.items()}
-
-
-def cdc_mode(data: dict[str, Any]) -> str:
-    mode = data.get("cdc_management_mode") or "posthog"
-    if mode not in ("posthog", "self_managed"):
-        raise Refused("cdc_management_mode must be 'posthog' or 'self_managed'.")
-    return str(mode)
-
-
-def default_slot_name(source_id: str) -> str:
-    return f"posthog_{uuid.UUID(source_id).hex[:12]}"
-
-
-def default_publication_name(source_id: str) -> str:
-    return f"posthog_pub_{uuid.UUID(source_id).hex[:12]}"
 
 
 @dataclass
@@ -202,12 +186,12 @@ def create_source(
         config, tables = checked
 
     source_id = str(uuid.uuid4())
-    cdc_on = forms.truthy(payload.get("cdc_enabled")) and new.source_type in CDC_SOURCE_TYPES
+    cdc_on = forms.truthy(payload.get("cdc_enabled")) and new.source_type in cdc.CDC_SOURCE_TYPES
     plans = _schema_plans(
         payload.get("schemas"), tables, source_type=new.source_type, cdc_on=cdc_on, direct=direct
     )
     if cdc_on:
-        config = {**config, **_cdc_settings(payload, source_id)}
+        config = {**config, **cdc.new_source_settings(payload, source_id)}
 
     job_inputs, job_inputs_secret = source_records.encode_config(backend.vault, new.source_type, config)
     metadata = {"engine": DIRECT_ENGINES[new.source_type]} if direct else {}
@@ -346,15 +330,3 @@ def _schema_plan(entry: SchemaChoice, table: TableInfo, *, direct: bool) -> Sche
         if cdc_set_up and not direct
         else FREQUENCY_SECONDS[DEFAULT_FREQUENCY],
     )
-
-
-def _cdc_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:
-    return {
-        "cdc_enabled": True,
-        "cdc_management_mode": cdc_mode(payload),
-        "cdc_slot_name": payload.get("cdc_slot_name") or default_slot_name(source_id),
-        "cdc_publication_name": payload.get("cdc_publication_name") or default_publication_name(source_id),
-        "cdc_auto_drop_slot": forms.truthy(payload.get("cdc_auto_drop_slot", True)),
-        "cdc_lag_warning_threshold_mb": payload.get("cdc_lag_warning_threshold_mb", 1024),
-        "cdc_lag_critical_threshold_mb": payload.get("cdc_lag_critical_threshold_mb", 10240),
-    }

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
-from warehouse_mcp.embedded.domain import cdc_slots, connector_access, webhooks
+from warehouse_mcp.embedded.domain import cdc, connector_access, webhooks
 from warehouse_mcp.embedded.domain.errors import Invalid, Refused
 from warehouse_mcp.embedded.domain.job_inputs_update import merge_job_inputs
 from warehouse_mcp.embedded.domain.request_bodies import RevenueConfig, SourcePatch
@@ -103,7 +103,7 @@ def destroy(backend: Services, source: SourceRecord) -> None:
 def _drop_cdc_slot(backend: Services, source_id: str, config: dict[str, Any]) -> None:
     """CDC off or source deleted: the slot must go first (a slot left behind fills the source's disk)."""
     try:
-        cdc_slots.drop_if_managed(source_id, config)
+        cdc.drop_if_managed(source_id, config)
     except SourceError as exc:
         raise Refused(str(exc)) from None
     backend.sync.forget_cdc_snapshots(source_id)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import ColumnInfo, ReadRequest, SourceError, TableInfo
 from warehouse_mcp.embedded.store import jobs
+from warehouse_mcp.embedded.sync.replication_names import slot_and_publication
 from warehouse_mcp.embedded.sync.warehouse import (
     DELETED_COLUMN,
     KEEP_COLUMN,
@@ -76,16 +77,6 @@ CHANGE_COLUMNS = [
 ]
 _source_locks: dict[str, threading.Lock] = {}
 _source_locks_guard = threading.Lock()
-
-
-def slot_and_publication(source_id: str, config: dict[str, Any]) -> tuple[str, str, bool]:
-    """(slot, publication, managed by this backend) of a CDC source's config (defaults as source_creation's)."""
-    hex12 = uuid.UUID(source_id).hex[:12]
-    return (
-        str(config.get("cdc_slot_name") or f"posthog_{hex12}"),
-        str(config.get("cdc_publication_name") or f"posthog_pub_{hex12}"),
-        (config.get("cdc_management_mode") or "posthog") != "self_managed",
-    )
 
 
 def change_table_name(table: str) -> str:
