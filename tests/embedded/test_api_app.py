@@ -169,6 +169,13 @@ def test_a_body_that_is_not_an_object_is_refused(api: Api) -> None:
     assert_drf(response, "Invalid data. Expected a dictionary, but got list.")
 
 
+def test_a_warehouse_query_without_sql_is_refused_in_drf_shape(api: Api) -> None:
+    for body in ({}, {"sql": "  "}, {"sql": 5}):
+        response = api.post("warehouse/query/", body)
+        assert_drf(response, "Send the SQL to run as `sql` (one SELECT statement).", attr="sql")
+        assert response.json()["code"] == "required"
+
+
 class TestAuth:
     @pytest.fixture
     def secured(self, home: Path) -> EmbeddedBackend:

@@ -8,16 +8,29 @@ import pytest
 
 from warehouse_mcp.embedded.domain.errors import Invalid, Refused
 from warehouse_mcp.embedded.domain.request_bodies import (
+    MAX_SQL_CHARACTERS,
+    ActionBody,
     BulkSchemaUpdate,
+    CdcConfigCheck,
+    CdcSettings,
+    PrefixCheck,
     SchemaChoice,
     SchemaSettings,
     Serializer,
     SourceCreate,
     SourcePatch,
+    StoredCredentials,
+    TablePreview,
+    WarehouseQuery,
+    WebhookInputs,
 )
 
 UUID = "6a1a1ad0-0000-4000-8000-000000000000"
 CREATE = {"source_type": "Postgres", "payload": {}}
+SEND_SQL = "Send the SQL to run as `sql` (one SELECT statement)."
+MISSING_TYPE = "Missing required parameter: source_type"
+CDC_MODE = "cdc_management_mode must be 'posthog' or 'self_managed'."
+TABLES = "'tables' must be a list of table names (schema.table or table)."
 
 
 @pytest.mark.parametrize(
@@ -96,6 +109,19 @@ CREATE = {"source_type": "Postgres", "payload": {}}
             "schemas__0__sync_type",
             "invalid_choice",
         ),
+        # Actions that check a field with DRF, or answer in DRF's shape in their own words.
+        (PrefixCheck, {"source_type": "Postgres", "prefix": 5}, "Not a valid string.", "prefix", "invalid"),
+        (WarehouseQuery, {}, SEND_SQL, "sql", "required"),
+        (WarehouseQuery, {"sql": None}, SEND_SQL, "sql", "required"),
+        (WarehouseQuery, {"sql": " \n "}, SEND_SQL, "sql", "required"),
+        (WarehouseQuery, {"sql": ["SELECT 1"]}, SEND_SQL, "sql", "required"),
+        (
+            WarehouseQuery,
+            {"sql": "SELECT 1" + " " * MAX_SQL_CHARACTERS},
+            f"The SQL is longer than {MAX_SQL_CHARACTERS} characters.",
+            "sql",
+            "max_length",
+        ),
     ],
 )
 def test_a_bad_shape_is_drfs_field_error(
@@ -144,3 +170,63 @@ def test_a_custom_actions_body_is_refused_in_one_sentence(entry: dict[str, Any],
     with pytest.raises(Refused) as refused:
         SchemaChoice.parse_for({"name": "orders", **entry}, " for schema 'orders'")
     assert refused.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "message"),
+    [
+        (TablePreview, {"host": "db"}, MISSING_TYPE),
+        (TablePreview, {"source_type": None}, MISSING_TYPE),
+        (PrefixCheck, {"prefix": "x"}, MISSING_TYPE),
+        (PrefixCheck, {"source_type": ""}, MISSING_TYPE),
+        (StoredCredentials, {"payload": {}}, MISSING_TYPE),
+        (StoredCredentials, {"source_type": 3, "payload": {}}, MISSING_TYPE),
+        (
+            StoredCredentials,
+            {"source_type": "Postgres", "payload": "host=x"},
+            "'payload' must be an object of the source's connection fields",
+        ),
+        (CdcSettings, {"cdc_management_mode": "sometimes"}, CDC_MODE),
+        (CdcSettings, {"cdc_management_mode": 1}, CDC_MODE),
+        (CdcSettings, {"cdc_slot_name": 5}, "Invalid cdc_slot_name: Not a valid string."),
+        (CdcConfigCheck, {"cdc_management_mode": "x", "tables": "orders"}, CDC_MODE),
+        (CdcConfigCheck, {"tables": "orders"}, TABLES),
+        (CdcConfigCheck, {"tables": ["orders", 7]}, TABLES),
+        (WebhookInputs, {}, "No inputs provided"),
+        (WebhookInputs, {"inputs": {}}, "No inputs provided"),
+        (WebhookInputs, {"inputs": "whsec"}, "No inputs provided"),
+    ],
+)
+def test_an_actions_body_is_refused_in_its_own_words(
+    model: type[ActionBody], body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Refused) as refused:
+        model.parse(body)
+    assert refused.value.message == message
+
+
+def test_a_missing_field_is_a_missing_parameter_unless_the_action_words_it() -> None:
+    class Named(ActionBody):
+        name: str
+
+    with pytest.raises(Refused) as refused:
+        Named.parse({})
+    assert refused.value.message == "Missing required parameter: name"
+
+
+def test_an_actions_empty_values_read_as_the_defaults_it_reads_them_as() -> None:
+    empty = CdcConfigCheck.parse(
+        {"cdc_management_mode": "", "tables": None, "cdc_slot_name": "", "cdc_publication_name": None}
+    )
+    assert (empty.cdc_management_mode, empty.tables, empty.cdc_slot_name, empty.cdc_publication_name) == (
+        "posthog",
+        [],
+        None,
+        None,
+    )
+    assert CdcSettings.parse({"cdc_management_mode": "self_managed"}).cdc_management_mode == "self_managed"
+    assert TablePreview.parse({"source_type": "Postgres", "access_method": "direct"}).direct
+    assert not PrefixCheck.parse({"source_type": "Postgres", "access_method": "sideways"}).direct, (
+        "anything but direct reads as warehouse"
+    )
+    assert StoredCredentials.parse({"source_type": "Postgres", "payload": None}).payload is None

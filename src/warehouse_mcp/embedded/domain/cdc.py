@@ -16,6 +16,7 @@ from warehouse_mcp.embedded.connectors.base import SourceError, TableInfo
 from warehouse_mcp.embedded.connectors.forms import truthy
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import Refused
+from warehouse_mcp.embedded.domain.request_bodies import CdcConfigCheck, CdcSettings
 from warehouse_mcp.embedded.store import Store, source_records
 from warehouse_mcp.embedded.store.source_records import SourceRecord
 from warehouse_mcp.embedded.sync.replication_names import slot_and_publication
@@ -40,24 +41,21 @@ def cdc_source(store: Store, team_id: int, source_id: str) -> SourceRecord:
     return source
 
 
-def prerequisites_for_source(backend: Services, source: SourceRecord, data: dict[str, Any]) -> dict[str, Any]:
+def prerequisites_for_source(backend: Services, source: SourceRecord, body: CdcSettings) -> dict[str, Any]:
     """`{valid, errors}`: the stored source's database checked for CDC (`source` from cdc_source)."""
-    mode = cdc_mode(data)
     config = source_records.source_config(backend.store, backend.vault, source.id)
-    return _prerequisites(config, [], mode, data, SOURCE_CONNECT_FAILED)
+    return _prerequisites(config, [], body, SOURCE_CONNECT_FAILED)
 
 
-def prerequisites_for_config(data: dict[str, Any]) -> dict[str, Any]:
-    """`{valid, errors}`: a config not yet stored (`data` is the form's fields, `tables` and the CDC settings)."""
-    if data.get("source_type") not in CDC_SOURCE_TYPES:
+def prerequisites_for_config(body: CdcConfigCheck, sent: dict[str, Any]) -> dict[str, Any]:
+    """`{valid, errors}`: a config not yet stored (`sent` is the body as sent: the form's fields sit at its
+    top level, beside `tables` and the CDC settings)."""
+    source_type = body.source_type
+    if source_type not in CDC_SOURCE_TYPES:
         raise Refused(f"CDC prerequisite checks are only supported for {registry.names(CDC_SOURCE_TYPES)}.")
-    config = connector_access.only_form_fields(data["source_type"], data)
-    connector_access.check_config(data["source_type"], config)
-    mode = cdc_mode(data)
-    tables = data.get("tables") or []
-    if not isinstance(tables, list) or not all(isinstance(table, str) for table in tables):
-        raise Refused("'tables' must be a list of table names (schema.table or table).")
-    return _prerequisites(config, tables, mode, data, CONNECT_FAILED)
+    config = connector_access.only_form_fields(source_type, sent)
+    connector_access.check_config(source_type, config)
+    return _prerequisites(config, body.tables, body, CONNECT_FAILED)
 
 
 def status(backend: Services, source: SourceRecord) -> dict[str, Any]:
@@ -131,13 +129,17 @@ def refuse_unready_cdc(source_type: str, config: dict[str, Any], tables: list[Ta
 
 
 def _prerequisites(
-    config: dict[str, Any], tables: list[str], mode: str, data: dict[str, Any], connect_failed: str
+    config: dict[str, Any], tables: list[str], settings: CdcSettings, connect_failed: str
 ) -> dict[str, Any]:
     try:
         from warehouse_mcp.embedded.connectors import postgres
 
         errors = postgres.check_cdc_prerequisites(
-            config, tables, mode, data.get("cdc_slot_name") or None, data.get("cdc_publication_name") or None
+            config,
+            tables,
+            settings.cdc_management_mode,
+            settings.cdc_slot_name,
+            settings.cdc_publication_name,
         )
     except SourceError as exc:
         text = str(exc)
@@ -147,11 +149,9 @@ def _prerequisites(
     return {"valid": not errors, "errors": list(errors)}
 
 
-def cdc_mode(data: dict[str, Any]) -> str:
-    mode = data.get("cdc_management_mode") or "posthog"
-    if mode not in ("posthog", "self_managed"):
-        raise Refused("cdc_management_mode must be 'posthog' or 'self_managed'.")
-    return str(mode)
+def cdc_mode(config: dict[str, Any]) -> str:
+    """The CDC management mode of a config (a source's, or a new source's payload), read as a request's."""
+    return CdcSettings.parse({"cdc_management_mode": config.get("cdc_management_mode")}).cdc_management_mode
 
 
 def new_source_settings(payload: dict[str, Any], source_id: str) -> dict[str, Any]:

@@ -55,8 +55,6 @@ def check_credential(source_type: str, payload: Mapping[str, Any]) -> dict[str, 
     its kind only.
     """
     connector = connector_or_error(source_type)
-    if not isinstance(payload, Mapping):
-        raise Refused("'payload' must be an object of the source's connection fields")
     config = connector_access.only_form_fields(source_type, _strip_public_strings(source_type, dict(payload)))
     connector_access.check_config(source_type, config)
     try:

@@ -3,8 +3,9 @@
 Two kinds, as on PostHog's server:
 - `Serializer` bodies are those a DRF serializer reads (create, PATCH, bulk_update_schemas, …): a bad
   shape is `Invalid` with DRF's message and the field's path as `attr` ("schemas__0__id").
-- `ActionBody` bodies are those a custom action reads by hand (create's `payload.schemas` entries): a bad
-  shape is `Refused` with a sentence naming the field.
+- `ActionBody` bodies are those a custom action reads by hand (database_schema, source_prefix, the CDC
+  checks, update_webhook_inputs, store_credentials, create's `payload.schemas` entries): a bad shape is
+  `Refused` with one sentence, the action's own words where it has them.
 
 The rules in the domain (source_creation, schema_updates, …) get these typed values and check only what
 depends on the stored state or the source.
@@ -15,16 +16,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from warehouse_mcp.embedded.connectors import registry
-from warehouse_mcp.embedded.domain.errors import Invalid, Refused
+from warehouse_mcp.embedded.domain.errors import DomainError, Invalid, Refused
 from warehouse_mcp.models import (
     FREQUENCY_SECONDS,
     AccessMethod,
+    CdcManagementMode,
     CdcTableMode,
     CreatedVia,
     IncrementalFieldType,
@@ -42,6 +44,16 @@ def one_of(values: Iterable[str]) -> BeforeValidator:
         raise PydanticCustomError("invalid_choice", "not one of {choices}", {"choices": allowed})
 
     return BeforeValidator(check)
+
+
+def empty_is(default: Any) -> BeforeValidator:
+    """A hand-read `body.get(name) or default`: an empty value (null, "", [], 0, false) reads as `default`."""
+    return BeforeValidator(lambda value: value or default)
+
+
+def _field_error(message: str, code: str) -> PydanticCustomError:
+    """A validator's own DRF field error, for a check no stock field makes: answered with these words and code."""
+    return PydanticCustomError("drf", message, {"code": code})
 
 
 def _time_of_day(value: Any) -> Any:
@@ -82,7 +94,18 @@ class Serializer(BaseModel):
 
 
 class ActionBody(Serializer):
-    """A body a custom action reads by hand: a bad shape is refused with one sentence."""
+    """A body a custom action reads by hand: a bad shape is refused with one sentence.
+
+    A missing required field is "Missing required parameter: <field>"; `refusals` keeps an action's own
+    words for any bad shape of a field, and `drf_fields` are those the action checks with a DRF field.
+    """
+
+    refusals: ClassVar[Mapping[str, str]] = {}
+    drf_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Self:
+        return cls.parse_for(data, "")
 
     @classmethod
     def parse_for(cls, data: Mapping[str, Any], where: str) -> Self:
@@ -90,7 +113,16 @@ class ActionBody(Serializer):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise _action_error(exc.errors()[0], where) from None
+            raise cls._refusal(exc.errors()[0], where) from None
+
+    @classmethod
+    def _refusal(cls, error: ErrorDetails, where: str) -> DomainError:
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field in cls.drf_fields:
+            return _drf_error(error)
+        if field in cls.refusals:
+            return Refused(cls.refusals[field])
+        return _action_error(error, where)
 
 
 # --- sources ----------------------------------------------------------------------------------------
@@ -104,6 +136,32 @@ class SourceCreate(Serializer):
     access_method: AccessMethodName = AccessMethod.warehouse
     created_via: CreatedViaName = CreatedVia.api
     direct_query_enabled: bool | None = None
+
+
+class NewSourceAction(ActionBody):
+    """A custom action about a source not created yet: its type, and how it would be read."""
+
+    refusals = {"source_type": "Missing required parameter: source_type"}
+
+    source_type: str
+    access_method: Any = None  # anything but "direct" reads as warehouse, as PostHog reads it
+
+    @property
+    def direct(self) -> bool:
+        return bool(self.access_method == AccessMethod.direct)
+
+
+class TablePreview(NewSourceAction):
+    """database_schema: the tables of a source not created yet; its config is the rest of the body."""
+
+
+class PrefixCheck(NewSourceAction):
+    """source_prefix: would `prefix` be accepted for a new source of `source_type`?"""
+
+    drf_fields = frozenset({"prefix"})
+
+    source_type: str = Field(min_length=1)  # an empty type is missing too
+    prefix: str | None = None
 
 
 class SourceSetup(Serializer):
@@ -175,6 +233,70 @@ class SchemaChoice(ActionBody):
     cdc_table_mode: CdcTableModeName | None = None
 
 
+# --- credentials, CDC, webhooks, warehouse reads -----------------------------------------------------
+
+
+class StoredCredentials(ActionBody):
+    """store_credentials: a source type's connection fields, checked and kept for a later setup."""
+
+    refusals = {
+        "source_type": "Missing required parameter: source_type",
+        "payload": "'payload' must be an object of the source's connection fields",
+    }
+
+    source_type: str = Field(min_length=1)
+    payload: dict[str, Any] | None = None
+
+
+class CdcSettings(ActionBody):
+    """check_cdc_prerequisites_for_source: the CDC settings to check the source's database for."""
+
+    refusals = {"cdc_management_mode": "cdc_management_mode must be 'posthog' or 'self_managed'."}
+
+    cdc_management_mode: Annotated[
+        str, one_of(CdcManagementMode), empty_is(CdcManagementMode.posthog.value)
+    ] = CdcManagementMode.posthog.value
+    cdc_slot_name: Annotated[str | None, empty_is(None)] = None
+    cdc_publication_name: Annotated[str | None, empty_is(None)] = None
+
+
+class CdcConfigCheck(CdcSettings):
+    """check_cdc_prerequisites: the settings and tables to check; the config is the rest of the body."""
+
+    refusals = {
+        **CdcSettings.refusals,
+        "tables": "'tables' must be a list of table names (schema.table or table).",
+    }
+
+    tables: Annotated[list[str], empty_is([])] = Field(default_factory=list)
+    source_type: Any = None  # whether it has CDC is the rule's question
+
+
+class WebhookInputs(ActionBody):
+    """update_webhook_inputs: some of the form's webhook inputs, by name."""
+
+    refusals = {"inputs": "No inputs provided"}
+
+    inputs: dict[str, Any] = Field(min_length=1)
+
+
+MAX_SQL_CHARACTERS = 20_000
+
+
+def _sql(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise _field_error("Send the SQL to run as `sql` (one SELECT statement).", "required")
+    if len(value) > MAX_SQL_CHARACTERS:
+        raise _field_error(f"The SQL is longer than {MAX_SQL_CHARACTERS} characters.", "max_length")
+    return value
+
+
+class WarehouseQuery(Serializer):
+    """warehouse/query (embedded only): one read-only SQL statement."""
+
+    sql: Annotated[str, BeforeValidator(_sql)] = Field(None, validate_default=True)
+
+
 # --- errors in PostHog's words ----------------------------------------------------------------------
 
 
@@ -205,6 +327,8 @@ _DRF: dict[str, tuple[str, str]] = {
 def _drf_error(error: ErrorDetails) -> Invalid:
     attr = "__".join(str(part) for part in error["loc"])
     value = error.get("input")
+    if error["type"] == "drf":
+        return Invalid(error["msg"], attr, error.get("ctx", {})["code"])
     if error["type"] == "time_of_day":
         return Invalid("Invalid sync time of day")  # PostHog's serializer-level check: no field
     if value is None and error["type"] != "missing":
@@ -217,6 +341,8 @@ def _drf_error(error: ErrorDetails) -> Invalid:
 def _action_error(error: ErrorDetails, where: str) -> Refused:
     field = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
+    if error["type"] == "missing":
+        return Refused(f"Missing required parameter: {field}")
     if error["type"] == "invalid_choice":
         choices = ", ".join(error.get("ctx", {})["choices"])
         return Refused(f"Unknown {field} '{value}'{where}. Use one of: {choices}.")

@@ -16,7 +16,7 @@ from warehouse_mcp.embedded.connectors import forms, registry
 from warehouse_mcp.embedded.connectors.base import TableInfo
 from warehouse_mcp.embedded.domain import cdc, connector_access, schema_updates, serializers
 from warehouse_mcp.embedded.domain.errors import Invalid, Refused
-from warehouse_mcp.embedded.domain.request_bodies import SchemaChoice, SourceCreate
+from warehouse_mcp.embedded.domain.request_bodies import PrefixCheck, SchemaChoice, SourceCreate, TablePreview
 from warehouse_mcp.embedded.store import schema_records, source_records
 from warehouse_mcp.embedded.sync import runnable
 from warehouse_mcp.models import DEFAULT_FREQUENCY, FREQUENCY_SECONDS, AccessMethod, CdcTableMode
@@ -45,8 +45,8 @@ def check_prefix_format(prefix: str | None) -> None:
         )
 
 
-def direct_name(prefix: Any) -> str:
-    name = prefix.strip() if isinstance(prefix, str) else ""
+def direct_name(prefix: str | None) -> str:
+    name = (prefix or "").strip()
     if not name:
         raise Refused("Name is required for direct query sources")
     return name
@@ -96,42 +96,35 @@ def create(backend: Services, team_id: int, body: SourceCreate) -> str:
     return create_source(backend, team_id, new)
 
 
-def preview_tables(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """database_schema: check a config against the live source and list its tables, creating nothing."""
-    source_type = data.get("source_type")
-    if source_type is None:
-        raise Refused("Missing required parameter: source_type")
-    refuse_secret_refs(data)
-    if not registry.is_known(str(source_type)):
+def preview_tables(body: TablePreview, sent: dict[str, Any]) -> list[dict[str, Any]]:
+    """database_schema: check a config against the live source and list its tables, creating nothing.
+
+    `sent` is the body as sent: the source's config fields sit at its top level."""
+    source_type = body.source_type
+    refuse_secret_refs(sent)
+    if not registry.is_known(source_type):
         raise Refused(f"Unknown source_type '{source_type}'")
     connector = connector_access.connector(source_type)
-    config = connector_access.only_form_fields(source_type, data)
+    config = connector_access.only_form_fields(source_type, sent)
     connector_access.check_config(source_type, config)
     connector_access.check_credentials(connector, config)
-    tables = connector_access.discover(
-        connector, config, direct=data.get("access_method") == AccessMethod.direct
-    )
+    tables = connector_access.discover(connector, config, direct=body.direct)
     permissions = connector_access.endpoint_permissions(connector, config, [table.name for table in tables])
     return [
         serializers.discovered_table_json(source_type, table, permissions.get(table.name)) for table in tables
     ]
 
 
-def check_new_prefix(backend: Services, team_id: int, data: dict[str, Any]) -> None:
+def check_new_prefix(backend: Services, team_id: int, body: PrefixCheck) -> None:
     """source_prefix: would this prefix be accepted for a new source of this type? Refused when not."""
-    source_type = data.get("source_type")
-    if not source_type:
-        raise Refused("Missing required parameter: source_type")
-    prefix = data.get("prefix")
-    if data.get("access_method") == AccessMethod.direct:
+    source_type, prefix = body.source_type, body.prefix
+    if body.direct:
         if source_type not in DIRECT_ENGINES:
             raise Refused(
                 f"Direct query mode is currently supported only for {registry.names(tuple(DIRECT_ENGINES))} sources."
             )
         direct_name(prefix)
         return
-    if prefix is not None and not isinstance(prefix, str):
-        raise Invalid("Not a valid string.", "prefix")
     check_prefix_format(prefix)
     conflict = source_records.prefix_conflict(backend.store, team_id, source_type, prefix)
     if conflict:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from warehouse_mcp.embedded.domain.errors import Invalid, Refused
+from warehouse_mcp.embedded.domain.errors import Refused
+from warehouse_mcp.embedded.domain.request_bodies import WarehouseQuery
 from warehouse_mcp.embedded.store import Store, schema_records
-
-MAX_SQL_CHARACTERS = 20_000
 
 
 def tables(store: Store, team_id: int, home: Path) -> list[dict[str, Any]]:
@@ -39,16 +38,12 @@ def tables(store: Store, team_id: int, home: Path) -> list[dict[str, Any]]:
     return results
 
 
-def run(home: Path, sql: Any) -> dict[str, Any]:
-    """`{columns, rows, row_count, _truncated}` of one read-only statement (`sql` as the request sent it)."""
+def run(home: Path, body: WarehouseQuery) -> dict[str, Any]:
+    """`{columns, rows, row_count, _truncated}` of one read-only statement."""
     from warehouse_mcp.embedded.sync import query
     from warehouse_mcp.embedded.sync.warehouse import WAREHOUSE_FILE
 
-    if not isinstance(sql, str) or not sql.strip():
-        raise Invalid("Send the SQL to run as `sql` (one SELECT statement).", "sql", "required")
-    if len(sql) > MAX_SQL_CHARACTERS:
-        raise Invalid(f"The SQL is longer than {MAX_SQL_CHARACTERS} characters.", "sql", "max_length")
     try:
-        return query.run_query(home / WAREHOUSE_FILE, sql)
+        return query.run_query(home / WAREHOUSE_FILE, body.sql)
     except query.QueryError as exc:
         raise Refused(str(exc)) from None

@@ -19,6 +19,7 @@ from warehouse_mcp.embedded.connectors.base import SourceError, WebhookConnector
 from warehouse_mcp.embedded.connectors.form_fields import FormField
 from warehouse_mcp.embedded.domain import connector_access
 from warehouse_mcp.embedded.domain.errors import Refused
+from warehouse_mcp.embedded.domain.request_bodies import WebhookInputs
 from warehouse_mcp.embedded.store import Store, schema_records, source_records
 from warehouse_mcp.embedded.store.schema_records import SchemaRecord
 from warehouse_mcp.embedded.store.source_records import SourceRecord
@@ -185,11 +186,9 @@ def create(backend: Services, target: WebhookSource) -> dict[str, Any]:
     return register(backend, source, connector, capable, keep_on_failure=True)
 
 
-def update_inputs(backend: Services, target: WebhookSource, inputs: Any) -> None:
+def update_inputs(backend: Services, target: WebhookSource, body: WebhookInputs) -> None:
     """update_webhook_inputs: set some of the form's webhook inputs (secret ones go to the vault)."""
-    source = target.source
-    if not inputs or not isinstance(inputs, dict):
-        raise Refused("No inputs provided")
+    source, inputs = target.source, body.inputs
     fields: dict[str, FormField] = {
         field.name: field for field in form_fields.webhook_fields(source.source_type)
     }

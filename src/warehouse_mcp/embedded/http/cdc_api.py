@@ -9,14 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded.domain import cdc
+from warehouse_mcp.embedded.domain.request_bodies import CdcConfigCheck, CdcSettings
 from warehouse_mcp.embedded.http import request_context
 
 
 def check_cdc_prerequisites_for_source(request: Request) -> Response:
     backend = request_context.backend(request)
     source = cdc.cdc_source(backend.store, request_context.team_id(request), request_context.path_id(request))
-    data = request_context.body(request)
-    return request_context.json_response(cdc.prerequisites_for_source(backend, source, data))
+    # The body after the source: a source without CDC is refused whatever the body says.
+    body = CdcSettings.parse(request_context.body(request))
+    return request_context.json_response(cdc.prerequisites_for_source(backend, source, body))
 
 
 def cdc_status(request: Request) -> Response:
@@ -26,5 +28,5 @@ def cdc_status(request: Request) -> Response:
 
 
 def check_cdc_prerequisites(request: Request) -> Response:
-    data = request_context.body(request)
-    return request_context.json_response(cdc.prerequisites_for_config(data))
+    sent = request_context.body(request)
+    return request_context.json_response(cdc.prerequisites_for_config(CdcConfigCheck.parse(sent), sent))

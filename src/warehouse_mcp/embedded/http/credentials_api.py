@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from warehouse_mcp.embedded.domain import credentials
-from warehouse_mcp.embedded.domain.errors import Refused
+from warehouse_mcp.embedded.domain.request_bodies import StoredCredentials
 from warehouse_mcp.embedded.http import request_context
 
 
@@ -17,16 +17,10 @@ def connect_link(request: Request) -> Response:
 
 
 def store_credentials(request: Request) -> Response:
-    body = request_context.body(request)
-    source_type = body.get("source_type")
-    if not source_type or not isinstance(source_type, str):
-        raise Refused("Missing required parameter: source_type")
-    payload = body.get("payload")
-    if payload is None:
-        payload = {}
+    body = StoredCredentials.parse(request_context.body(request))
     backend = request_context.backend(request)
     metadata = credentials.store_credential(
-        backend.store, backend.vault, request_context.team_id(request), source_type, payload
+        backend.store, backend.vault, request_context.team_id(request), body.source_type, body.payload or {}
     )
     return JSONResponse(metadata, status_code=201)
 

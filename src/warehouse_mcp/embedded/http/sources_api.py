@@ -21,10 +21,12 @@ from warehouse_mcp.embedded.domain import (
 )
 from warehouse_mcp.embedded.domain.request_bodies import (
     BulkSchemaUpdate,
+    PrefixCheck,
     RevenueConfig,
     SourceCreate,
     SourcePatch,
     SourceSetup,
+    TablePreview,
 )
 from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import schema_records, source_records
@@ -153,12 +155,14 @@ def wizard(request: Request) -> Response:
 
 
 def database_schema(request: Request) -> Response:
-    return request_context.json_response(source_creation.preview_tables(request_context.body(request)))
+    sent = request_context.body(request)
+    return request_context.json_response(source_creation.preview_tables(TablePreview.parse(sent), sent))
 
 
 def source_prefix(request: Request) -> Response:
     backend = request_context.backend(request)
-    source_creation.check_new_prefix(backend, request_context.team_id(request), request_context.body(request))
+    body = PrefixCheck.parse(request_context.body(request))
+    source_creation.check_new_prefix(backend, request_context.team_id(request), body)
     return request_context.empty_response()
 
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded.domain import warehouse_reads
+from warehouse_mcp.embedded.domain.request_bodies import WarehouseQuery
 from warehouse_mcp.embedded.http import request_context
 
 
@@ -21,5 +22,5 @@ def tables(request: Request) -> Response:
 
 
 def run(request: Request) -> Response:
-    sql = request_context.body(request).get("sql")
-    return request_context.json_response(warehouse_reads.run(request_context.backend(request).home, sql))
+    body = WarehouseQuery.parse(request_context.body(request))
+    return request_context.json_response(warehouse_reads.run(request_context.backend(request).home, body))

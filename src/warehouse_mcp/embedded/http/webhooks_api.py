@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from warehouse_mcp.embedded.domain import webhooks
+from warehouse_mcp.embedded.domain.request_bodies import WebhookInputs
 from warehouse_mcp.embedded.domain.webhooks import WebhookSource
 from warehouse_mcp.embedded.http import request_context
 from warehouse_mcp.embedded.store import source_records
@@ -28,8 +29,8 @@ def create_webhook(request: Request) -> Response:
 
 def update_webhook_inputs(request: Request) -> Response:
     target = _target(request)  # before the body is read: a source without webhooks is refused first
-    inputs = request_context.body(request).get("inputs", {})
-    webhooks.update_inputs(request_context.backend(request), target, inputs)
+    body = WebhookInputs.parse(request_context.body(request))
+    webhooks.update_inputs(request_context.backend(request), target, body)
     return request_context.json_response({"success": True})
 
 
