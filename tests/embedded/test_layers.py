@@ -218,3 +218,38 @@ def test_http_handlers_leave_store_writes_to_the_domain() -> None:
 def test_a_handler_opening_a_transaction_is_seen() -> None:
     handler = "def delete(request):\n    with backend.store.transaction() as db:\n        db.execute('x')\n"
     assert _opened_transactions(handler) == [2]
+
+
+# DRF's field messages: a body's shape is checked by its model in domain/request_bodies.py, nowhere else.
+DRF_FIELD_MESSAGE = re.compile(
+    r"This field is required|may not be null|Not a valid string|is not a valid choice|Must be a valid "
+    r"(boolean|UUID)|Expected a (list|dictionary) of items|no more than \{|may not be empty"
+)
+
+
+def _drf_messages(source: str) -> list[int]:
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and DRF_FIELD_MESSAGE.search(node.value)
+    ]
+
+
+def test_request_shapes_are_validated_once() -> None:
+    wrong = [
+        f"{module}:{line}"
+        for module, path in MODULES.items()
+        if module.startswith(EMBEDDED) and module != f"{EMBEDDED}.domain.request_bodies"
+        for line in _drf_messages(path.read_text())
+    ]
+    assert wrong == []
+    assert _drf_messages(MODULES[f"{EMBEDDED}.domain.request_bodies"].read_text()), (
+        "the pattern still matches"
+    )
+
+
+def test_a_hand_written_shape_check_is_seen() -> None:
+    handler = "if not isinstance(value, str):\n    raise Invalid('Not a valid string.', 'prefix')\n"
+    assert _drf_messages(handler) == [2]
