@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 
 import pytest
 
-from warehouse_mcp.embedded.store import RowNotFound, Store, schema_records, source_records
+from warehouse_mcp.embedded.store import RowNotFound, Store, record, schema_records, source_records
 from warehouse_mcp.embedded.store.vault import Vault
 
 from .sync_support import add_schema, add_source
@@ -52,3 +53,26 @@ def test_a_missing_or_deleted_row_is_not_found(store: Store, vault: Vault) -> No
     assert source_records.find(store, 1, source_id) is None
     with pytest.raises(RowNotFound):
         schema_records.get(store, 1, "no-such-schema")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    name: str
+    enabled: bool
+    tags: list[str]
+    meta: dict[str, int] | None
+
+
+def test_a_row_becomes_a_record_by_its_field_names() -> None:
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE t (name TEXT, enabled INTEGER, tags TEXT, meta TEXT, extra TEXT)")
+    db.execute("INSERT INTO t VALUES ('a', 1, '[\"x\"]', NULL, 'ignored'), ('b', 0, NULL, '{\"n\": 2}', '')")
+    json_columns = {"tags": "[]", "meta": "null"}
+    first, second = (record(_Row, row, json_columns) for row in db.execute("SELECT * FROM t ORDER BY name"))
+    assert first == _Row("a", True, ["x"], None)
+    assert second == _Row("b", False, [], {"n": 2}), "NULL JSON reads as the column's default"
+    assert (
+        second.tags
+        is not record(_Row, db.execute("SELECT * FROM t WHERE name='b'").fetchone(), json_columns).tags
+    )

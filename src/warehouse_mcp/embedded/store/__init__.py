@@ -10,14 +10,19 @@ ciphertexts (BLOB columns named `*_secret`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
+
+Record = TypeVar("Record")
 
 DB_FILE = "metadata.sqlite3"
 
@@ -32,6 +37,21 @@ def migrations() -> list[str]:
         if entry.name.endswith(".sql")
     )
     return [script for _name, script in scripts]
+
+
+def record(cls: type[Record], row: sqlite3.Row, json_columns: Mapping[str, str] | None = None) -> Record:
+    """The frozen dataclass `cls` from a row whose columns are its field names: `bool` fields (stored 0/1)
+    read as booleans, and each of `json_columns` is decoded (a NULL or empty one as the JSON given for it)."""
+    decoded = json_columns or {}
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = row[field.name]
+        if field.name in decoded:
+            value = json.loads(value or decoded[field.name])
+        elif field.type in (bool, "bool"):
+            value = bool(value)
+        values[field.name] = value
+    return cls(**values)
 
 
 class RowNotFound(LookupError):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from warehouse_mcp.embedded.store import Store, iso
+from warehouse_mcp.embedded.store import Store, iso, record
 from warehouse_mcp.models import JobStatus, SchemaStatus
 
 
@@ -94,14 +94,7 @@ def settings(db: sqlite3.Connection, schema_id: str, *, deleted_too: bool) -> Sc
     ).fetchone()
     if row is None:
         return None
-    return ScheduleSettings(
-        should_sync=bool(row["should_sync"]),
-        sync_type=row["sync_type"],
-        sync_frequency_interval=row["sync_frequency_interval"],
-        sync_time_of_day=row["sync_time_of_day"],
-        last_synced_at=row["last_synced_at"],
-        next_sync_at=row["next_sync_at"],
-    )
+    return record(ScheduleSettings, row)
 
 
 def has_running_job(db: sqlite3.Connection, schema_id: str) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warehouse_mcp.embedded.connectors.base import TableInfo
-from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
+from warehouse_mcp.embedded.store import RowNotFound, Store, iso, record, utcnow
 
 
 @dataclass(frozen=True)
@@ -48,37 +48,15 @@ class SchemaRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> SchemaRecord:
-        return cls(
-            id=row["id"],
-            team_id=row["team_id"],
-            source_id=row["source_id"],
-            name=row["name"],
-            label=row["label"],
-            description=row["description"],
-            should_sync=bool(row["should_sync"]),
-            sync_type=row["sync_type"],
-            incremental_field=row["incremental_field"],
-            incremental_field_type=row["incremental_field_type"],
-            sync_frequency_interval=row["sync_frequency_interval"],
-            sync_time_of_day=row["sync_time_of_day"],
-            primary_key_columns=_decoded(row["primary_key_columns"], None),
-            cdc_table_mode=row["cdc_table_mode"],
-            enabled_columns=_decoded(row["enabled_columns"], None),
-            available_columns=_decoded(row["available_columns"], []),
-            status=row["status"],
-            latest_error=row["latest_error"],
-            last_synced_at=row["last_synced_at"],
-            sync_cursor=row["sync_cursor"],
-            table_id=row["table_id"],
-            table_name=row["table_name"],
-            table_row_count=row["table_row_count"],
-            table_columns=_decoded(row["table_columns"], None),
-            next_sync_at=row["next_sync_at"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            deleted=bool(row["deleted"]),
-            deleted_at=row["deleted_at"],
-        )
+        return record(cls, row, JSON_COLUMNS)
+
+
+JSON_COLUMNS = {
+    "primary_key_columns": "null",
+    "enabled_columns": "null",
+    "available_columns": "[]",
+    "table_columns": "null",
+}
 
 
 @dataclass(frozen=True)
@@ -91,10 +69,6 @@ class SyncedTable:
     table_name: str
     last_synced_at: str | None
     source_type: str
-
-
-def _decoded(text: str | None, default: Any) -> Any:
-    return json.loads(text) if text else default
 
 
 def _records(rows: list[sqlite3.Row]) -> list[SchemaRecord]:
@@ -132,8 +106,8 @@ def of_sources(store: Store, source_ids: list[str]) -> dict[str, list[SchemaReco
         "ORDER BY name",
         tuple(source_ids),
     )
-    for record in _records(rows):
-        grouped[record.source_id].append(record)
+    for schema in _records(rows):
+        grouped[schema.source_id].append(schema)
     return grouped
 
 

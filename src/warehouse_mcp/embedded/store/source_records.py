@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warehouse_mcp.embedded.connectors import forms, registry
-from warehouse_mcp.embedded.store import RowNotFound, Store, iso, utcnow
+from warehouse_mcp.embedded.store import RowNotFound, Store, iso, record, utcnow
 from warehouse_mcp.embedded.store.vault import Vault
 
 
@@ -46,28 +46,7 @@ class SourceRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> SourceRecord:
-        return cls(
-            id=row["id"],
-            team_id=row["team_id"],
-            source_type=row["source_type"],
-            prefix=row["prefix"],
-            description=row["description"],
-            created_via=row["created_via"],
-            access_method=row["access_method"],
-            direct_query_enabled=bool(row["direct_query_enabled"]),
-            status=row["status"],
-            job_inputs=_decoded(row["job_inputs"], {}),
-            connection_metadata=_decoded(row["connection_metadata"], {}),
-            revenue_enabled=bool(row["revenue_enabled"]),
-            revenue_include_invoiceless=bool(row["revenue_include_invoiceless"]),
-            webhook=_decoded(row["webhook"], None),
-            webhook_secret=row["webhook_secret"],
-            created_by=row["created_by"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            deleted=bool(row["deleted"]),
-            deleted_at=row["deleted_at"],
-        )
+        return record(cls, row, {"job_inputs": "{}", "connection_metadata": "{}", "webhook": "null"})
 
 
 @dataclass(frozen=True)
@@ -88,10 +67,6 @@ class JobRecord:
     schema_should_sync: bool
     schema_last_synced_at: str | None
     schema_sync_type: str | None
-
-
-def _decoded(text: str | None, default: Any) -> Any:
-    return json.loads(text) if text else default
 
 
 def find(store: Store, team_id: int, source_id: str) -> SourceRecord | None:
@@ -253,19 +228,4 @@ def recent_jobs(store: Store, source_id: str, schema_names: list[str]) -> Iterat
         sql += f" AND schemas.name IN ({', '.join('?' for _ in schema_names)})"
         params += schema_names
     for row in store.connection().execute(sql + " ORDER BY jobs.created_at DESC", tuple(params)):
-        yield JobRecord(
-            id=row["id"],
-            schema_id=row["schema_id"],
-            status=row["status"],
-            rows_synced=row["rows_synced"],
-            latest_error=row["latest_error"],
-            workflow_run_id=row["workflow_run_id"],
-            created_by=row["created_by"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
-            schema_name=row["schema_name"],
-            schema_label=row["schema_label"],
-            schema_should_sync=bool(row["schema_should_sync"]),
-            schema_last_synced_at=row["schema_last_synced_at"],
-            schema_sync_type=row["schema_sync_type"],
-        )
+        yield record(JobRecord, row)
