@@ -22,14 +22,17 @@ import psycopg
 import pymysql
 import pytest
 
-from tests.conftest import Database, _my_args, _pg_args
+from tests.conftest import Bastion, Database, _my_args, _pg_args
 from tests.embedded.api_support import SCHEMAS, Api
 from warehouse_mcp.embedded.backend import EmbeddedBackend
-from warehouse_mcp.embedded.connectors import registry
+from warehouse_mcp.embedded.connectors import registry, ssh_tunnel
+from warehouse_mcp.embedded.connectors.base import ReadRequest
+from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.store.jobs import CANCELLED_ERROR
 from warehouse_mcp.embedded.store.vault import Vault
 from warehouse_mcp.embedded.sync.engine import JobProgress
+from warehouse_mcp.embedded.sync.read_ahead import read_ahead
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 
 from .sync_support import add_schema, add_source, run_sync, schema_row
@@ -146,6 +149,22 @@ def blocked_readers(db: Database) -> list[int]:
     return [row[0] for row in rows]
 
 
+def still_at_source(db: Database, readers: list[int]) -> list[int]:
+    """Those of `readers` still connected, and any session of the sync's user still running a query."""
+    listed = ", ".join(str(reader) for reader in readers) or "0"
+    if db.kind == "postgres":
+        rows = db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = 'wmcp_secure' "
+            f"AND (pid IN ({listed}) OR state <> 'idle')"
+        )
+    else:
+        rows = db.fetch(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'wmcp_secure' "
+            f"AND DB = '{db.name}' AND (ID IN ({listed}) OR COMMAND <> 'Sleep')"
+        )
+    return [row[0] for row in rows]
+
+
 def kill(db: Database, ids: list[int]) -> None:
     if db.kind == "postgres":
         db.execute(*(f"SELECT pg_terminate_backend({pid})" for pid in ids))
@@ -241,7 +260,8 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
 ) -> None:
     """The cancel operation on a job whose read waits at the source: while it waits the process stays
     responsive (MySQL's connectorx read runs in a child process: it holds the GIL while it waits), the job
-    ends at once on cancel (not when the source answers), the previous table stays, and the next run
+    ends at once on cancel (not when the source answers), its read leaves the source at once too (no query
+    left holding a connection, locks or a snapshot there), the previous table stays, and the next run
     completes equal to the source."""
     backend = EmbeddedBackend(home, run_scheduler=True)
     backend.start()
@@ -269,13 +289,15 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
             other.join(10)
             assert worked == [sum(range(100_000))], "another thread could not run while the read waits"
             assert status() == "Running"
-            assert blocked_readers(db), "the read stopped waiting before the cancel"
+            readers = blocked_readers(db)
+            assert readers, "the read stopped waiting before the cancel"
             assert api.post(f"{SCHEMAS}{schema['id']}/cancel/").status_code == 200
             wait_until(lambda: status() != "Running", "the cancelled job to end", timeout=15)
-            if db.kind == "mysql":  # its read process is killed: the abandoned read does not linger
-                wait_until(
-                    lambda: not blocked_readers(db), "the cancelled read to leave the source", timeout=15
-                )
+            # The abandoned read leaves the source while the lock is still held: its query is cancelled
+            # at the server (Postgres) or its read process killed (MySQL), and its connection closed.
+            wait_until(
+                lambda: not still_at_source(db, readers), "the cancelled read to leave the source", timeout=10
+            )
         finally:
             locker.release()
         job = backend.store.query_one(
@@ -302,3 +324,42 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
         assert_same_rows(db, warehouse, table)
     finally:
         warehouse.close()
+
+
+class _GaveUp(Exception):
+    pass
+
+
+@pytest.mark.postgres
+def test_a_postgres_read_abandoned_by_a_failure_is_cancelled_at_the_server_through_the_ssh_tunnel(
+    postgres_db: Database, bastion: Bastion
+) -> None:
+    """Not only the cancel operation: whatever makes the sync stop waiting for its read (here a failure
+    raised while the read waits on a locked table) cancels the read's query at the server, through the
+    source's SSH tunnel, and the read's connection closes while the lock is still held."""
+    create_big(postgres_db)
+    config = {**postgres_db.config, "ssh_tunnel": bastion.tunnel()}
+    connector = PostgresConnector()
+    [table] = [table for table in connector.discover(config) if table.name == "big"]
+    readers: list[int] = []
+
+    def fail_once_blocked() -> None:
+        readers.extend(blocked_readers(postgres_db))
+        if readers:
+            raise _GaveUp
+
+    lock = TableLock(postgres_db)
+    try:
+        with ssh_tunnel.tunnel_scope():  # as a sync job: one tunnel, open until the job ends
+            batches = read_ahead(
+                connector.read(config, ReadRequest(table=table)), while_waiting=fail_once_blocked
+            )
+            with pytest.raises(_GaveUp):
+                next(batches)
+            wait_until(
+                lambda: not still_at_source(postgres_db, readers),
+                "the abandoned read to leave the source",
+                timeout=10,
+            )
+    finally:
+        lock.release()
