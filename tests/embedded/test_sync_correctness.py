@@ -3,15 +3,24 @@ MariaDB, then the warehouse compared with the source row for row after real chan
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import psycopg.sql
+import pymysql
 import pytest
 
-from tests.conftest import Database, _pg_args
+from tests.conftest import Database, _my_args, _pg_args
+from warehouse_mcp.embedded.connectors.mysql_cursor_floor import FLOOR_MARGIN
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.store.vault import Vault
+from warehouse_mcp.embedded.sync import cursor as sync_cursor
 from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 
 from .sync_support import add_schema, add_source, run_sync, schema_row, update_schema
@@ -38,7 +47,15 @@ def create_orders(db: Database, *, primary_key: bool = True, nullable_cursor: bo
 
 
 def landed(warehouse: Warehouse, table: str) -> list[tuple]:
-    return warehouse.cursor().execute(f"SELECT id, note, updated_at FROM {quote(table)}").fetchall()
+    """The landed rows, TIMESTAMPTZ values as naive UTC (how a UTC session reads them at the source)."""
+    rows = warehouse.cursor().execute(f"SELECT id, note, updated_at FROM {quote(table)}").fetchall()
+    return [tuple(_naive_utc(value) for value in row) for row in rows]
+
+
+def _naive_utc(value: object) -> object:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def source_rows(db: Database, table: str = "orders") -> list[tuple]:
@@ -181,6 +198,126 @@ def test_a_row_committed_late_with_an_older_cursor_arrives(
     assert_same_rows(postgres_db, warehouse, table)
     assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
     assert_same_rows(postgres_db, warehouse, table)
+
+
+# --- late commits (MySQL/MariaDB) -------------------------------------------------------------------------
+
+
+def create_stamped_orders(db: Database, stamp: str) -> None:
+    """Ten rows stamped a day ago; new and updated rows take the server's clock (as an application's would)."""
+    clock = "CURRENT_TIMESTAMP(6)"
+    db.execute(
+        f"CREATE TABLE orders (id int PRIMARY KEY, note varchar(40), "
+        f"updated_at {stamp} NOT NULL DEFAULT {clock} ON UPDATE {clock})",
+        "INSERT INTO orders VALUES "
+        + ", ".join(f"({n}, 'order {n}', NOW(6) - INTERVAL 1 DAY)" for n in range(1, 11)),
+    )
+
+
+@pytest.mark.parametrize("stamp", ["datetime(6)", "timestamp(6)"])
+@pytest.mark.parametrize("sync_type", ["incremental", "append"])
+def test_a_row_committed_late_with_an_older_cursor_arrives_mysql(
+    mysql_db: Database, store: Store, vault: Vault, warehouse: Warehouse, sync_type: str, stamp: str
+) -> None:
+    """A long transaction writes rows stamped by the server's clock, a newer row commits and a sync moves the
+    cursor past those stamps (by more than the floor's margin), then the transaction commits: the next sync
+    still brings its rows (MySQL/MariaDB have no row transaction ids: the floor of running transactions)."""
+    create_stamped_orders(mysql_db, stamp)
+    source_id = add_source(store, vault, "MySQL", mysql_db.config)
+    schema_id = add_schema(
+        store,
+        source_id,
+        "orders",
+        sync_type=sync_type,
+        incremental_field="updated_at",
+        primary_key_columns=["id"],
+    )
+    assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
+    table = schema_row(store, schema_id)["table_name"]
+
+    long_transaction = pymysql.connect(**_my_args(mysql_db.name), autocommit=False)
+    try:
+        with long_transaction.cursor() as late:
+            late.execute("INSERT INTO orders (id, note) VALUES (300, 'committed late')")
+            if sync_type == "incremental":  # append lands an update as a new row: inserts only there
+                late.execute("UPDATE orders SET note = 'changed late' WHERE id = 1")
+        time.sleep(FLOOR_MARGIN.total_seconds() + 1)  # the late stamps are now older than the margin reaches
+        mysql_db.execute("INSERT INTO orders (id, note) VALUES (301, 'newer')")
+        assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
+        assert {row[0] for row in landed(warehouse, table)} == {*range(1, 11), 301}
+        long_transaction.commit()
+    finally:
+        long_transaction.close()
+
+    assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
+    assert_same_rows(mysql_db, warehouse, table)
+    assert run_sync(store, vault, warehouse, schema_id).status == "Completed"  # re-read, never doubled
+    assert_same_rows(mysql_db, warehouse, table)
+
+
+@pytest.fixture
+def mysql_user_without_process(mysql_db: Database) -> Iterator[dict]:
+    """A source config for a user with every privilege on the test database, but not PROCESS."""
+    user, password = f"wmcp_np_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    mysql_db.execute(
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
+        f"GRANT ALL PRIVILEGES ON `{mysql_db.name}`.* TO '{user}'@'127.0.0.1'",
+    )
+    try:
+        yield {**mysql_db.config, "user": user, "password": password}
+    finally:
+        mysql_db.execute(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+def test_without_the_process_privilege_a_sync_says_late_commits_are_not_detected(
+    mysql_db: Database,
+    mysql_user_without_process: dict,
+    store: Store,
+    vault: Vault,
+    warehouse: Warehouse,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    create_stamped_orders(mysql_db, "datetime(6)")
+    source_id = add_source(store, vault, "MySQL", mysql_user_without_process)
+    schema_id = add_schema(
+        store,
+        source_id,
+        "orders",
+        sync_type="append",
+        incremental_field="updated_at",
+        primary_key_columns=["id"],
+    )
+    with caplog.at_level(logging.WARNING, logger="warehouse_mcp.embedded.connectors.mysql"):
+        assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
+    warnings = [
+        record.getMessage() for record in caplog.records if "late-commit floor" in record.getMessage()
+    ]
+    assert len(warnings) == 1 and "PROCESS privilege" in warnings[0], caplog.text
+    saved = json.loads(schema_row(store, schema_id)["sync_cursor"])
+    assert "floor" not in saved  # the next run reads from the cursor, as without the privilege it must
+
+    mysql_db.execute("INSERT INTO orders (id, note) VALUES (301, 'newer')")
+    assert run_sync(store, vault, warehouse, schema_id).status == "Completed"
+    assert_same_rows(mysql_db, warehouse, schema_row(store, schema_id)["table_name"])
+
+
+def test_the_next_read_starts_at_the_lower_of_cursor_and_floor() -> None:
+    read_from = sync_cursor.read_from
+    assert read_from(sync_cursor.SyncCursor("2024-05-01T10:00:00", floor="2024-05-01T09:00:00")) == (
+        "2024-05-01T09:00:00"
+    )
+    assert read_from(sync_cursor.SyncCursor("2024-05-01T10:00:00", floor="2024-05-01T10:00:01.5")) == (
+        "2024-05-01T10:00:00"
+    )
+    assert read_from(
+        sync_cursor.SyncCursor("2024-05-01T10:00:00+00:00", floor="2024-05-01T11:30:00+02:00")
+    ) == ("2024-05-01T11:30:00+02:00")
+    assert read_from(sync_cursor.SyncCursor("2024-05-02", floor="2024-05-01")) == "2024-05-01"
+    assert read_from(sync_cursor.SyncCursor(42)) == 42
+    saved = sync_cursor.SyncCursor("2024-05-01T10:00:00", floor=datetime(2024, 5, 1, 9, 0, 0, 250000))
+    assert sync_cursor.load(sync_cursor.dump(saved)) == sync_cursor.SyncCursor(
+        "2024-05-01T10:00:00", floor="2024-05-01T09:00:00.250000"
+    )
 
 
 # --- identifiers ---------------------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ class ReadMarks:
     # Postgres: the oldest transaction (64-bit id) still running at a snapshot taken no later than the
     # read's. Every row the read did not see was written by a transaction at or above it.
     snapshot_xmin: int | None = None
+    # MySQL/MariaDB, a date or time cursor: the lowest cursor value a transaction still running at a moment
+    # no later than the read's snapshot may yet commit (mysql_cursor_floor.py), typed like the column's values.
+    cursor_floor: Any = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
-from warehouse_mcp.embedded.connectors import ssh_tunnel, tls
+from warehouse_mcp.embedded.connectors import mysql_cursor_floor, ssh_tunnel, tls
 from warehouse_mcp.embedded.connectors.base import (
     ColumnInfo,
     IncrementalCandidate,
@@ -519,7 +519,11 @@ class MySQLConnector:
         try:
             with connection.cursor() as cursor:
                 columns = _columns(cursor, target.schema, table).get(table)
-            selected = pick_columns(columns, request, qualified, target.user)
+                selected = pick_columns(columns, request, qualified, target.user)
+                # Before the read's own snapshot (the SELECT below, or connectorx's later connection).
+                request.marks.cursor_floor = _cursor_floor(
+                    cursor, _cursor_column(request, columns or []), qualified, target
+                )
             # connectorx (Arrow-native, no Python per row) has no TLS for MySQL: TLS reads stay on PyMySQL.
             arrow_native = target.tls.mode is None
             query, params = _select(
@@ -604,10 +608,35 @@ def _select(
             qualified_field = f"{_quote(schema)}.{_quote(table)}.{field}"
             # At, not above, the cursor (rows sharing it may have arrived since); NULL cursors every time.
             query += f" WHERE {qualified_field} >= %s OR {qualified_field} IS NULL"
-            cursor_column = next(c for c in selected + columns if c.name == request.incremental_field)
+            cursor_column = _cursor_column(request, columns)
+            assert cursor_column is not None  # pick_columns checked it
             params = (_cursor_value(cursor_column, request.cursor),)
         query += f" ORDER BY {_quote(schema)}.{_quote(table)}.{field}"
     return query, params
+
+
+def _cursor_column(request: ReadRequest, columns: list[_MyColumn]) -> _MyColumn | None:
+    return next((c for c in columns if c.name == request.incremental_field), None)
+
+
+def _cursor_floor(cursor: Any, column: _MyColumn | None, qualified: str, target: _Target) -> Any:
+    """See mysql_cursor_floor; None for a cursor that is not a date or time, or (with a warning: late
+    commits then go undetected) when the server does not let this user read its running transactions."""
+    if column is None or column.data_type not in mysql_cursor_floor.DATE_TIME_TYPES:
+        return None
+    try:
+        return mysql_cursor_floor.cursor_floor(cursor, column.data_type)
+    except pymysql.err.MySQLError as error:
+        logger.warning(
+            "Reading '%s' without its late-commit floor: a row a long transaction commits after this read with "
+            "a '%s' value below the saved cursor will not be synced (docs/sync-guarantees.md, Late commits). "
+            "Reading information_schema.INNODB_TRX failed: %s (it needs the PROCESS privilege for user '%s').",
+            qualified,
+            column.name,
+            target.scrub(_error_parts(error)[1]),
+            target.user,
+        )
+        return None
 
 
 def _outside_a_day(name: str, value: str, qualified: str) -> SourceError:

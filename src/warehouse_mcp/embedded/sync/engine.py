@@ -10,7 +10,8 @@ append run that dies between the two commits inserts its rows again on the retry
 Cursor rules (README, "Sync guarantees"): `full_refresh` reads everything and replaces the table.
 `incremental` and `append` read the rows whose `incremental_field` is at or above the saved cursor or NULL,
 and on Postgres also every row written by a transaction not finished when the last read took its snapshot
-(rows committed late with an older cursor value); `incremental` merges them on the primary key, `append`
+(rows committed late with an older cursor value; on MySQL/MariaDB a date or time cursor starts instead at the
+floor its last read saved, when that is lower); `incremental` merges them on the primary key, `append`
 inserts the ones the table does not hold yet. `xmin` (Postgres) reads the rows written since the last
 read's snapshot and merges them on the primary key. With no saved cursor (first run, after a resync or
 delete_data) every type reads everything and replaces the table.
@@ -347,7 +348,7 @@ def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> 
                 f"Table '{target.schema_name}' uses {sync_type} sync but has no incremental field; set one."
             )
         if saved is not None and saved.value is not None:
-            cursor, since_xid = saved.value, saved.xid
+            cursor, since_xid = sync_cursor.read_from(saved), saved.xid
     elif sync_type == SyncType.xmin and saved is not None:
         since_xid = saved.xid
     keyed = sync_type == SyncType.xmin or (sync_type == SyncType.incremental and bool(primary_keys))
@@ -450,7 +451,7 @@ def _next_cursor(plan: _Plan, high_water: _HighWater) -> sync_cursor.SyncCursor 
     value = high_water.value if high_water.value is not None else plan.saved and plan.saved.value
     if value is None:
         return None  # no cursor value yet (no rows, or only NULLs): the next run reads everything again
-    return sync_cursor.SyncCursor(sync_cursor.json_value(value), xid, key)
+    return sync_cursor.SyncCursor(sync_cursor.json_value(value), xid, key, plan.request.marks.cursor_floor)
 
 
 def _close(batches: Iterable[Any]) -> None:
