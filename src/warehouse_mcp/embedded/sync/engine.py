@@ -143,25 +143,14 @@ class SyncEngine:
         staging: Staging | None = None
 
         def report(status: str, error: str | None = None) -> JobProgress:
-            state = JobProgress(job.job_id, job.schema_id, status, rows, error)
-            if progress is not None:
-                try:
-                    progress(state)
-                except Exception:
-                    logger.exception("A sync progress listener failed (the sync goes on)")
-            return state
+            return _notify(progress, JobProgress(job.job_id, job.schema_id, status, rows, error))
 
-        def check_stop() -> None:
-            if stop is not None and stop.is_set():
-                raise _Interrupted
-            if jobs.cancel_requested(self.store, job.job_id):
-                raise _Cancelled
-
+        check_stop = self._stop_check(stop, [job])
         try:
             target = jobs.load_target(self.store, job.schema_id)
             if target is None or target.deleted:
                 raise _Cancelled
-            config = forms.merge_secrets(target.job_inputs, self.vault.decrypt(target.job_inputs_secret))
+            config = self._config(target)
             secrets = forms.secret_values(target.source_type, config)
             connector = registry.connector_for(target.source_type)
             plan = _plan(target, connector.discover(config), self.batch_rows)
@@ -233,19 +222,11 @@ class SyncEngine:
         secrets: list[str] = []
 
         def report(job: jobs.ClaimedJob, status: str, error: str | None = None) -> JobProgress:
-            state = JobProgress(job.job_id, job.schema_id, status, rows[job.schema_id], error)
-            if progress is not None:
-                try:
-                    progress(state)
-                except Exception:
-                    logger.exception("A sync progress listener failed (the sync goes on)")
-            return state
+            return _notify(
+                progress, JobProgress(job.job_id, job.schema_id, status, rows[job.schema_id], error)
+            )
 
-        def check_stop() -> None:
-            if stop is not None and stop.is_set():
-                raise _Interrupted
-            if any(jobs.cancel_requested(self.store, job.job_id) for job in group):
-                raise _Cancelled
+        check_stop = self._stop_check(stop, group)
 
         def on_progress(schema_id: str, count: int) -> None:
             job = by_schema.get(schema_id)
@@ -256,10 +237,7 @@ class SyncEngine:
 
         finished = self.clock.now
         try:
-            secrets = forms.secret_values(
-                target.source_type,
-                forms.merge_secrets(target.job_inputs, self.vault.decrypt(target.job_inputs_secret)),
-            )
+            secrets = forms.secret_values(target.source_type, self._config(target))
             run = cdc.CdcRun(
                 self.store,
                 self.vault,
@@ -313,6 +291,31 @@ class SyncEngine:
                 )
                 answers.append(report(job, JobStatus.Failed, error))
         return answers[0]
+
+    def _config(self, target: jobs.SyncTarget) -> dict[str, Any]:
+        """The source's connection settings, secrets decrypted."""
+        return forms.merge_secrets(target.job_inputs, self.vault.decrypt(target.job_inputs_secret))
+
+    def _stop_check(self, stop: threading.Event | None, group: list[jobs.ClaimedJob]) -> Callable[[], None]:
+        """Raises _Interrupted when the server stops, _Cancelled when any job of `group` is cancelled."""
+
+        def check_stop() -> None:
+            if stop is not None and stop.is_set():
+                raise _Interrupted
+            if any(jobs.cancel_requested(self.store, job.job_id) for job in group):
+                raise _Cancelled
+
+        return check_stop
+
+
+def _notify(progress: ProgressCallback | None, state: JobProgress) -> JobProgress:
+    """Tell the progress listener (its failure never stops the sync); `state` back."""
+    if progress is not None:
+        try:
+            progress(state)
+        except Exception:
+            logger.exception("A sync progress listener failed (the sync goes on)")
+    return state
 
 
 def _plan(target: jobs.SyncTarget, tables: list[TableInfo], batch_rows: int) -> _Plan:
