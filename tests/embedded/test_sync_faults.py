@@ -3,6 +3,9 @@
 cancelled through the API. Each time the job ends with a clear reason, the previous table stays whole and
 readable, the cursor does not move, and the next run completes with the warehouse equal to the source.
 
+MySQL/MariaDB runs twice: on a plain connection (read by connectorx in a child process) and over TLS (read
+in-process by PyMySQL: connectorx has no TLS for MySQL).
+
 A sync is caught mid-read deterministically: right after the sync has listed the source's tables, another
 session locks the table, so the sync's read waits at the source (really running, holding its connection)
 until the fault hits it.
@@ -11,6 +14,7 @@ until the fault hits it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -27,7 +31,6 @@ from tests.embedded.api_support import SCHEMAS, Api
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ReadRequest
-from warehouse_mcp.embedded.connectors.postgres import PostgresConnector
 from warehouse_mcp.embedded.store import Store
 from warehouse_mcp.embedded.store.jobs import CANCELLED_ERROR
 from warehouse_mcp.embedded.store.vault import Vault
@@ -199,11 +202,20 @@ def strike(db: Database, fault: str) -> None:
         restart_effects(db)
 
 
-@pytest.fixture(params=["postgres", "mysql"])
+@pytest.fixture(params=["postgres", "mysql", "mysql_tls"])
 def db(request: pytest.FixtureRequest) -> Database:
-    database: Database = request.getfixturevalue(f"{request.param}_db")
+    if request.param == "mysql_tls":
+        request.getfixturevalue("tls_ca")  # skips when the server has no TLS
+        plain: Database = request.getfixturevalue("mysql_db")
+        database = dataclasses.replace(plain, config={**plain.config, "using_ssl": "true"})
+    else:
+        database = request.getfixturevalue(f"{request.param}_db")
     create_big(database)
     return database
+
+
+def source_type(db: Database) -> str:
+    return "Postgres" if db.kind == "postgres" else "MySQL"
 
 
 @pytest.mark.parametrize("fault", ["connection_killed", "source_restarted"])
@@ -216,7 +228,7 @@ def test_a_fault_mid_read_fails_the_job_clearly_and_loses_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     locker = LockAfterDiscovery(monkeypatch)
-    source_id = add_source(store, vault, "Postgres" if db.kind == "postgres" else "MySQL", db.config)
+    source_id = add_source(store, vault, source_type(db), db.config)
     schema_id = add_schema(
         store,
         source_id,
@@ -259,7 +271,7 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
     home: Path, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cancel operation on a job whose read waits at the source: while it waits the process stays
-    responsive (MySQL's connectorx read runs in a child process: it holds the GIL while it waits), the job
+    responsive (MySQL's plain connectorx read runs in a child process: it holds the GIL while it waits), the job
     ends at once on cancel (not when the source answers), its read leaves the source at once too (no query
     left holding a connection, locks or a snapshot there), the previous table stays, and the next run
     completes equal to the source."""
@@ -268,8 +280,7 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
     try:
         api = Api(backend)
         schemas = [{"name": "big", "should_sync": True, "sync_type": "full_refresh"}]
-        source_type = "Postgres" if db.kind == "postgres" else "MySQL"
-        source_id = api.create_source(source_type, {**db.config, "schemas": schemas})
+        source_id = api.create_source(source_type(db), {**db.config, "schemas": schemas})
         schema = api.schema_by_name(source_id, "big")
 
         def status() -> str | None:
@@ -294,7 +305,8 @@ def test_cancel_through_the_api_ends_a_sync_stuck_at_the_source_within_seconds(
             assert api.post(f"{SCHEMAS}{schema['id']}/cancel/").status_code == 200
             wait_until(lambda: status() != "Running", "the cancelled job to end", timeout=15)
             # The abandoned read leaves the source while the lock is still held: its query is cancelled
-            # at the server (Postgres) or its read process killed (MySQL), and its connection closed.
+            # at the server (Postgres), killed with KILL QUERY (MySQL over TLS) or its read process killed
+            # (plain MySQL), and its connection closed.
             wait_until(
                 lambda: not still_at_source(db, readers), "the cancelled read to leave the source", timeout=10
             )
@@ -330,25 +342,25 @@ class _GaveUp(Exception):
     pass
 
 
-@pytest.mark.postgres
-def test_a_postgres_read_abandoned_by_a_failure_is_cancelled_at_the_server_through_the_ssh_tunnel(
-    postgres_db: Database, bastion: Bastion
+@pytest.mark.parametrize("db", ["postgres", "mysql_tls"], indirect=True)
+def test_a_read_abandoned_by_a_failure_is_stopped_at_the_server_through_the_ssh_tunnel(
+    db: Database, bastion: Bastion
 ) -> None:
     """Not only the cancel operation: whatever makes the sync stop waiting for its read (here a failure
-    raised while the read waits on a locked table) cancels the read's query at the server, through the
-    source's SSH tunnel, and the read's connection closes while the lock is still held."""
-    create_big(postgres_db)
-    config = {**postgres_db.config, "ssh_tunnel": bastion.tunnel()}
-    connector = PostgresConnector()
+    raised while the read waits on a locked table) stops the read's query at the server (Postgres: a
+    cancel request; MySQL over TLS: KILL QUERY from a second connection), through the source's SSH
+    tunnel, and the read's connection closes while the lock is still held."""
+    config = {**db.config, "ssh_tunnel": bastion.tunnel()}
+    connector = registry.connector_for(source_type(db))
     [table] = [table for table in connector.discover(config) if table.name == "big"]
     readers: list[int] = []
 
     def fail_once_blocked() -> None:
-        readers.extend(blocked_readers(postgres_db))
+        readers.extend(blocked_readers(db))
         if readers:
             raise _GaveUp
 
-    lock = TableLock(postgres_db)
+    lock = TableLock(db)
     try:
         with ssh_tunnel.tunnel_scope():  # as a sync job: one tunnel, open until the job ends
             batches = read_ahead(
@@ -357,7 +369,7 @@ def test_a_postgres_read_abandoned_by_a_failure_is_cancelled_at_the_server_throu
             with pytest.raises(_GaveUp):
                 next(batches)
             wait_until(
-                lambda: not still_at_source(postgres_db, readers),
+                lambda: not still_at_source(db, readers),
                 "the abandoned read to leave the source",
                 timeout=10,
             )

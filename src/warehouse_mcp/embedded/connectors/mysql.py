@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import re
 import socket
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,6 +37,7 @@ from warehouse_mcp.embedded.connectors.base import (
     ReadRequest,
     SourceError,
     TableInfo,
+    on_abort,
     pick_columns,
 )
 from warehouse_mcp.embedded.connectors.mysql_arrow import INVALID_PREFIX, read_query
@@ -43,10 +45,13 @@ from warehouse_mcp.embedded.connectors.mysql_arrow import INVALID_PREFIX, read_q
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
+# Bounds each step (connect, TLS, send, answer) of the connection that stops an abandoned read.
+KILL_TIMEOUT_SECONDS = 5
 SSL_UNSUPPORTED = "The server does not support SSL; set using_ssl to false"
 
 _ER_ACCESS_DENIED = 1045
 _ER_DBACCESS_DENIED = 1044
+_ER_NO_SUCH_THREAD = 1094
 _CR_SSL_REQUIRED = 2026
 
 _INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
@@ -153,14 +158,20 @@ def connection_args(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield {**_connect_args(target), "address": address}
 
 
-def _connect(target: _Target, address: tuple[str, int]) -> pymysql.connections.Connection[Any]:
-    """A connection to the database, opened at `address` (see `connection_args`)."""
+def _connect(
+    target: _Target, address: tuple[str, int], *, timeout: float | None = None
+) -> pymysql.connections.Connection[Any]:
+    """A connection to the database, opened at `address` (see `connection_args`). `timeout` bounds every
+    step of a short-lived connection: connecting, and each read and write after it."""
+    limits: dict[str, float] = {}
+    if timeout is not None:
+        limits = {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
     try:
-        connection = pymysql.connect(**_connect_args(target), defer_connect=True)
+        connection = pymysql.connect(**{**_connect_args(target), **limits}, defer_connect=True)
         if address == (target.host, target.port):
             connection.connect()
         else:
-            sock = socket.create_connection(address, CONNECT_TIMEOUT_SECONDS)
+            sock = socket.create_connection(address, timeout or CONNECT_TIMEOUT_SECONDS)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.connect(sock)
         return connection
@@ -567,12 +578,14 @@ class MySQLConnector:
                 return
             converters = [_converter(column, qualified) for column in selected]
             stream = connection.cursor(pymysql.cursors.SSCursor)
-            stream.execute(query, params)
-            while True:
-                rows = stream.fetchmany(batch_rows)
-                if not rows:
-                    break
-                yield _record_batch(rows, schema, converters, qualified)
+            kill = _QueryKill(target, address, connection.thread_id(), qualified)
+            with on_abort(kill.start):
+                stream.execute(query, params)
+                while True:
+                    rows = stream.fetchmany(batch_rows)
+                    if not rows:
+                        break
+                    yield _record_batch(rows, schema, converters, qualified)
             stream.close()
             connection.close()
             finished = True
@@ -644,6 +657,50 @@ def _outside_a_day(name: str, value: str, qualified: str) -> SourceError:
         f"Column '{name}' of '{qualified}' holds the duration {value}, outside the 00:00:00–23:59:59 a TIME "
         "can store. Exclude the column from the sync (enabled_columns) or convert it at the source."
     )
+
+
+class _QueryKill:
+    """Stops the running query of a read its sync abandons (`base.on_abort`), so a query stuck at the
+    source (a locked table, a long scan) does not run on there holding a connection and locks until the
+    source answers: `KILL QUERY` from a second connection opened as the read's was (TLS, SSH tunnel). The
+    read then fails unreported and drops its connection (`_abandon`).
+
+    The kill runs on a thread of its own, each step bounded by KILL_TIMEOUT_SECONDS: whoever abandons the
+    read must not wait on a source that does not answer."""
+
+    def __init__(self, target: _Target, address: tuple[str, int], thread_id: int, qualified: str) -> None:
+        self._target = target
+        self._address = address
+        self._thread_id = thread_id
+        self._qualified = qualified
+
+    def start(self) -> None:
+        threading.Thread(target=self._kill, name="mysql-read-kill", daemon=True).start()
+
+    def _kill(self) -> None:
+        try:
+            connection = _connect(self._target, self._address, timeout=KILL_TIMEOUT_SECONDS)
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"KILL QUERY {self._thread_id:d}")
+            finally:
+                connection.close()
+        except pymysql.err.MySQLError as error:
+            code, message = _error_parts(error)
+            if code != _ER_NO_SUCH_THREAD:  # else the read ended on its own meanwhile
+                self._failed(message)
+            return
+        except SourceError as error:
+            self._failed(str(error))
+            return
+        logger.info("Stopped the abandoned read of '%s' at the source", self._qualified)
+
+    def _failed(self, reason: str) -> None:
+        logger.warning(
+            "Could not stop the abandoned read of '%s' at the source: %s",
+            self._qualified,
+            self._target.scrub(reason),
+        )
 
 
 def _abandon(connection: Any, stream: Any) -> None:

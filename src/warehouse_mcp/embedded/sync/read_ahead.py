@@ -86,8 +86,8 @@ def read_ahead(
             yield item
     finally:
         stop.set()
-        # A read blocked at the source is stopped if it can be (MySQL's read process is killed); else it
-        # finishes on its own: don't hang a cancel on it.
+        # A read blocked at the source is stopped if its connector can (its read process killed, its query
+        # cancelled at the server); else it finishes on its own: don't hang a cancel on it.
         for abort in list(aborts):
             abort()
         reader.join(_JOIN_SECONDS)
