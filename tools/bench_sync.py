@@ -278,8 +278,8 @@ def sync_worker(args: argparse.Namespace) -> int:
     result = {
         "seconds": seconds,
         "rows": outcome.rows_synced,
-        "peak_rss_mb": _peak_rss_mb(),
-        "read_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb() + together.child_peak_mb,
+        "read_rss_mb": together.child_peak_mb,
         "together_rss_mb": together.peak_mb,
     }
     print(json.dumps({**result, "start_rss_mb": start_rss}))
@@ -287,37 +287,54 @@ def sync_worker(args: argparse.Namespace) -> int:
 
 
 class _TogetherPeak:
-    """Peak of this process's RSS plus its children's at the same moment, sampled every 10 ms."""
+    """Peak of this process's RSS plus its children's at the same moment, and the largest child's own peak,
+    sampled every 10 ms.
+
+    A child counts only once it has exec'd: until then (subprocess's vfork) it shares this process's memory
+    and its /proc figures are this process's, which would count them twice. For the same reason the kernel's
+    RUSAGE_CHILDREN peak is no measure of the read process: it keeps the parent's high-water mark from
+    before the exec.
+    """
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
+        self.child_peak_mb = 0.0
+        self._own_command = Path("/proc/self/cmdline").read_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
-            pids = [os.getpid()]
+            total = _rss_mb(os.getpid())
             for children in Path("/proc/self/task").glob("*/children"):
-                pids += [int(pid) for pid in children.read_text().split()]
-            total = 0
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    status = Path(f"/proc/{pid}/status").read_text()
-                    total += int(status.split("VmRSS:")[1].split()[0])
-            self.peak_mb = max(self.peak_mb, total / 1024)
+                for pid in children.read_text().split():
+                    child = self._exec_rss_mb(int(pid))
+                    total += child
+                    self.child_peak_mb = max(self.child_peak_mb, child)
+            self.peak_mb = max(self.peak_mb, total)
+
+    def _exec_rss_mb(self, pid: int) -> float:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() != self._own_command:
+                return _rss_mb(pid)
+        return 0.0
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
 
+def _rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+    return 0.0
+
+
 def _peak_rss_mb() -> float:
-    """This process's peak RSS plus its largest finished child's (MySQL's read process): an upper bound
-    of what they held at once."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / 1024  # KiB on Linux
+    """This process's peak RSS (a read process's own peak is sampled: see _TogetherPeak)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 # --- dlt + connectorx, in the benchmark's own venv --------------------------------------------------------
