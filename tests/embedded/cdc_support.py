@@ -8,11 +8,14 @@ before the database, whatever the test did; the tests themselves check that the 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg import sql
 
 from tests.conftest import Database, drop_replication_slots, fresh_postgres
 from warehouse_mcp.embedded.store import Store, jobs
@@ -95,3 +98,80 @@ def rows(warehouse: Warehouse, table: str, columns: str = "*", order: str = "1")
 def cursor_of(store: Store, schema_id: str) -> Any:
     row = store.query_one("SELECT sync_cursor FROM schemas WHERE id = ?", (schema_id,))
     return json.loads(row["sync_cursor"]) if row and row["sync_cursor"] else None
+
+
+def invalidate_slot(slot: str, *, deadline_seconds: float = 60) -> None:
+    """Make PostgreSQL invalidate `slot` for real (wal_status 'lost'): WAL past it, then a checkpoint while
+    max_slot_wal_keep_size is tiny. The setting is the shared server's: it is restored whatever happens, and
+    the checkpoint waits until no other slot is behind the current WAL segment, or it would invalidate the
+    slots of tests running alongside too."""
+    with admin("postgres") as connection:
+        for _ in range(3):  # a WAL switch needs WAL written since the last one
+            connection.execute("SELECT pg_logical_emit_message(false, 'wmcp-test', 'filler')")
+            connection.execute("SELECT pg_switch_wal()")
+        _wait_until_no_other_slot_is_behind(connection, slot, deadline_seconds)
+        with _max_slot_wal_keep_size(connection, "1MB"):
+            deadline = time.monotonic() + deadline_seconds
+            while _wal_status(connection, slot) != "lost":
+                assert time.monotonic() < deadline, f"slot {slot} was not invalidated"
+                connection.execute("CHECKPOINT")
+                time.sleep(0.1)
+
+
+def _wal_status(connection: psycopg.Connection, slot: str) -> str | None:
+    row = connection.execute(
+        "SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _wait_until_no_other_slot_is_behind(connection: psycopg.Connection, slot: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        behind = connection.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name != %s AND restart_lsn IS NOT NULL "
+            "AND pg_walfile_name(restart_lsn) < pg_walfile_name(pg_current_wal_lsn())",
+            (slot,),
+        ).fetchall()
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            pytest.skip(f"other tests' slots {behind} would be invalidated too; the server is busy")
+        time.sleep(0.5)
+
+
+@contextmanager
+def _max_slot_wal_keep_size(connection: psycopg.Connection, size: str) -> Iterator[None]:
+    """The server's max_slot_wal_keep_size (reloaded, no restart) for the block; restored afterwards."""
+    [(original,)] = connection.execute("SELECT current_setting('max_slot_wal_keep_size')").fetchall()
+    [(set_by_alter_system,)] = connection.execute(
+        "SELECT (SELECT setting FROM pg_file_settings WHERE name = 'max_slot_wal_keep_size' AND applied "
+        "AND sourcefile LIKE '%postgresql.auto.conf')"
+    ).fetchall()
+    try:
+        connection.execute(sql.SQL("ALTER SYSTEM SET max_slot_wal_keep_size = {}").format(sql.Literal(size)))
+        _reload_until(connection, size)
+        yield
+    finally:
+        if set_by_alter_system is None:
+            connection.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+        else:
+            connection.execute(
+                sql.SQL("ALTER SYSTEM SET max_slot_wal_keep_size = {}").format(
+                    sql.Literal(set_by_alter_system)
+                )
+            )
+        _reload_until(connection, original)
+
+
+def _reload_until(connection: psycopg.Connection, value: str) -> None:
+    """pg_reload_conf() is asynchronous: a new session shows the value once the server applied it."""
+    connection.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while True:
+        with admin("postgres") as fresh:
+            [(now,)] = fresh.execute("SELECT current_setting('max_slot_wal_keep_size')").fetchall()
+        if now == value:
+            return
+        assert time.monotonic() < deadline, f"max_slot_wal_keep_size stayed {now}, not {value}"
+        time.sleep(0.05)

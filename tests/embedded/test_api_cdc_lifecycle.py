@@ -1,5 +1,5 @@
 """CDC through the API on the real Postgres: slot and publication lifecycle (never an orphan slot), self-managed
-names, a slot lost outside warehouse-mcp, lag status, and the jobs each run leaves."""
+names, a slot lost outside warehouse-mcp or invalidated by PostgreSQL, lag status, and the jobs each run leaves."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.embedded.api_support import SOURCES, Api, api, backend
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.domain.cdc import lag_status
 
-from .cdc_support import admin, cdc_database, run_cdc, slots_of
+from .cdc_support import admin, cdc_database, invalidate_slot, rows, run_cdc, slots_of
 
 __all__ = ["api", "backend"]  # fixtures
 
@@ -168,13 +168,67 @@ def test_a_slot_dropped_outside_says_so_and_a_resync_recovers(
     latest_error = schema(api, schema_id)["latest_error"]
     assert f"The replication slot '{slot}' no longer exists" in latest_error
     assert "Resync the table" in latest_error
-    # Still failing on the next run: the gap is not papered over by the slot the run recreated.
-    assert sync(backend, schema_id).status == "Failed"
+    # Still failing on the next run, for the same reason: the gap is not papered over by the slot the run
+    # recreated, nor blamed on it.
+    again = sync(backend, schema_id)
+    assert (again.status, again.error) == ("Failed", lost.error)
 
     assert api.post(f"external_data_schemas/{schema_id}/resync/", {}).status_code == 200
     recovered = sync(backend, schema_id)
     assert (recovered.status, recovered.rows_synced) == ("Completed", 6)
     assert schema(api, schema_id)["latest_error"] is None
+
+
+def test_a_slot_postgres_invalidated_says_so_until_a_resync_recovers(
+    api: Api, backend: EmbeddedBackend, db: Database
+) -> None:
+    source_id, schema_id = create_cdc_source(api, db)
+    sync(backend, schema_id)
+    db.execute("INSERT INTO orders VALUES (6, 60)", "UPDATE orders SET amount = 0 WHERE id = 1")
+    assert sync(backend, schema_id).rows_synced == 2
+    held = warehouse_orders(backend)
+    assert held == db.fetch("SELECT * FROM orders ORDER BY id")
+    [slot] = slots_of(db.name)
+    db.execute("INSERT INTO orders VALUES (7, 70)", "DELETE FROM orders WHERE id = 2")  # lost with the slot
+    invalidate_slot(slot)
+
+    expected = (
+        f"The replication slot '{slot}' fell too far behind and PostgreSQL invalidated it "
+        "(max_slot_wal_keep_size), so changes since the last sync are lost. Resync the table "
+        "(external-data-schemas-resync-create) to load it again; sync more often or raise "
+        "max_slot_wal_keep_size to prevent it."
+    )
+    lost = sync(backend, schema_id)
+    assert (lost.status, lost.error) == ("Failed", expected)
+    assert schema(api, schema_id)["latest_error"] == expected
+    assert warehouse_orders(backend) == held
+    # The run replaced the invalidated slot; the table still fails with the same reason rather than stream on
+    # from the new slot with a gap.
+    assert slots_of(db.name) == [slot]
+    db.execute("UPDATE orders SET amount = 1 WHERE id = 3")
+    again = sync(backend, schema_id)
+    assert (again.status, again.error) == ("Failed", expected)
+    assert warehouse_orders(backend) == held
+
+    assert api.post(f"external_data_schemas/{schema_id}/resync/", {}).status_code == 200
+    recovered = sync(backend, schema_id)
+    assert (recovered.status, recovered.rows_synced) == ("Completed", 6)
+    assert schema(api, schema_id)["latest_error"] is None
+    assert warehouse_orders(backend) == db.fetch("SELECT * FROM orders ORDER BY id")
+    db.execute("UPDATE orders SET amount = 2 WHERE id = 4")
+    assert sync(backend, schema_id).rows_synced == 1  # streams again from the new slot
+    assert warehouse_orders(backend) == db.fetch("SELECT * FROM orders ORDER BY id")
+    [(wal_status,)] = db.fetch(f"SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot}'")
+    assert slots_of(db.name) == [slot] and wal_status == "reserved"
+
+    assert api.delete(f"{SOURCES}{source_id}/").status_code == 204
+    assert slots_of(db.name) == []
+    assert publications_of(db) == []
+
+
+def warehouse_orders(backend: EmbeddedBackend) -> list[tuple]:
+    with backend.sync.warehouse_writer() as warehouse:
+        return rows(warehouse, "postgres_orders", "id, amount")
 
 
 def test_lag_status_against_the_thresholds(api: Api, backend: EmbeddedBackend, db: Database) -> None:

@@ -227,6 +227,7 @@ class CdcRun:
             session = postgres_cdc.PostgresCdc(config, slot=slot, publication=publication, managed=managed)
             with session as cdc:
                 self._check_slot(cdc, tables)
+                self._record_failures(tables)
                 cdc.prepare(sorted({t.info.name for t in tables}))
                 self._snapshot(cdc, [t for t in tables if t.active and t.needs_snapshot])
                 self._stream(cdc, [t for t in tables if t.active])
@@ -297,9 +298,22 @@ class CdcRun:
             if not table.needs_snapshot and table.position is not None:
                 problem = lost_changes(health, table.position.lsn, cdc.slot, managed=cdc.managed)
                 if problem:
-                    table.fail(problem)
+                    table.fail(problem, until_resync=True)
             if health.problem:
                 table.fail(health.problem)
+
+    def _record_failures(self, tables: list[_Table]) -> None:
+        """Store the reason of a table that fails until resynced with its position before the slot is recreated:
+        later runs give that reason, not the recreated slot's (which reads as consumed by another client)."""
+        unrecorded = {
+            t.target.schema_id: replace(t.position, error=t.outcome.error)
+            for t in tables
+            if t.failed_until_resync and t.position is not None and t.position.error != t.outcome.error
+        }
+        if unrecorded:
+            self.warehouse.commit_changes([], unrecorded)
+            for table in tables:
+                table.position = unrecorded.get(table.target.schema_id, table.position)
 
     # Snapshot.
 
