@@ -45,7 +45,12 @@ def check_prefix_format(prefix: str | None) -> None:
         )
 
 
-def direct_name(prefix: str | None) -> str:
+def direct_name(source_type: str, prefix: str | None) -> str:
+    """A direct source's name (its prefix); refused for a type that cannot be queried in place, or blank."""
+    if source_type not in DIRECT_ENGINES:
+        raise Refused(
+            f"Direct query mode is currently supported only for {registry.names(tuple(DIRECT_ENGINES))} sources."
+        )
     name = (prefix or "").strip()
     if not name:
         raise Refused("Name is required for direct query sources")
@@ -119,11 +124,7 @@ def check_new_prefix(backend: Services, team_id: int, body: PrefixCheck) -> None
     """source_prefix: would this prefix be accepted for a new source of this type? Refused when not."""
     source_type, prefix = body.source_type, body.prefix
     if body.direct:
-        if source_type not in DIRECT_ENGINES:
-            raise Refused(
-                f"Direct query mode is currently supported only for {registry.names(tuple(DIRECT_ENGINES))} sources."
-            )
-        direct_name(prefix)
+        direct_name(source_type, prefix)
         return
     check_prefix_format(prefix)
     conflict = source_records.prefix_conflict(backend.store, team_id, source_type, prefix)
@@ -159,9 +160,7 @@ def create_source(
     direct = new.access_method == AccessMethod.direct
     prefix = new.prefix or None
     if direct:
-        if new.source_type not in DIRECT_ENGINES:
-            raise Refused("Direct query mode is currently supported only for Postgres and MySQL sources.")
-        prefix = direct_name(new.prefix)
+        prefix = direct_name(new.source_type, new.prefix)
     else:
         check_prefix_format(prefix)
         conflict = source_records.prefix_conflict(backend.store, team_id, new.source_type, prefix)
