@@ -1,9 +1,10 @@
 """The official MCP conformance suite against `warehouse-mcp --transport http`: `python tools/conformance.py`.
 
 Installs the pinned suite and Node 22 (tools/install_node_tools.sh tools/conformance), checks that
-tools/conformance/scenarios.txt decides every server scenario the suite has (`run`, or `skip` with a reason),
-starts the installed server on a free loopback port (embedded backend, throwaway data dir), runs every `run`
-scenario and exits non-zero when one fails. tests/mcp/test_conformance.py runs it, so tools/test.sh and .ci/run do.
+tools/conformance/scenarios.txt decides every server scenario the suite has for each protocol generation the
+server speaks (`run`, or `skip` with a reason), starts the installed server on a free loopback port (embedded
+backend, throwaway data dir), runs every `run` scenario at each of its generations and exits non-zero when one
+fails. tests/browser/test_conformance.py runs it, so tools/test.sh and .ci/run do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,28 +27,78 @@ NODE = SUITE_DIR / "node_modules" / ".bin" / "node"
 CLI = SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 SERVER = Path(sys.executable).with_name("warehouse-mcp")
 
+# The protocol generations the server speaks, each run with the suite's --spec-version of that name. Extension
+# scenarios are tagged `extension` instead of a version; the suite runs them at no dated version.
+GENERATIONS = ("2025-11-25", "2026-07-28")
+EXTENSION = "extension"
 
-def decided() -> tuple[list[str], dict[str, str]]:
-    """(scenarios to run, scenarios skipped with their reason) from scenarios.txt."""
-    run: list[str] = []
-    skipped: dict[str, str] = {}
+Key = tuple[str, str]  # (generation, scenario)
+
+
+@dataclass
+class Decisions:
+    run: list[Key] = field(default_factory=list)
+    skipped: dict[Key, str] = field(default_factory=dict)
+    skipped_checks: dict[Key, dict[str, str]] = field(default_factory=dict)
+
+
+def decided() -> Decisions:
+    """The run and skip lines of scenarios.txt, one entry per generation they name."""
+    decisions = Decisions()
     for line in SCENARIOS.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        verb, name, *reason = line.split(maxsplit=2)
-        if verb == "run":
-            run.append(name)
-        elif verb == "skip" and reason:
-            skipped[name] = reason[0]
-        else:
-            raise SystemExit(f"{SCENARIOS}: cannot read {line!r} (run <scenario> | skip <scenario> <reason>)")
-    return run, skipped
+        verb, generations, name, reason = [*line.split(maxsplit=3), "", ""][:4]
+        for generation in generations.split(","):
+            if generation not in (*GENERATIONS, EXTENSION) or not name or (verb == "run") == bool(reason):
+                raise SystemExit(
+                    f"{SCENARIOS}: cannot read {line!r} "
+                    f"(run <generations> <scenario> | skip <generations> <scenario>[:<check>] <reason>)"
+                )
+            scenario, _, check = name.partition(":")
+            key = (generation, scenario)
+            if not check and (key in decisions.run or key in decisions.skipped):
+                raise SystemExit(f"{SCENARIOS}: {scenario} at {generation} is decided twice")
+            if verb == "run" and generation != EXTENSION and not check:
+                decisions.run.append(key)
+            elif verb == "skip" and check:
+                decisions.skipped_checks.setdefault(key, {})[check] = reason
+            elif verb == "skip":
+                decisions.skipped[key] = reason
+            else:
+                raise SystemExit(f"{SCENARIOS}: cannot {verb} {generation} {name} ({line!r})")
+    return decisions
 
 
-def suite_scenarios() -> list[str]:
+def suite_scenarios() -> set[Key]:
+    """Every (generation, scenario) of the suite's server scenarios, for the generations the server speaks."""
     listed = subprocess.run([NODE, CLI, "list"], capture_output=True, text=True, check=True).stdout
     server_part = listed.split("Client scenarios", 1)[0]
-    return re.findall(r"^\s+- (\S+)", server_part, flags=re.MULTILINE)
+    return {
+        (tag, name)
+        for name, tags in re.findall(r"^\s+- (\S+) \[([^\]]*)\]", server_part, flags=re.MULTILINE)
+        for tag in tags.split(",")
+        if tag in (*GENERATIONS, EXTENSION)
+    }
+
+
+def out_of_date(decisions: Decisions, known: set[Key]) -> list[str]:
+    """What scenarios.txt must change to match the suite (empty when it decides exactly what the suite has)."""
+    named = {*decisions.run, *decisions.skipped}
+    problems = [
+        f"new scenario {s} at {g}: add `run {g} {s}` or `skip {g} {s} <why>`"
+        for g, s in sorted(known - named)
+    ]
+    problems += [f"{s} at {g} is not in the suite: remove it" for g, s in sorted(named - known)]
+    problems += [
+        f"{s} at {g}: check skips need a `run` line"
+        for g, s in decisions.skipped_checks
+        if (g, s) not in decisions.run
+    ]
+    problems += [
+        f"{g} runs no scenario" for g in GENERATIONS if not any(g == run[0] for run in decisions.run)
+    ]
+    return problems
 
 
 def free_port() -> int:
@@ -74,26 +126,34 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"warehouse-mcp did not listen on port {port}")
 
 
-def run_scenario(url: str, scenario: str, out: Path) -> list[str]:
-    """The failed checks of one scenario (empty when it passed)."""
+def run_scenario(
+    url: str, generation: str, scenario: str, skipped_checks: dict[str, str], out: Path
+) -> list[str]:
+    """The failed checks of one scenario at one generation (empty when it passed)."""
+    out = out / generation / scenario
+    args = ["--url", url, "--scenario", scenario, "--spec-version", generation, "--output-dir", str(out)]
     done = subprocess.run(
-        [NODE, CLI, "server", "--url", url, "--scenario", scenario, "--output-dir", str(out / scenario)],
+        [NODE, CLI, "server", *args],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    checks = [
-        check for path in (out / scenario).glob("**/checks.json") for check in json.loads(path.read_text())
-    ]
+    checks = [check for path in out.glob("**/checks.json") for check in json.loads(path.read_text())]
     failed = [
         f"{check.get('id')}: {check.get('errorMessage') or check.get('description')}"
         for check in checks
-        if check.get("status") not in ("SUCCESS", "INFO")
+        if check.get("status") not in ("SUCCESS", "INFO") and check.get("id") not in skipped_checks
     ]
-    if done.returncode != 0 and not failed:
+    recorded = {check.get("id") for check in checks}
+    failed += [
+        f"{check}: skipped in {SCENARIOS.name} but no longer reported"
+        for check in skipped_checks
+        if check not in recorded
+    ]
+    if done.returncode != 0 and not failed and not skipped_checks:
         failed.append(f"exit {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
-    if not checks and not failed:
-        failed.append("the suite recorded no checks")
+    if not checks:
+        failed.append(f"the suite recorded no checks: {(done.stderr or done.stdout)[-500:]}")
     return failed
 
 
@@ -101,36 +161,40 @@ def main() -> int:
     subprocess.run(
         [ROOT / "tools" / "install_node_tools.sh", SUITE_DIR.relative_to(ROOT)], check=True, cwd=ROOT
     )
-    run, skipped = decided()
-    known = suite_scenarios()
-    undecided = [name for name in known if name not in run and name not in skipped]
-    gone = [name for name in [*run, *skipped] if name not in known]
-    if undecided or gone:
+    decisions = decided()
+    problems = out_of_date(decisions, suite_scenarios())
+    if problems:
         print(f"{SCENARIOS.relative_to(ROOT)} is out of date with the suite:", file=sys.stderr)
-        for name in undecided:
-            print(f"  new scenario {name}: add `run {name}` or `skip {name} <why>`", file=sys.stderr)
-        for name in gone:
-            print(f"  {name} is no longer in the suite: remove it", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
         return 1
     port = free_port()
     server = start_server(port)
-    failures: dict[str, list[str]] = {}
+    failures: dict[Key, list[str]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="wmcp-conformance-") as out:
-            for scenario in run:
-                failed = run_scenario(f"http://127.0.0.1:{port}/mcp", scenario, Path(out))
-                print(f"{'FAIL' if failed else 'ok  '} {scenario}")
+            for generation, scenario in decisions.run:
+                skipped_checks = decisions.skipped_checks.get((generation, scenario), {})
+                failed = run_scenario(
+                    f"http://127.0.0.1:{port}/mcp", generation, scenario, skipped_checks, Path(out)
+                )
+                print(f"{'FAIL' if failed else 'ok  '} {generation} {scenario}")
                 if failed:
-                    failures[scenario] = failed
+                    failures[(generation, scenario)] = failed
     finally:
         server.terminate()
         server.wait(30)
+    for generation in GENERATIONS:
+        ran = [key for key in decisions.run if key[0] == generation]
+        passed = [key for key in ran if key not in failures]
+        print(f"{generation}: {len(passed)} of {len(ran)} scenarios passed")
     print(
-        f"{len(run) - len(failures)} of {len(run)} scenarios passed; {len(skipped)} do not apply (see {SCENARIOS.name})"
+        f"{len(decisions.skipped)} scenario/generation pairs and {sum(map(len, decisions.skipped_checks.values()))} checks"
+        f" do not apply (see {SCENARIOS.name})"
     )
-    for scenario, failed in failures.items():
+    for (generation, scenario), failed in failures.items():
         for line in failed:
-            print(f"  {scenario}: {line}", file=sys.stderr)
+            print(f"  {generation} {scenario}: {line}", file=sys.stderr)
     return 1 if failures else 0
 
 
