@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
-from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp_types.jsonrpc import INVALID_PARAMS
 
 from . import __version__
 from .arguments import CatalogTool
@@ -58,6 +61,18 @@ def selected_operations(settings: Settings) -> list[Operation]:
     ]
 
 
+class WarehouseServer(MCPServer):
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        # The SDK answers an unknown name as an internal error (-32603, its text lost at the newer protocol
+        # generation); it is the caller's invalid parameter, and the answer names the prompts there are.
+        known = [prompt.name for prompt in await self.list_prompts()]
+        if name not in known:
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}. Prompts: {', '.join(known)}.")
+        return await super().get_prompt(name, arguments, context)
+
+
 def build_server(settings: Settings | None = None, *, runtime: Runtime | None = None) -> MCPServer:
     """An MCP server for `settings` (default: from the environment); nothing global, so several may coexist."""
     settings = settings or Settings.from_env()
@@ -75,7 +90,7 @@ def build_server(settings: Settings | None = None, *, runtime: Runtime | None = 
     else:
         tools = [_tool(op, runtime) for op in operations]
         instructions = INSTRUCTIONS
-    server = MCPServer(
+    server = WarehouseServer(
         "warehouse-mcp",
         title="Data warehouse imports",
         version=__version__,

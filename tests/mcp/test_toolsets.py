@@ -6,6 +6,8 @@ import json
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
 
 from tests.fakes.recording_api import RecordingApi, Reply
 from warehouse_mcp.operations import OPERATIONS
@@ -86,3 +88,18 @@ async def test_resources_and_prompts(api: RecordingApi, mode: str) -> None:
     assert "data-warehouse-source-connect-link" in guide
     assert prompts == {"connect-source", "diagnose-failing-sync"}
     assert "source_type='MySQL'" in plan.messages[0].content.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_unknown_prompt_is_an_invalid_parameter_naming_the_prompts(
+    api: RecordingApi, mode: str
+) -> None:
+    async with Client(build_server(settings(api.url)), mode=mode) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("connect-sauce", {})
+    assert refused.value.code == INVALID_PARAMS
+    assert (
+        refused.value.error.message
+        == "Unknown prompt: connect-sauce. Prompts: connect-source, diagnose-failing-sync."
+    )
