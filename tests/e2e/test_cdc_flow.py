@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Database
-from tests.e2e.test_embedded_flow import call, connect, embedded
+from tests.e2e.test_embedded_flow import call, connect, embedded, set_up_and_sync
 from tests.embedded.cdc_support import cdc_database, slots_of
 from warehouse_mcp.server import build_server
 
@@ -35,17 +35,11 @@ async def rows_of(client: Client, table: str) -> list[list]:
 async def test_setup_with_cdc_streams_every_table_and_deleting_cleans_up(home: Path, db: Database) -> None:
     async with Client(build_server(embedded(home))) as client:
         credential_id = await connect(client, "Postgres", db)
-        created = await call(
-            client,
-            "data-warehouse-source-setup",
-            {"source_type": "Postgres", "payload": {"credential_id": credential_id, "cdc_enabled": True}},
+        created = await set_up_and_sync(
+            client, "Postgres", {"credential_id": credential_id, "cdc_enabled": True}
         )
         source_id = created["id"]
         assert {s["sync_type"] for s in created["schemas"]} == {"cdc"}
-        waited = await call(
-            client, "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}
-        )
-        assert waited["done"], waited
         assert await rows_of(client, "postgres_accounts") == [[i, "free"] for i in range(1, 31)]
 
         db.execute(

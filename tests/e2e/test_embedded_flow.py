@@ -26,6 +26,20 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
     return result.structured_content or {}
 
 
+async def set_up_and_sync(
+    client: Client, source_type: str, payload: dict[str, Any], timeout: int = 60
+) -> dict[str, Any]:
+    """data-warehouse-source-setup with `payload`, then wait until its first syncs ended; the created source."""
+    created = await call(
+        client, "data-warehouse-source-setup", {"source_type": source_type, "payload": payload}
+    )
+    waited = await call(
+        client, "data-warehouse-sync-wait", {"source_id": created["id"], "timeout_seconds": timeout}
+    )
+    assert waited["done"], waited
+    return created
+
+
 def seed_shop(db: Database) -> None:
     if db.kind == "postgres":
         db.execute(
@@ -61,16 +75,7 @@ async def test_connect_setup_sync_and_manage(kind: str, request: pytest.FixtureR
     seed_shop(db)
     async with Client(build_server(embedded(home))) as client:
         credential_id = await connect(client, source_type, db)
-        created = await call(
-            client,
-            "data-warehouse-source-setup",
-            {"source_type": source_type, "payload": {"credential_id": credential_id}},
-        )
-        source_id = created["id"]
-        waited = await call(
-            client, "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 60}
-        )
-        assert waited["done"], waited
+        source_id = (await set_up_and_sync(client, source_type, {"credential_id": credential_id}))["id"]
         source = await call(client, "external-data-sources-retrieve", {"id": source_id})
         by_name = {schema["name"]: schema for schema in source["schemas"]}
         assert set(by_name) == {"customers", "events"}

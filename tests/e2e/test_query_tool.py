@@ -10,7 +10,7 @@ from mcp import Client
 from tests.conftest import Database
 from warehouse_mcp.server import build_server
 
-from .test_embedded_flow import call, connect, embedded, seed_shop
+from .test_embedded_flow import call, connect, embedded, seed_shop, set_up_and_sync
 
 
 @pytest.mark.anyio
@@ -18,15 +18,7 @@ async def test_an_agent_lists_and_queries_what_it_synced(postgres_db: Database, 
     seed_shop(postgres_db)
     async with Client(build_server(embedded(home))) as client:
         credential_id = await connect(client, "Postgres", postgres_db)
-        created = await call(
-            client,
-            "data-warehouse-source-setup",
-            {"source_type": "Postgres", "payload": {"credential_id": credential_id}},
-        )
-        waited = await call(
-            client, "data-warehouse-sync-wait", {"source_id": created["id"], "timeout_seconds": 60}
-        )
-        assert waited["done"], waited
+        created = await set_up_and_sync(client, "Postgres", {"credential_id": credential_id})
 
         listed = await call(client, "data-warehouse-tables-list", {})
         by_name = {table["name"]: table for table in listed["results"]}

@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Bastion, Database
-from tests.e2e.test_embedded_flow import call, embedded, seed_shop
+from tests.e2e.test_embedded_flow import call, embedded, seed_shop, set_up_and_sync
 from warehouse_mcp.harness import complete_connect_page
 from warehouse_mcp.server import build_server
 
@@ -50,16 +50,8 @@ async def test_connect_through_an_ssh_tunnel_setup_and_sync(
         credential_id = complete_connect_page(
             link["connect_url"], {**db.config, **tunnel_fields(bastion, method)}
         )
-        created = await call(
-            client,
-            "data-warehouse-source-setup",
-            {"source_type": source_type, "payload": {"credential_id": credential_id}},
-        )
+        created = await set_up_and_sync(client, source_type, {"credential_id": credential_id}, timeout=90)
         source_id = created["id"]
-        waited = await call(
-            client, "data-warehouse-sync-wait", {"source_id": source_id, "timeout_seconds": 90}
-        )
-        assert waited["done"], waited
         source = await call(client, "external-data-sources-retrieve", {"id": source_id})
         assert source["status"] == "Completed", source
         by_name = {schema["name"]: schema for schema in source["schemas"]}

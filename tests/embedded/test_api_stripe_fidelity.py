@@ -11,27 +11,9 @@ from typing import Any
 import pytest
 
 from tests.embedded.api_support import SCHEMAS, SOURCES, Api, assert_drf
-from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
+from tests.fakes.stripe_server import DEFAULT_KEY, POSTHOG_STRIPE_TABLES, FakeStripe
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 
-POSTHOG_STRIPE_TABLES = [
-    "BalanceTransaction",
-    "Charge",
-    "Coupon",
-    "CreditNote",
-    "Customer",
-    "CustomerBalanceTransaction",
-    "CustomerPaymentMethod",
-    "Discount",
-    "Dispute",
-    "Invoice",
-    "InvoiceItem",
-    "Payout",
-    "Price",
-    "Product",
-    "Refund",
-    "Subscription",
-]
 NESTED_AUTH = {"auth_method": {"selection": "api_key", "stripe_secret_key": DEFAULT_KEY}}
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe
+from tests.fakes.stripe_server import DEFAULT_KEY, POSTHOG_STRIPE_TABLES, FakeStripe
 from warehouse_mcp.embedded.connectors.base import ReadRequest, SourceError, WebhookConnector
 from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, TABLES, StripeConnector, webhook_events
 
@@ -85,25 +85,7 @@ def test_account_header_is_sent_when_an_account_is_given(
 def test_discover_lists_every_table_with_columns_keys_and_cursor(connector: StripeConnector) -> None:
     tables = connector.discover(CONFIG)
     names = [table.name for table in tables]
-    # PostHog's 16 Stripe resources, under PostHog's names (stripe/settings.py ENDPOINTS).
-    assert names == [
-        "BalanceTransaction",
-        "Charge",
-        "Coupon",
-        "CreditNote",
-        "Customer",
-        "CustomerBalanceTransaction",
-        "CustomerPaymentMethod",
-        "Discount",
-        "Dispute",
-        "Invoice",
-        "InvoiceItem",
-        "Payout",
-        "Price",
-        "Product",
-        "Refund",
-        "Subscription",
-    ]
+    assert names == POSTHOG_STRIPE_TABLES
     cursors = {"InvoiceItem": "date", "Discount": None, "CustomerBalanceTransaction": None}
     cursors["CustomerPaymentMethod"] = None
     for table in tables:

@@ -6,7 +6,6 @@ registered an endpoint, delivers signed events over real HTTP to the backend's l
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from tests.embedded.api_support import SCHEMAS, SOURCES, Api
 from tests.fakes.stripe_server import DEFAULT_KEY, FakeStripe, make_event, post_event
+from tests.waiting import wait_until
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors.stripe import API_BASE_ENV, TABLES
 
@@ -97,14 +97,6 @@ def seed(stripe: FakeStripe) -> None:
     stripe.add("payment_intents", amount=1500, status="succeeded")
     for n in range(3):
         stripe.add("balance_transactions", amount=1000 + n, type="charge")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def warehouse_ids(backend: EmbeddedBackend, table: str) -> set[str] | None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pytest
 
 from tests.conftest import Bastion, Database, _my_args, _pg_args
 from tests.embedded.api_support import SCHEMAS, Api
+from tests.waiting import wait_until
 from warehouse_mcp.embedded.backend import EmbeddedBackend
 from warehouse_mcp.embedded.connectors import registry, ssh_tunnel
 from warehouse_mcp.embedded.connectors.base import ReadRequest
@@ -41,16 +40,6 @@ from warehouse_mcp.embedded.sync.warehouse import Warehouse, quote
 from .sync_support import add_schema, add_source, run_sync, schema_row
 
 ROWS = 20_000
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def create_big(db: Database) -> None:

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from tests.conftest import Database
+from tests.waiting import wait_until
 from warehouse_mcp.embedded.store import Store, iso
 from warehouse_mcp.embedded.store.jobs import INTERRUPTED_ERROR
 from warehouse_mcp.embedded.store.vault import Vault
@@ -49,15 +50,6 @@ def source_table(postgres_db: Database) -> Database:
         "INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 10) g",
     )
     return postgres_db
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def completed_jobs(store: Store, schema_id: str) -> int:

@@ -33,6 +33,25 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 DEFAULT_KEY = "rk_test_51FakeKeyForWarehouseMcpTests0123"
+# PostHog's 16 Stripe resources, under PostHog's names (its stripe/settings.py ENDPOINTS), in its order.
+POSTHOG_STRIPE_TABLES = [
+    "BalanceTransaction",
+    "Charge",
+    "Coupon",
+    "CreditNote",
+    "Customer",
+    "CustomerBalanceTransaction",
+    "CustomerPaymentMethod",
+    "Discount",
+    "Dispute",
+    "Invoice",
+    "InvoiceItem",
+    "Payout",
+    "Price",
+    "Product",
+    "Refund",
+    "Subscription",
+]
 
 # table (list endpoint) → (object type, id prefix)
 RESOURCES: dict[str, tuple[str, str]] = {
@@ -197,40 +216,33 @@ class FakeStripe:
 
     def add(self, table: str, **fields: Any) -> dict[str, Any]:
         """Create an object in `table` (id and `created` generated unless given); returns it."""
-        object_type, prefix = RESOURCES[table]
         with self._lock:
-            number = next(self._sequence)
-            obj = {
-                "id": f"{prefix}_{number:06d}{secrets.token_hex(4)}",
-                "object": object_type,
-                "created": 1_700_000_000 + number,
-                "livemode": False,
-                "metadata": {},
-                **fields,
-            }
+            obj = self._new(*RESOURCES[table], fields)
             if table in DATED:
                 obj.setdefault("date", obj["created"])
             self.objects[table][obj["id"]] = obj
-            self._order[obj["id"]] = number
             return dict(obj)
 
     def add_to_customer(self, customer_id: str, table: str, **fields: Any) -> dict[str, Any]:
         """Create an object listed under a customer (`table` of CUSTOMER_RESOURCES); returns it."""
-        object_type, prefix = CUSTOMER_RESOURCES[table]
         with self._lock:
-            number = next(self._sequence)
-            obj = {
-                "id": f"{prefix}_{number:06d}{secrets.token_hex(4)}",
-                "object": object_type,
-                "created": 1_700_000_000 + number,
-                "livemode": False,
-                "customer": customer_id,
-                "metadata": {},
-                **fields,
-            }
+            obj = self._new(*CUSTOMER_RESOURCES[table], {"customer": customer_id, **fields})
             self.customer_objects[table][obj["id"]] = obj
-            self._order[obj["id"]] = number
             return dict(obj)
+
+    def _new(self, object_type: str, prefix: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A new object with the next id and `created` (the caller holds the lock)."""
+        number = next(self._sequence)
+        obj = {
+            "id": f"{prefix}_{number:06d}{secrets.token_hex(4)}",
+            "object": object_type,
+            "created": 1_700_000_000 + number,
+            "livemode": False,
+            "metadata": {},
+            **fields,
+        }
+        self._order[obj["id"]] = number
+        return obj
 
     def update(self, table: str, object_id: str, **fields: Any) -> dict[str, Any]:
         with self._lock:

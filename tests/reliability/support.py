@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,16 +121,6 @@ def stop(process: subprocess.Popen[Any]) -> None:
             process.wait(15)
         except subprocess.TimeoutExpired:
             kill_hard(process)
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float = 60, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:

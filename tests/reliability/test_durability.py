@@ -30,7 +30,8 @@ from cryptography.fernet import Fernet
 from mcp import Client
 
 from tests.conftest import CANARY_PASSWORD, Database
-from tests.reliability.support import kill_hard, server_env, start_http_server, stop, wait_until
+from tests.reliability.support import kill_hard, server_env, start_http_server, stop
+from tests.waiting import wait_until
 from warehouse_mcp.embedded.domain.credentials import take_stored_credential
 from warehouse_mcp.embedded.store import DB_FILE, Store
 from warehouse_mcp.embedded.store.jobs import INTERRUPTED_ERROR
