@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Database
-from tests.e2e.test_embedded_flow import call, connect, embedded, set_up_and_sync
+from tests.e2e.flow_support import call, connect, embedded, set_up_and_sync
 from tests.embedded.cdc_support import cdc_database, slots_of
 from warehouse_mcp.server import build_server
 

@@ -8,9 +8,8 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Database
+from tests.e2e.flow_support import call, connect, embedded, seed_shop, set_up_and_sync
 from warehouse_mcp.server import build_server
-
-from .test_embedded_flow import call, connect, embedded, seed_shop, set_up_and_sync
 
 
 @pytest.mark.anyio

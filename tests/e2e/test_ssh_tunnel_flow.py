@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Bastion, Database
-from tests.e2e.test_embedded_flow import call, embedded, seed_shop, set_up_and_sync
+from tests.e2e.flow_support import call, embedded, seed_shop, set_up_and_sync
 from warehouse_mcp.harness import complete_connect_page
 from warehouse_mcp.server import build_server
 
